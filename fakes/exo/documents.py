@@ -1,0 +1,129 @@
+"""YAML documents checked against pydantic models, with errors that name file, line, key and value.
+
+Tenant files and scenario files both go through ``load_document``: the YAML is parsed once
+into a node tree (for line numbers) and once into plain data (for the model), and every
+validation error is pointed back at the line of the key or value it is about.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, ConfigErrors
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    """``('mailboxes', 1, 'send_as', 0)`` -> ``mailboxes[1].send_as[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[yaml.Node | None, bool]:
+    """The deepest node along ``loc``, and whether the whole path was found."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    node = value
+                    break
+            else:
+                return node, False
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node, False
+            node = node.value[part]
+        else:
+            return node, False
+    return node, True
+
+
+def _key_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the key for a mapping entry, else of the node itself."""
+    if not loc:
+        return None if root is None else root.start_mark.line + 1
+    parent, found = _node_at(root, loc[:-1])
+    if found and isinstance(parent, yaml.MappingNode):
+        for key, _value in parent.value:
+            if key.value == loc[-1]:
+                return key.start_mark.line + 1
+    node, _ = _node_at(root, loc)
+    return None if node is None else node.start_mark.line + 1
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> tuple[Any, bool]:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None, False
+    return data, True
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    msg = str(err.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        raise ConfigError(f"not valid YAML: {exc.problem or exc}", source=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from None
+    return data, node
+
+
+def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> M:
+    """Validate plain data against ``model``; errors point at lines of ``node``'s document."""
+    if data is None:
+        raise ConfigError("the document is empty", source=source, line=1)
+    if not isinstance(data, dict):
+        raise ConfigError("the document must be a mapping of keys", source=source, line=1)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems: list[ConfigError] = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)))
+            value, has_value = _value_at(data, loc)
+            if err.get("type") == "missing":
+                has_value = False
+            problems.append(
+                ConfigError(
+                    _message(dict(err)),
+                    source=source,
+                    line=_key_line(node, loc),
+                    path=format_path(loc),
+                    value=value,
+                    has_value=has_value,
+                )
+            )
+        raise (problems[0] if len(problems) == 1 else ConfigErrors(problems)) from None
+
+
+def load_document(model: type[M], text: str, source: str) -> M:
+    data, node = parse_yaml(text, source)
+    return validate(model, data, node, source)

@@ -1,0 +1,58 @@
+"""The one root of exo-edge's exceptions, and the error for bad configuration files."""
+
+from __future__ import annotations
+
+
+class ExoEdgeError(Exception):
+    """Root of every error exo-edge raises on purpose."""
+
+
+class ConfigError(ExoEdgeError):
+    """A tenant or scenario file that cannot be used, naming where and what.
+
+    ``str(error)`` reads ``file:line: key.path=value: message`` so that an editor can jump to it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "<string>",
+        line: int | None = None,
+        path: str = "",
+        value: object = None,
+        has_value: bool = False,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.path = path
+        self.value = value
+        self.has_value = has_value
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        what = self.path
+        if self.has_value:
+            what = f"{what}={self.value!r}" if what else repr(self.value)
+        return f"{where}: {what}: {self.message}" if what else f"{where}: {self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found in one file; each is a ``ConfigError``."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(
+            first.message,
+            source=first.source,
+            line=first.line,
+            path=first.path,
+            value=first.value,
+            has_value=first.has_value,
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(e) for e in self.errors)

@@ -1,0 +1,104 @@
+"""Exchange Online's sending limits for one tenant, over a clock the caller passes in.
+
+- messages per minute (30): the excess is accepted and its delivery carried over to the
+  following minutes (SUB: "carried over to the following minutes");
+- recipients per rolling 24 hours (10,000): beyond it, 554 5.2.0;
+- concurrent submitting connections per mailbox (3): the fourth gets 432 4.3.2.
+
+State can be seeded ("this mailbox already sent 9,998 recipients today"), so nothing waits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+from .tenant import Limits
+
+DAY = 24 * 3600.0
+MINUTE = 60.0
+
+
+@dataclass
+class _MailboxUse:
+    recipients: deque[tuple[float, int]] = field(default_factory=deque)
+    # minute index -> messages scheduled for delivery in that minute
+    scheduled: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    sessions: list[str] = field(default_factory=list)
+
+
+class QuotaLedger:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._use: dict[str, _MailboxUse] = defaultdict(_MailboxUse)
+
+    # -- concurrency ------------------------------------------------------------------------
+
+    def open_session(self, mailbox: str, session: str) -> None:
+        sessions = self._use[mailbox.lower()].sessions
+        if session not in sessions:
+            sessions.append(session)
+
+    def close_session(self, session: str) -> None:
+        for use in self._use.values():
+            if session in use.sessions:
+                use.sessions.remove(session)
+
+    def concurrent(self, mailbox: str) -> int:
+        return len(self._use[mailbox.lower()].sessions)
+
+    def over_concurrency(self, mailbox: str, session: str) -> bool:
+        """True for a session beyond the first N of this mailbox still connected."""
+        sessions = self._use[mailbox.lower()].sessions
+        if session not in sessions:
+            return False
+        return sessions.index(session) >= self.limits.concurrent_connections_per_mailbox
+
+    # -- recipients per day -----------------------------------------------------------------
+
+    def recipients_today(self, mailbox: str, now: float) -> int:
+        window = self._use[mailbox.lower()].recipients
+        while window and window[0][0] <= now - DAY:
+            window.popleft()
+        return sum(n for _, n in window)
+
+    def would_exceed_daily(self, mailbox: str, recipients: int, now: float) -> bool:
+        return self.recipients_today(mailbox, now) + recipients > self.limits.recipients_per_day
+
+    # -- messages per minute ----------------------------------------------------------------
+
+    def record_submission(self, mailbox: str, recipients: int, now: float) -> float:
+        """Count an accepted message; returns when it may be delivered (``now`` unless throttled)."""
+        use = self._use[mailbox.lower()]
+        use.recipients.append((now, recipients))
+        minute = int(now // MINUTE)
+        for old in [m for m in use.scheduled if m < minute - 1]:
+            del use.scheduled[old]
+        while use.scheduled[minute] >= self.limits.messages_per_minute:
+            minute += 1
+        use.scheduled[minute] += 1
+        return max(now, minute * MINUTE)
+
+    # -- seeding ------------------------------------------------------------------------------
+
+    def seed(
+        self,
+        mailbox: str,
+        *,
+        now: float,
+        recipients_today: int = 0,
+        messages_this_minute: int = 0,
+    ) -> None:
+        if recipients_today < 0 or messages_this_minute < 0:
+            raise ValueError("quota seeds must be >= 0")
+        use = self._use[mailbox.lower()]
+        if recipients_today:
+            use.recipients.append((now, recipients_today))
+        if messages_this_minute:
+            use.scheduled[int(now // MINUTE)] += messages_this_minute
+
+    def reset(self) -> None:
+        sessions = {box: use.sessions for box, use in self._use.items()}
+        self._use = defaultdict(_MailboxUse)
+        for box, live in sessions.items():
+            self._use[box].sessions = live

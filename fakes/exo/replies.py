@@ -1,0 +1,242 @@
+"""Every reply the simulated edge can give, as Exchange Online gives it, with where it was seen.
+
+One table, no reply text anywhere else. ``Reply.render(context)`` produces the wire line;
+replies marked ``suffix`` end with Exchange Online's `` [HOST timestamp id]`` diagnostic
+suffix. The ``source`` keys and confidence marks are those of EXO-REFERENCE.md:
+C = Microsoft documentation, O = observed in real transcripts, S = third-party article.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a rendered reply needs from the session: who speaks, when, under which id."""
+
+    host: str  # the server's name in the suffix, e.g. MN2PR05CA0004.namprd05.prod.outlook.com
+    now: float  # UNIX time
+    session_id: str  # 16 hex digits, the same for the whole connection
+
+    @property
+    def timestamp(self) -> str:
+        moment = datetime.fromtimestamp(self.now, UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    @property
+    def suffix(self) -> str:
+        return f"[{self.host} {self.timestamp} {self.session_id}]"
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    enhanced: str | None
+    text: str
+    source: str
+    confirmed: str
+    suffix: bool = False
+    note: str = field(default="", compare=False)
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.code >= 500
+
+    def render(self, ctx: ReplyContext | None = None, **fields: str) -> str:
+        text = self.text.format(**fields) if fields else self.text
+        parts = [str(self.code)]
+        if self.enhanced:
+            parts.append(self.enhanced)
+        parts.append(text)
+        if self.suffix and ctx is not None:
+            parts.append(ctx.suffix)
+        return " ".join(parts)
+
+
+def banner(host: str, now: float, session_id: str | None) -> str:
+    """``220 HOST Microsoft ESMTP MAIL Service ready at <RFC 5322 date> [<16 hex>]``.
+
+    [O] gh:simonrob/email-oauth2-proxy#95 (2022); the trailing hex id seen in 2025 (fs:51970297327).
+    The MX banner (gh, 2022) carries no id, so the MX passes ``session_id=None``.
+    """
+    date = datetime.fromtimestamp(now, UTC).strftime("%a, %-d %b %Y %H:%M:%S +0000")
+    tail = f" [{session_id}]" if session_id else ""
+    return f"220 {host} Microsoft ESMTP MAIL Service ready at {date}{tail}"
+
+
+# EHLO keywords, in the order seen on the wire.
+# smtp.office365.com [O] gh:datawookie/emayili#147; fs:51970297327 (AUTH after TLS, in place of STARTTLS).
+SUBMISSION_EXTENSIONS_PLAIN = (
+    "SIZE 157286400", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS",
+    "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8",
+)
+SUBMISSION_EXTENSIONS_TLS = (
+    "SIZE 157286400", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "AUTH LOGIN XOAUTH2",
+    "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8",
+)
+# The MX [O] fs:19373982211 lists the set with its order lost; the order here is the one seen on
+# the Outlook.com MX in 2025 (fs:45373638250), with the tenant MX's SIZE 157286400. No AUTH on the MX.
+MX_EXTENSIONS_PLAIN = (
+    "SIZE 157286400", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS",
+    "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8",
+)
+MX_EXTENSIONS_TLS = tuple(e for e in MX_EXTENSIONS_PLAIN if e != "STARTTLS")
+
+
+def ehlo_lines(host: str, client_ip: str, extensions: tuple[str, ...]) -> list[str]:
+    """``250-HOST Hello [client-ip]`` then one line per extension, the last with a space."""
+    lines = [f"{host} Hello [{client_ip}]", *extensions]
+    return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+
+
+def helo_line(host: str, client_ip: str) -> str:
+    return f"250 {host} Hello [{client_ip}]"
+
+
+# --- the catalog ------------------------------------------------------------------------------
+
+STARTTLS_READY = Reply(220, "2.0.0", "SMTP server ready", "fs:51970297327", "O")
+CLOSING = Reply(221, "2.0.0", "Service closing transmission channel", "RFC 5321 4.2.3", "UNCONFIRMED",
+                note="Exchange's QUIT text; not quoted in the reference")
+OK = Reply(250, "2.0.0", "OK", "RFC 5321", "UNCONFIRMED", note="NOOP/RSET text, not quoted in the reference")
+RESET = Reply(250, "2.0.0", "Resetting", "Exchange RSET", "UNCONFIRMED", note="Exchange's RSET text")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK", "fs:51970297327", "O")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK", "fs:51970297327", "O")
+START_MAIL_INPUT = Reply(354, None, "Start mail input; end with <CRLF>.<CRLF>", "fs:51970297327", "O")
+# [O] gh:haraka/Haraka#1965 (the MX, 2017); the text at smtp.office365.com is UNCONFIRMED and
+# follows the MX's.
+QUEUED = Reply(
+    250, "2.6.0",
+    "<{message_id}> [InternalId={internal_id}, Hostname={hostname}] {size} bytes in {seconds}, "
+    "{rate} KB/sec Queued mail for delivery",
+    "gh:haraka/Haraka#1965", "O",
+)
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful", "OAUTH", "C")
+# AUTH LOGIN prompts: base64 of "Username:" and "Password:", as every LOGIN server.
+LOGIN_USERNAME = Reply(334, None, "VXNlcm5hbWU6", "RFC 4616 / draft-murchison-sasl-login", "C")
+LOGIN_PASSWORD = Reply(334, None, "UGFzc3dvcmQ6", "RFC 4616 / draft-murchison-sasl-login", "C")
+XOAUTH2_CONTINUE = Reply(334, None, "", "OAUTH (two-step sample)", "C")
+
+# AUTH failures
+AUTH_BAD_TOKEN = Reply(535, "5.7.3", "Authentication unsuccessful", "FIX; OAUTH; gh:jstedfast/MailKit#700",
+                       "C+O", suffix=True)
+AUTH_BAD_CREDENTIALS = Reply(
+    535, "5.7.139", "Authentication unsuccessful, the user credentials were incorrect.",
+    "gh:codassassin/email-bomber-v2.0#1", "O", suffix=True,
+)
+AUTH_DISABLED_TENANT = Reply(
+    535, "5.7.139",
+    "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. "
+    "Visit https://aka.ms/smtp_auth_disabled for more information.",
+    "gh:simonrob/email-oauth2-proxy#193; gh:nodemailer/nodemailer#1484", "O", suffix=True,
+)
+AUTH_DISABLED_MAILBOX = Reply(
+    535, "5.7.139",
+    "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. "
+    "Visit https://aka.ms/smtp_auth_disabled for more information.",
+    "fs:59175296410", "O (weak)", suffix=True,
+)
+# Used for basic_auth: disabled-by-default (end of December 2026); the reply under that policy is
+# UNCONFIRMED, so the text seen in the field for blocked basic auth stands in for it.
+BASIC_AUTH_DISABLED = Reply(
+    535, "5.7.139", "Authentication unsuccessful, basic authentication is disabled.",
+    "gh:rpremraj/mailR#107; gh:nodemailer/nodemailer#1714", "O", suffix=True,
+)
+BASIC_AUTH_REMOVED = Reply(550, "5.7.30", "Basic authentication is not supported for Client Submission.",
+                           "BA1", "C (announced)")
+UNRECOGNIZED_AUTH = Reply(504, "5.7.4", "Unrecognized authentication type",
+                          "gh:mattermost/mattermost#954; gh:maxisam/mgob#52", "O", suffix=True)
+# [O partial] seen at the HVE endpoint; the rest of its text is UNCONFIRMED.
+XOAUTH2_MALFORMED = Reply(501, "5.5.124", "Invalid XOAUTH2 auth data", "gh:tarickb/sasl-xoauth2#110",
+                          "O (partial)", suffix=True)
+# Exchange's answer to bad base64 in a LOGIN exchange is UNCONFIRMED; the closest confirmed
+# reply for a failed AUTH exchange is the 5.7.3 one.
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication canceled", "RFC 4954 4", "UNCONFIRMED")
+ALREADY_AUTHENTICATED = Reply(503, "5.5.2", "Already authenticated", "RFC 4954 4", "UNCONFIRMED")
+
+# MAIL FROM
+NOT_AUTHENTICATED = Reply(530, "5.7.57", "Client not authenticated to send mail",
+                          "gh:simonrob/email-oauth2-proxy#295; gh:NamelessMC/Nameless#1881", "O",
+                          suffix=True)
+# Stage UNCONFIRMED in the reference; given at MAIL FROM, where a client first tries to send.
+STARTTLS_REQUIRED = Reply(451, "5.7.3", "STARTTLS is required to send mail",
+                          "gh:apache/hertzbeat#2365; gh:ictinnovations/ictfax#76", "O", suffix=True)
+LEGACY_TLS = Reply(
+    421, "4.7.66",
+    "TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2. "
+    "Visit https://aka.ms/smtp_auth_tls.",
+    "gh:zehm/sendEmail#1", "O", suffix=True,
+)
+# Sequence errors: Exchange's exact texts are UNCONFIRMED; RFC 5321 codes with Exchange's
+# enhanced-code style.
+NEED_HELO = Reply(503, "5.5.2", "Send hello first", "Exchange", "UNCONFIRMED", suffix=True)
+NEED_MAIL = Reply(503, "5.5.2", "Need mail command", "Exchange", "UNCONFIRMED", suffix=True)
+NEED_RCPT = Reply(503, "5.5.2", "Need rcpt command", "Exchange", "UNCONFIRMED", suffix=True)
+NESTED_MAIL = Reply(503, "5.5.2", "Sender already specified", "Exchange", "UNCONFIRMED", suffix=True)
+TLS_ALREADY = Reply(503, "5.5.2", "Only one STARTTLS command can be issued per session",
+                    "Exchange", "UNCONFIRMED", suffix=True)
+BAD_ADDRESS = Reply(501, "5.1.7", "Invalid address", "Exchange", "UNCONFIRMED", suffix=True)
+SYNTAX_ERROR = Reply(501, "5.5.4", "Invalid arguments", "Exchange", "UNCONFIRMED", suffix=True)
+UNRECOGNIZED_COMMAND = Reply(500, "5.3.3", "Unrecognized command '{command}'",
+                             "gh:simonrob/email-oauth2-proxy#232", "O", suffix=True)
+
+# End of DATA
+SEND_AS_DENIED = Reply(550, "5.7.60", "SMTP; Client does not have permissions to send as this sender",
+                       "FIX; gh:PHPMailer/PHPMailer#1231", "C+O", suffix=True)
+THREAD_LIMIT = Reply(432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded",
+                     "SUB; gh:timeoff-management/timeoff-management-application#308", "C+O",
+                     suffix=True)
+DAILY_QUOTA = Reply(554, "5.2.0", "STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+                    "SUB", "C", suffix=True)
+# Code and text UNCONFIRMED at Exchange Online; Exchange's wording with 552 5.3.4.
+MESSAGE_TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size",
+                          "gh:pankleks/pm2-health#52", "UNCONFIRMED", suffix=True)
+HEADERS_TOO_LARGE = Reply(552, "5.3.4", "Header size exceeds fixed maximum size",
+                          "gh:jstedfast/MailKit#904", "O", suffix=True)
+# Exchange's recipient-limit reply; text UNCONFIRMED at Exchange Online.
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients", "RFC 5321 4.5.3.1.10; Exchange",
+                            "UNCONFIRMED", suffix=True)
+BARE_LF = Reply(
+    550, "5.6.11",
+    "SMTPSEND.BareLinefeedsAreIllegal; message contains bare linefeeds, which cannot be sent via "
+    "DATA and receiving system does not support BDAT",
+    "gh:haraka/Haraka#2859", "O (text partly UNCONFIRMED)", suffix=True,
+)
+MISSING_FROM_HEADER = Reply(550, "5.7.512", "Access denied, message must be RFC 5322 section 3.6.2 compliant",
+                            "NDR", "C", suffix=True)
+# What an adapter answers when the edge itself failed: never aiosmtpd's "500 Error: (Type)".
+HARNESS_FAULT = Reply(451, "4.3.0", "Mail server temporarily rejected message.", "Exchange", "UNCONFIRMED",
+                      suffix=True, note="the edge failed, not the sender")
+
+# MX (direct send and connector relay)
+RELAY_DENIED_CONNECTOR = Reply(550, "5.7.64", "TenantAttribution; Relay Access Denied",
+                               "relay-access-denied-smtp.md; gh:ictinnovations/ictfax#76", "C+O",
+                               suffix=True)
+DIRECT_SEND_REJECTED = Reply(
+    550, "5.7.68",
+    "TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources",
+    "RDS; maester.dev/docs/tests/MT.1062", "C", suffix=True,
+)
+RELAY_NOT_ALLOWED = Reply(550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain",
+                          "EXO-REFERENCE added rows", "O", suffix=True)
+RECIPIENT_REJECTED = Reply(550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)",
+                           "NDR; gh:zone-eu/zone-mta#214", "C+O", suffix=True)
+CONNECTOR_REQUIRES_TLS = Reply(
+    451, "5.7.3", "STARTTLS is required to send mail", "gh:apache/hertzbeat#2365", "O", suffix=True,
+    note="a connector with require_tls and a plaintext session; the text of the submission endpoint",
+)
+
+# Non-delivery reports (statuses inside an NDR, not SMTP replies on the wire)
+NDR_RECIPIENT_NOT_FOUND = Reply(550, "5.1.10",
+                                "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+                                "NDR; fs:40138770286", "C+O")

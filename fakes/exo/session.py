@@ -1,0 +1,645 @@
+"""One SMTP connection at the edge, as a state machine: an event goes in, a ``Decision`` comes out.
+
+The adapter (``fakes.smtp``) only moves bytes: it turns each command into an event, writes the
+decision's lines, upgrades to TLS when told, stores an accepted message before it writes the
+250, and closes when told. Everything Exchange Online would decide is decided here, for the
+submission endpoint (smtp.office365.com, and smtp-legacy) and for the tenant MX.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import replies as R
+from . import rules
+from .message import has_bare_lf, new_message_id, non_delivery_report, prepend_headers, read_headers
+from .quota import QuotaLedger
+from .replies import Reply, ReplyContext
+from .tenant import Mailbox, Tenant
+from .tokens import TokenAuthority, TokenCheck, parse_xoauth2
+
+Endpoint = Literal["submission", "legacy", "mx"]
+LEGACY_TLS_VERSIONS = frozenset({"TLSv1", "TLSv1.1"})
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    verb: Literal["EHLO", "HELO"]
+    name: str
+
+
+@dataclass(frozen=True)
+class StartTls:
+    pass
+
+
+@dataclass(frozen=True)
+class TlsEstablished:
+    version: str  # as ssl reports it: "TLSv1.2"
+    cipher: str = ""
+    certificate_names: tuple[str, ...] = ()  # client certificate CN and SANs, when one was sent
+
+
+@dataclass(frozen=True)
+class Auth:
+    mechanism: str
+    initial: str | None = None  # the initial response, base64 as sent
+
+
+@dataclass(frozen=True)
+class AuthLine:
+    line: str  # a client's answer to a 334, base64 as sent
+
+
+@dataclass(frozen=True)
+class MailFrom:
+    address: str
+    params: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class RcptTo:
+    address: str
+    params: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class Data:
+    pass
+
+
+@dataclass(frozen=True)
+class MessageBody:
+    content: bytes  # dot-unstuffed, line endings as sent
+
+
+@dataclass(frozen=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True)
+class Noop:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class Unknown:
+    verb: str
+
+
+@dataclass(frozen=True)
+class Closed:
+    pass
+
+
+Event = (Hello | StartTls | TlsEstablished | Auth | AuthLine | MailFrom | RcptTo | Data
+         | MessageBody | Reset | Noop | Quit | Unknown | Closed)
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One copy of an accepted message: into a mailbox's folder, or out to the internet."""
+
+    folder: rules.Folder
+    mailbox: str | None  # None for Outbound
+    recipient: str
+    deliver_after: float
+    content: bytes | None = None  # a different body (an NDR); None means the message itself
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    message_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    content: bytes
+    deliveries: tuple[Delivery, ...]
+    delayed: bool
+    spf: str | None = None
+
+
+class Outcome(enum.StrEnum):
+    ACCEPT = "accept"
+    CHALLENGE = "challenge"
+    DEFER = "defer"
+    REJECT = "reject"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Decision:
+    lines: tuple[str, ...]
+    reply: Reply | None = None
+    close: bool = False
+    start_tls: bool = False
+    accepted: Acceptance | None = None
+    # what the record should say beyond the reply: auth outcome, attribution, SPF
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def code(self) -> int | None:
+        return int(self.lines[-1][:3]) if self.lines else None
+
+    @property
+    def outcome(self) -> Outcome:
+        code = self.code
+        if code is None:
+            return Outcome.NONE
+        if code in (334, 354):
+            return Outcome.CHALLENGE
+        if code < 400:
+            return Outcome.ACCEPT
+        return Outcome.DEFER if code < 500 else Outcome.REJECT
+
+
+SILENT = Decision(())
+
+
+@dataclass
+class Fault:
+    """A reply injected at a stage (banner, ehlo, starttls, auth, mail, rcpt, data, message)."""
+
+    stage: str
+    reply: Reply
+    remaining: int | None = 1  # None: always
+    close: bool = False
+
+
+@dataclass
+class EdgeState:
+    """What every session of one edge shares: the tenant, the ledger, the clock, the names."""
+
+    tenant: Tenant
+    ledger: QuotaLedger
+    clock: Callable[[], float]
+    new_id: Callable[[], str]  # 16 upper-case hex digits
+    tokens: TokenAuthority | None = None
+    machine: str = "AM3PR05CA0094"
+    region: str = "eurprd05"
+    mx_machine: str = "AM5EUR02FT017"
+    spf: Callable[[str, str], str] = lambda ip, domain: "none"
+    faults: list[Fault] = field(default_factory=list)
+
+    @property
+    def submission_host(self) -> str:
+        return f"{self.machine}.outlook.office365.com"
+
+    @property
+    def suffix_host(self) -> str:
+        return f"{self.machine}.{self.region}.prod.outlook.com"
+
+    @property
+    def mx_server_host(self) -> str:
+        return f"{self.mx_machine}.mail.protection.outlook.com"
+
+    def take_fault(self, stage: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.stage == stage and (fault.remaining is None or fault.remaining > 0):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+class Phase(enum.Enum):
+    CONNECTED = "connected"  # banner sent, no EHLO yet
+    READY = "ready"  # greeted, no transaction
+    AUTH_LOGIN_USER = "auth-login-user"
+    AUTH_LOGIN_PASSWORD = "auth-login-password"
+    AUTH_XOAUTH2 = "auth-xoauth2"
+    MAIL = "mail"  # MAIL accepted
+    RCPT = "rcpt"  # at least one RCPT accepted
+    DATA = "data"  # 354 sent, waiting for the body
+    CLOSED = "closed"
+
+
+# Which phases accept which event; anything else is a sequence error with this reply.
+SEQUENCE: dict[type, tuple[frozenset[Phase], Reply]] = {
+    MailFrom: (frozenset({Phase.READY}), R.NESTED_MAIL),
+    RcptTo: (frozenset({Phase.MAIL, Phase.RCPT}), R.NEED_MAIL),
+    Data: (frozenset({Phase.RCPT}), R.NEED_RCPT),
+    MessageBody: (frozenset({Phase.DATA}), R.NEED_RCPT),
+    Auth: (frozenset({Phase.READY}), R.NEED_HELO),
+    StartTls: (frozenset({Phase.READY, Phase.CONNECTED}), R.NEED_HELO),
+}
+AUTH_PHASES = frozenset({Phase.AUTH_LOGIN_USER, Phase.AUTH_LOGIN_PASSWORD, Phase.AUTH_XOAUTH2})
+
+
+class Session:
+    """The edge's side of one connection."""
+
+    def __init__(self, state: EdgeState, endpoint: Endpoint, peer_ip: str, session_id: str | None = None):
+        self.state = state
+        self.endpoint = endpoint
+        self.peer_ip = peer_ip
+        self.id = session_id or state.new_id()
+        self.phase = Phase.CONNECTED
+        self.tls_version: str | None = None
+        self.certificate_names: tuple[str, ...] = ()
+        self.user: Mailbox | None = None
+        self.auth_mechanism: str | None = None
+        self._login_user = ""
+        self._legacy_refused = False
+        self.mail_from: str | None = None
+        self.mail_params: dict[str, str | None] = {}
+        self.recipients: list[str] = []
+        self.attribution = rules.attribute(state.tenant, peer_ip, None, None)
+
+    # -- naming -----------------------------------------------------------------------------
+
+    @property
+    def is_mx(self) -> bool:
+        return self.endpoint == "mx"
+
+    @property
+    def host(self) -> str:
+        return self.state.mx_server_host if self.is_mx else self.state.submission_host
+
+    def context(self) -> ReplyContext:
+        host = self.state.mx_server_host if self.is_mx else self.state.suffix_host
+        return ReplyContext(host=host, now=self.state.clock(), session_id=self.id)
+
+    def greeting(self) -> Decision:
+        fault = self.state.take_fault("banner")
+        if fault:
+            return self._say(fault.reply, close=True)
+        return Decision((R.banner(self.host, self.state.clock(), None if self.is_mx else self.id),))
+
+    def _say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
+        notes = fields.pop("notes", {})
+        text = reply.render(self.context(), **fields)
+        return Decision((text,), reply=reply, close=close, notes=notes)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> Decision:
+        if isinstance(event, Closed):
+            return self._closed()
+        if self.phase is Phase.CLOSED:
+            return SILENT
+        if isinstance(event, TlsEstablished):
+            return self._tls_established(event)
+        if self._legacy_refused and not isinstance(event, Quit):
+            self.phase = Phase.CLOSED
+            return self._say(R.LEGACY_TLS, close=True)
+        if self.phase in AUTH_PHASES:
+            if isinstance(event, AuthLine):
+                return self._auth_line(event.line)
+            return self._say(R.SYNTAX_ERROR)
+        if isinstance(event, AuthLine):
+            return self._say(R.UNRECOGNIZED_COMMAND, command=event.line[:32])
+        rule = SEQUENCE.get(type(event))
+        if rule and self.phase not in rule[0]:
+            if self.phase is Phase.CONNECTED and not isinstance(event, StartTls):
+                return self._say(R.NEED_HELO)
+            if isinstance(event, Auth) and self.user is not None:
+                return self._say(R.ALREADY_AUTHENTICATED)
+            return self._say(rule[1])
+        handler = getattr(self, "_on_" + type(event).__name__)
+        decision: Decision = handler(event)
+        return decision
+
+    # -- greeting and TLS -----------------------------------------------------------------------
+
+    def _on_Hello(self, event: Hello) -> Decision:
+        fault = self.state.take_fault("ehlo")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        self._reset_transaction()
+        self.phase = Phase.READY
+        if event.verb == "HELO":
+            return Decision((R.helo_line(self.host, self.peer_ip),))
+        if self.is_mx:
+            extensions = R.MX_EXTENSIONS_TLS if self.tls_version else R.MX_EXTENSIONS_PLAIN
+        else:
+            extensions = R.SUBMISSION_EXTENSIONS_TLS if self.tls_version else R.SUBMISSION_EXTENSIONS_PLAIN
+        return Decision(tuple(R.ehlo_lines(self.host, self.peer_ip, extensions)))
+
+    def _on_StartTls(self, event: StartTls) -> Decision:
+        if self.tls_version:
+            return self._say(R.TLS_ALREADY)
+        if self.phase is Phase.CONNECTED:
+            return self._say(R.NEED_HELO)
+        fault = self.state.take_fault("starttls")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        decision = self._say(R.STARTTLS_READY)
+        return Decision(decision.lines, reply=R.STARTTLS_READY, start_tls=True)
+
+    def _tls_established(self, event: TlsEstablished) -> Decision:
+        self.tls_version = event.version
+        self.certificate_names = event.certificate_names
+        self.phase = Phase.CONNECTED  # RFC 3207: the client must say EHLO again
+        self._reset_transaction()
+        notes: dict[str, Any] = {}
+        if self.is_mx:
+            self.attribution = rules.attribute(
+                self.state.tenant, self.peer_ip, event.certificate_names or None, event.version
+            )
+            notes["attribution"] = self._attribution_note()
+        elif event.version in LEGACY_TLS_VERSIONS and not (
+            self.endpoint == "legacy" and self.state.tenant.org.allow_legacy_tls_clients
+        ):
+            # The handshake completes, as the real one does; the next command gets 4.7.66.
+            self._legacy_refused = True
+            notes["legacy_tls"] = event.version
+        return Decision((), notes=notes)
+
+    def _attribution_note(self) -> dict[str, Any]:
+        connector = self.attribution.connector
+        return {"connector": connector.name if connector else None, "reason": self.attribution.reason}
+
+    # -- authentication -------------------------------------------------------------------------
+
+    def _on_Auth(self, event: Auth) -> Decision:
+        mechanism = event.mechanism.upper()
+        if self.is_mx or not self.tls_version or mechanism not in ("LOGIN", "XOAUTH2"):
+            # AUTH is advertised only after STARTTLS, and only LOGIN and XOAUTH2.
+            return self._say(R.UNRECOGNIZED_AUTH, notes=self._auth_note(mechanism, "", "unsupported"))
+        if self.user is not None:
+            return self._say(R.ALREADY_AUTHENTICATED)
+        fault = self.state.take_fault("auth")
+        if fault:
+            return self._say(fault.reply, close=fault.close,
+                             notes=self._auth_note(mechanism, "", "injected"))
+        self.auth_mechanism = mechanism
+        if mechanism == "LOGIN":
+            if event.initial:
+                self.phase = Phase.AUTH_LOGIN_USER
+                return self._auth_line(event.initial)
+            self.phase = Phase.AUTH_LOGIN_USER
+            return Decision((R.LOGIN_USERNAME.render(),), reply=R.LOGIN_USERNAME)
+        if event.initial:
+            self.phase = Phase.AUTH_XOAUTH2
+            return self._auth_line(event.initial)
+        self.phase = Phase.AUTH_XOAUTH2
+        return Decision((R.XOAUTH2_CONTINUE.render(),), reply=R.XOAUTH2_CONTINUE)
+
+    def _auth_note(self, mechanism: str, user: str, outcome: str, reason: str = "") -> dict[str, Any]:
+        return {"auth": {"mechanism": mechanism, "user": user, "outcome": outcome, "reason": reason}}
+
+    def _auth_line(self, line: str) -> Decision:
+        mechanism = self.auth_mechanism or ""
+        if line.strip() == "*":
+            self.phase = Phase.READY
+            return self._say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "cancelled"))
+        try:
+            decoded = base64.b64decode(line.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            self.phase = Phase.READY
+            if mechanism == "XOAUTH2":
+                return self._say(R.XOAUTH2_MALFORMED,
+                                 notes=self._auth_note(mechanism, "", "failure", "not base64"))
+            return self._say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "failure", "not base64"))
+        if self.phase is Phase.AUTH_LOGIN_USER:
+            self._login_user = decoded
+            self.phase = Phase.AUTH_LOGIN_PASSWORD
+            return Decision((R.LOGIN_PASSWORD.render(),), reply=R.LOGIN_PASSWORD)
+        self.phase = Phase.READY
+        if mechanism == "LOGIN":
+            return self._finish_login(self._login_user, decoded)
+        return self._finish_xoauth2(decoded)
+
+    def _finish_login(self, user: str, password: str) -> Decision:
+        tenant = self.state.tenant
+        box = tenant.mailbox(user)
+        refusal = rules.basic_auth_refusal(tenant, box, password)
+        if refusal:
+            return self._say(refusal, notes=self._auth_note("LOGIN", user, "failure", refusal.text))
+        assert box is not None
+        return self._authenticated(box, "LOGIN", "password")
+
+    def _finish_xoauth2(self, decoded: str) -> Decision:
+        parsed = parse_xoauth2(decoded)
+        if parsed is None:
+            return self._say(R.XOAUTH2_MALFORMED,
+                             notes=self._auth_note("XOAUTH2", "", "failure", "malformed XOAUTH2 data"))
+        user, token = parsed
+        tenant = self.state.tenant
+        box = tenant.mailbox(user)
+        authority = self.state.tokens
+        if authority is None:
+            return self._say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure",
+                                                                    "the edge has no token issuer"))
+        check = authority.check(token, user=user, now=self.state.clock())
+        if check.ok and box is None:
+            check = TokenCheck(False, f"{user} is not a mailbox of the tenant")
+        elif check.ok and box is not None and check.kind == "app" and check.app_id not in box.apps:
+            check = TokenCheck(False, f"app {check.app_id} has no FullAccess to {user}")
+        reason = check.reason
+        if not check.ok:
+            return self._say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure", reason))
+        assert box is not None
+        refusal = rules.smtp_auth_refusal(tenant, box)
+        if refusal:
+            return self._say(refusal, notes=self._auth_note("XOAUTH2", user, "failure", refusal.text))
+        return self._authenticated(box, "XOAUTH2", check.reason)
+
+    def _authenticated(self, box: Mailbox, mechanism: str, how: str) -> Decision:
+        self.user = box
+        self.state.ledger.open_session(box.address, self.id)
+        decision = self._say(R.AUTH_OK, notes=self._auth_note(mechanism, box.address, "success", how))
+        return decision
+
+    # -- the transaction ------------------------------------------------------------------------
+
+    def _on_MailFrom(self, event: MailFrom) -> Decision:
+        address = event.address.strip()
+        if address and not _ADDRESS.match(address):
+            return self._say(R.BAD_ADDRESS)
+        params = {k.upper(): v for k, v in event.params}
+        if not self.is_mx:
+            if not self.tls_version:
+                return self._say(R.STARTTLS_REQUIRED)
+            if self.user is None:
+                return self._say(R.NOT_AUTHENTICATED)
+        elif self.attribution.connector and self.attribution.connector.require_tls and not self.tls_version:
+            return self._say(R.CONNECTOR_REQUIRES_TLS)
+        size = params.get("SIZE")
+        if size is not None:
+            if not size.isdigit():
+                return self._say(R.SYNTAX_ERROR)
+            if int(size) > self.state.tenant.limits.max_message_size:
+                return self._say(R.MESSAGE_TOO_LARGE)
+        fault = self.state.take_fault("mail")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        self.mail_from = address.lower()
+        self.mail_params = params
+        self.phase = Phase.MAIL
+        return self._say(R.SENDER_OK)
+
+    def _on_RcptTo(self, event: RcptTo) -> Decision:
+        address = event.address.strip().lower()
+        if not _ADDRESS.match(address):
+            return self._say(R.BAD_ADDRESS)
+        if len(self.recipients) >= self.state.tenant.limits.max_recipients_per_message:
+            return self._say(R.TOO_MANY_RECIPIENTS)
+        if self.is_mx:
+            refusal = rules.mx_recipient_refusal(
+                self.state.tenant, self.attribution, self.mail_from or "", address,
+                bool(self.certificate_names),
+            )
+            if refusal:
+                return self._say(refusal, notes={"attribution": self._attribution_note()})
+        fault = self.state.take_fault("rcpt")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        self.recipients.append(address)
+        self.phase = Phase.RCPT
+        return self._say(R.RECIPIENT_OK)
+
+    def _on_Data(self, event: Data) -> Decision:
+        fault = self.state.take_fault("data")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        self.phase = Phase.DATA
+        return Decision((R.START_MAIL_INPUT.render(),), reply=R.START_MAIL_INPUT)
+
+    def _on_MessageBody(self, event: MessageBody) -> Decision:
+        decision = self._judge_message(event.content)
+        self._reset_transaction()
+        self.phase = Phase.READY
+        return decision
+
+    def _judge_message(self, content: bytes) -> Decision:
+        limits = self.state.tenant.limits
+        if has_bare_lf(content):
+            return self._say(R.BARE_LF)
+        if len(content) > limits.max_message_size:
+            return self._say(R.MESSAGE_TOO_LARGE)
+        fault = self.state.take_fault("message")
+        if fault:
+            return self._say(fault.reply, close=fault.close)
+        headers = read_headers(content)
+        if self.is_mx:
+            return self._accept_at_mx(content, headers)
+        return self._accept_submission(content, headers)
+
+    def _accept_submission(self, content: bytes, headers: Any) -> Decision:
+        box = self.user
+        assert box is not None and self.mail_from is not None
+        tenant, ledger, now = self.state.tenant, self.state.ledger, self.state.clock()
+        refusal = rules.send_as_refusal(tenant, box, {self.mail_from, *headers.from_addresses})
+        if refusal:
+            return self._say(refusal)
+        if ledger.over_concurrency(box.address, self.id):
+            return self._say(R.THREAD_LIMIT)
+        if ledger.would_exceed_daily(box.address, len(self.recipients), now):
+            return self._say(R.DAILY_QUOTA)
+        deliver_after = ledger.record_submission(box.address, len(self.recipients), now)
+        content, message_id = self._stamp(content, headers, [])
+        deliveries = [Delivery("Sent Items", box.address, box.address, now)]
+        for rcpt in self.recipients:
+            kind = rules.classify_recipient(tenant, rcpt)
+            if kind == "internal":
+                deliveries.append(Delivery("Inbox", rcpt, rcpt, deliver_after))
+            elif kind == "external":
+                deliveries.append(Delivery("Outbound", None, rcpt, deliver_after))
+            else:
+                deliveries.append(self._bounce(box.address, rcpt, content, deliver_after))
+        return self._queued(content, message_id, deliveries, delayed=deliver_after > now)
+
+    def _accept_at_mx(self, content: bytes, headers: Any) -> Decision:
+        if not headers.from_addresses:
+            return self._say(R.MISSING_FROM_HEADER)
+        tenant, now = self.state.tenant, self.state.clock()
+        domain = (self.mail_from or "").rpartition("@")[2] or (headers.from_addresses[0].rpartition("@")[2])
+        spf = self.state.spf(self.peer_ip, domain)
+        results = (f"spf={spf} (sender IP is {self.peer_ip}) smtp.mailfrom={domain}; "
+                   f"{tenant.accepted_domains[0]}; dkim=none (message not signed)")
+        content, message_id = self._stamp(content, headers, [("Authentication-Results", results)])
+        deliveries = []
+        for rcpt in self.recipients:
+            kind = rules.classify_recipient(tenant, rcpt)
+            folder = rules.mx_folder(kind, self.attribution, spf)
+            deliveries.append(Delivery(folder, None if folder == "Outbound" else rcpt, rcpt, now))
+        decision = self._queued(content, message_id, deliveries, delayed=False, spf=spf)
+        return Decision(decision.lines, reply=decision.reply, accepted=decision.accepted,
+                        notes={"spf": spf, "attribution": self._attribution_note()})
+
+    def _bounce(self, sender: str, recipient: str, content: bytes, when: float) -> Delivery:
+        status = R.NDR_RECIPIENT_NOT_FOUND
+        ndr = non_delivery_report(
+            postmaster=f"postmaster@{self.state.tenant.initial_domain}", to=sender, recipient=recipient,
+            status=status.enhanced or "", text=status.text, original_headers=content.split(b"\r\n\r\n")[0],
+            now=when, host=self.state.suffix_host,
+        )
+        return Delivery("Inbox", sender, recipient, when, content=ndr)
+
+    def _stamp(self, content: bytes, headers: Any, extra: list[tuple[str, str]]) -> tuple[bytes, str]:
+        """Add the Received line (and a Message-ID where the sender gave none)."""
+        message_id = headers.message_id or new_message_id(self.host, self.state.new_id().lower())
+        added = [("Received", f"from [{self.peer_ip}] by {self.host} with "
+                              f"{'ESMTPSA' if self.user else 'ESMTPS' if self.tls_version else 'ESMTP'}; "
+                              f"id {self.id}"), *extra]
+        if headers.message_id is None:
+            added.append(("Message-ID", message_id))
+        return prepend_headers(content, added), message_id.strip("<>")
+
+    def _queued(self, content: bytes, message_id: str, deliveries: list[Delivery], *, delayed: bool,
+                spf: str | None = None) -> Decision:
+        acceptance = Acceptance(
+            message_id=message_id, mail_from=self.mail_from or "", recipients=tuple(self.recipients),
+            content=content, deliveries=tuple(deliveries), delayed=delayed, spf=spf,
+        )
+        text = R.QUEUED.render(
+            self.context(), message_id=message_id, internal_id=str(int(self.state.clock() * 1000) % 10**13),
+            hostname=self.state.suffix_host, size=str(len(content)), seconds="0.000", rate="0.000",
+        )
+        return Decision((text,), reply=R.QUEUED, accepted=acceptance)
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    def _on_Reset(self, event: Reset) -> Decision:
+        self._reset_transaction()
+        if self.phase is not Phase.CONNECTED:
+            self.phase = Phase.READY
+        return self._say(R.RESET)
+
+    def _on_Noop(self, event: Noop) -> Decision:
+        return self._say(R.OK)
+
+    def _on_Quit(self, event: Quit) -> Decision:
+        self.phase = Phase.CLOSED
+        self._release()
+        return self._say(R.CLOSING, close=True)
+
+    def _on_Unknown(self, event: Unknown) -> Decision:
+        return self._say(R.UNRECOGNIZED_COMMAND, command=event.verb)
+
+    def _on_TlsEstablished(self, event: TlsEstablished) -> Decision:  # dispatched early, see handle
+        return self._tls_established(event)
+
+    def _closed(self) -> Decision:
+        self.phase = Phase.CLOSED
+        self._release()
+        return SILENT
+
+    def _release(self) -> None:
+        self.state.ledger.close_session(self.id)
+
+    def _reset_transaction(self) -> None:
+        self.mail_from = None
+        self.mail_params = {}
+        self.recipients = []

@@ -1,0 +1,211 @@
+"""The tenant an edge serves: accepted domains, mailboxes, connectors, org switches and limits.
+
+A tenant is frozen configuration, loaded from YAML and validated before anything binds.
+``Tenant.load("tenant.yaml")`` or ``default_tenant()`` (contoso, bundled), then ``tenant.mailbox(...)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from .documents import load_document, validate
+from .errors import ConfigError
+
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
+_DOMAIN = re.compile(r"^([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError("is not an email address")
+    return value.lower()
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError("is not a domain name")
+    return value.lower()
+
+
+def _certificate_domain(value: str) -> str:
+    bare = value[2:] if value.startswith("*.") else value
+    if not _DOMAIN.match(bare):
+        raise ValueError("is not a domain name or a *.domain wildcard")
+    return value.lower()
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Domain = Annotated[str, AfterValidator(_domain)]
+BasicAuthPolicy = Literal["allowed", "disabled-by-default", "removed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Org(_Frozen):
+    """Organization-wide switches (Set-TransportConfig / Set-OrganizationConfig)."""
+
+    smtp_client_authentication_disabled: bool = True
+    basic_auth: BasicAuthPolicy = "allowed"
+    reject_direct_send: bool = False
+    allow_legacy_tls_clients: bool = False
+
+
+class Mailbox(_Frozen):
+    address: Address
+    password: str | None = None
+    smtp_client_authentication: Literal["enabled", "disabled", "inherit"] = "inherit"
+    send_as: tuple[Address, ...] = ()
+    # Entra application ids granted FullAccess to this mailbox (SMTP.SendAsApp, app-only OAuth).
+    apps: tuple[str, ...] = ()
+
+
+class Connector(_Frozen):
+    """An inbound connector "From: your organization's email server, To: Microsoft 365"."""
+
+    name: str = Field(min_length=1)
+    sender_ip_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    certificate_domain: Annotated[str, AfterValidator(_certificate_domain)] | None = None
+    require_tls: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_match(self) -> Connector:
+        if bool(self.sender_ip_ranges) == bool(self.certificate_domain):
+            raise ValueError("a connector matches by sender_ip_ranges or by certificate_domain (one)")
+        return self
+
+    def matches_ip(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.sender_ip_ranges)
+
+    def matches_certificate(self, names: tuple[str, ...]) -> bool:
+        if not self.certificate_domain:
+            return False
+        want = self.certificate_domain
+        for name in (n.lower() for n in names):
+            if name == want:
+                return True
+            if want.startswith("*.") and name.endswith(want[1:]) and "." not in name[: -len(want) + 1]:
+                return True
+            if name.startswith("*.") and want == name:
+                return True
+        return False
+
+
+class Limits(_Frozen):
+    messages_per_minute: int = Field(30, ge=1)
+    recipients_per_day: int = Field(10_000, ge=1)
+    concurrent_connections_per_mailbox: int = Field(3, ge=1)
+    max_message_size: int = Field(36_700_160, ge=1)
+    max_recipients_per_message: int = Field(500, ge=1, le=1000)
+
+
+class Dns(_Frozen):
+    """The tenant's public DNS as the lab server publishes it."""
+
+    spf: bool = True
+    spf_ip4: tuple[ipaddress.IPv4Network, ...] = ()
+    spf_all: Literal["~all", "-all", "?all"] = "~all"
+
+
+class Tenant(_Frozen):
+    schema_version: Literal[1]
+    tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
+    accepted_domains: tuple[Domain, ...] = Field(min_length=1)
+    org: Org = Org()
+    mailboxes: tuple[Mailbox, ...] = ()
+    limits: Limits = Limits()
+    connectors: tuple[Connector, ...] = ()
+    dns: Dns = Dns()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tenant:
+        seen: set[str] = set()
+        for i, box in enumerate(self.mailboxes):
+            if box.address in seen:
+                raise ValueError(f"mailboxes[{i}].address={box.address!r} is listed twice")
+            seen.add(box.address)
+            if not self.is_accepted(box.address):
+                raise ValueError(
+                    f"mailboxes[{i}].address={box.address!r} is not in an accepted domain"
+                )
+        return self
+
+    # -- reading it --------------------------------------------------------------------------
+
+    @property
+    def mx_host(self) -> str:
+        """``contoso.com`` -> ``contoso-com.mail.protection.outlook.com``."""
+        return self.accepted_domains[0].replace(".", "-") + ".mail.protection.outlook.com"
+
+    @property
+    def initial_domain(self) -> str:
+        return f"{self.tenant}.onmicrosoft.com"
+
+    def is_accepted(self, address_or_domain: str) -> bool:
+        domain = address_or_domain.rpartition("@")[2].lower()
+        return domain in self.accepted_domains or domain == self.initial_domain
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        address = address.lower()
+        for box in self.mailboxes:
+            if box.address == address:
+                return box
+        return None
+
+    def smtp_auth_enabled(self, box: Mailbox) -> bool:
+        """The per-mailbox setting overrides the org's (Set-CASMailbox beats Set-TransportConfig)."""
+        if box.smtp_client_authentication == "inherit":
+            return not self.org.smtp_client_authentication_disabled
+        return box.smtp_client_authentication == "enabled"
+
+    def may_send_as(self, box: Mailbox, address: str) -> bool:
+        address = address.lower()
+        return address == box.address or address in box.send_as
+
+    # -- making it --------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<tenant>") -> Tenant:
+        return load_document(cls, text, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tenant:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the tenant file: {exc.strerror}", source=str(path)) from None
+        return cls.from_yaml(text, str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> Tenant:
+        """A new tenant with ``overrides`` deep-merged over this one (mappings merge, lists replace)."""
+        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        return validate(type(self), merged, None, source)
+
+
+def _deep_merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = _deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(patch)
+
+
+def default_tenant() -> Tenant:
+    """The bundled contoso tenant, as Microsoft's guide names its examples."""
+    text = resources.files("fakes").joinpath("data/contoso.yaml").read_text(encoding="utf-8")
+    return Tenant.from_yaml(text, "fakes/data/contoso.yaml")
