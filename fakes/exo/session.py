@@ -79,7 +79,8 @@ class Data:
 
 @dataclass(frozen=True)
 class MessageBody:
-    content: bytes  # dot-unstuffed, line endings as sent
+    content: bytes  # dot-unstuffed, line endings as sent; cut short when far over the limit
+    size: int | None = None  # the size the client sent, when content was cut short
 
 
 @dataclass(frozen=True)
@@ -517,17 +518,17 @@ class Session:
         return Decision((R.START_MAIL_INPUT.render(),), reply=R.START_MAIL_INPUT)
 
     def _on_MessageBody(self, event: MessageBody) -> Decision:
-        decision = self._judge_message(event.content)
+        decision = self._judge_message(event.content, event.size or len(event.content))
         self._reset_transaction()
         self.phase = Phase.READY
         return decision
 
-    def _judge_message(self, content: bytes) -> Decision:
+    def _judge_message(self, content: bytes, size: int) -> Decision:
         limits = self.state.tenant.limits
+        if size > limits.max_message_size:
+            return self._say(R.MESSAGE_TOO_LARGE)
         if has_bare_lf(content):
             return self._say(R.BARE_LF)
-        if len(content) > limits.max_message_size:
-            return self._say(R.MESSAGE_TOO_LARGE)
         fault = self.state.take_fault("message")
         if fault:
             return self._say(fault.reply, close=fault.close)

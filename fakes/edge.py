@@ -1,0 +1,210 @@
+"""The whole simulated edge for one tenant: every endpoint, the records, the store, the CA.
+
+``Edge(tenant, state_dir=...)`` starts with ``await edge.start()`` and stops with
+``await edge.stop()`` (idempotent). ``EdgeThread(edge)`` runs it on a loop of its own for
+synchronous callers: tests, the pytest plugin, the CLI. Nothing here blocks the loop: the
+store is written from a worker thread.
+
+Endpoints by name, each on an ephemeral port unless a port is given:
+``submission`` (smtp.office365.com:587), ``submission-25`` (the same on 25),
+``legacy`` (smtp-legacy.office365.com:587), ``implicit-tls`` (the 465 trap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fakes.exo.quota import QuotaLedger
+from fakes.exo.session import EdgeState, Endpoint, Fault
+from fakes.exo.tenant import Tenant, default_tenant
+from fakes.exo.tokens import TokenAuthority
+from fakes.record import RecordLog
+from fakes.smtp import ImplicitTlsTrap, SmtpListener
+from fakes.store import MailStore
+from fakes.tls import LabCA, server_context
+
+SMTP_ENDPOINTS: dict[str, Endpoint] = {
+    "submission": "submission",
+    "submission-25": "submission",
+    "legacy": "legacy",
+}
+ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls")
+# The names a device is told to use, per endpoint (what SNI and DNS should show).
+ENDPOINT_HOSTNAMES = {
+    "submission": "smtp.office365.com",
+    "submission-25": "smtp.office365.com",
+    "legacy": "smtp-legacy.office365.com",
+    "implicit-tls": "smtp.office365.com",
+}
+WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465}
+
+
+def _tenant_guid(tenant: Tenant) -> str:
+    rng = random.Random(tenant.tenant)
+    return "%08x-%04x-%04x-%04x-%012x" % (
+        rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16),
+        rng.getrandbits(48),
+    )
+
+
+class Edge:
+    def __init__(
+        self,
+        tenant: Tenant | None = None,
+        *,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        ports: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        unknown = set(ports or {}) - set(ENDPOINT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown endpoint name(s) {sorted(unknown)}; known: {list(ENDPOINT_NAMES)}")
+        self.tenant = tenant or default_tenant()
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
+        self.rng = random.Random(seed)
+        self.ca = LabCA.open(self.state_dir)
+        self.tokens = TokenAuthority(self.ca.issuer_key, _tenant_guid(self.tenant))
+        self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock)
+        self.store = MailStore(self.state_dir / "store")
+        self.state = EdgeState(
+            tenant=self.tenant,
+            ledger=QuotaLedger(self.tenant.limits),
+            clock=clock,
+            new_id=lambda: f"{self.rng.getrandbits(64):016X}",
+            tokens=self.tokens,
+            machine=f"AM{self.rng.randint(0, 9)}PR{self.rng.randint(1, 9):02d}CA{self.rng.randint(0, 9999):04d}",
+            mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
+        )
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self._servers: list[Any] = []
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        tls = server_context(self.ca)
+        try:
+            for name, endpoint in SMTP_ENDPOINTS.items():
+                listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
+                                        store=self.store, tls_context=tls)
+                self.addresses[name] = await listener.start(self.host, self.ports[name])
+                self._servers.append(listener)
+            trap = ImplicitTlsTrap(self.records)
+            self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
+            self._servers.append(trap)
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in reversed(servers):
+            await server.stop()
+        self._started = False
+
+    def close(self) -> None:
+        """Release files (records, store). Call after ``stop``."""
+        self.records.close()
+        self.store.close()
+
+    # -- what a harness does with a running edge ----------------------------------------------
+
+    def set_tenant(self, tenant: Tenant) -> None:
+        """Serve another tenant configuration from the next event on (no restart)."""
+        self.tenant = tenant
+        self.state.tenant = tenant
+        self.state.ledger.limits = tenant.limits
+
+    def inject(self, fault: Fault) -> None:
+        self.state.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        self.state.faults.clear()
+
+    def mint_token(self, mailbox: str | None = None, *, app_id: str | None = None,
+                   expires_in: float = 3600, **claims: Any) -> str:
+        return self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
+                                expires_in=expires_in, **claims)
+
+    def describe(self) -> dict[str, Any]:
+        """The first line ``exoedge serve`` prints: where everything is."""
+        return {
+            **{name: f"{host}:{port}" for name, (host, port) in self.addresses.items()},
+            "hostnames": {name: ENDPOINT_HOSTNAMES[name] for name in self.addresses},
+            "tenant": self.tenant.tenant,
+            "mx_host": self.tenant.mx_host,
+            "ca": str(self.ca.cert_path),
+            "records": str(self.records.path),
+            "store": str(self.store.db_path),
+            "state_dir": str(self.state_dir),
+        }
+
+
+class EdgeThread:
+    """Runs an ``Edge`` on its own event loop in a daemon thread."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="exo-edge", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.edge.start())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.edge.stop())
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def start(self) -> Edge:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self.edge
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        self.edge.close()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the edge's loop and return its result (for changes to live state)."""
+        future: asyncio.Future[Any] = asyncio.run_coroutine_threadsafe(_call(fn), self.loop)
+        return future.result(timeout=10)
+
+    def __enter__(self) -> Edge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()

@@ -1,0 +1,108 @@
+"""The observation log: what every connection to the edge did, as JSON lines, as it happens.
+
+Each connection gets a ``SessionRecord``; its events (connect, ClientHello, TLS, commands and
+replies, AUTH outcome, message stored, disconnect, harness faults) are appended to one JSON-lines
+file and kept in memory for the harness. Every event has ``session``, ``t`` and ``kind``.
+Secrets never reach it: AUTH payloads are replaced before an event is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+REDACTED = "<redacted>"
+
+
+def redact_command(line: str) -> str:
+    """``AUTH LOGIN c2Nhbm5lcg==`` -> ``AUTH LOGIN <redacted>``; other commands as they are."""
+    parts = line.split(None, 2)
+    if parts and parts[0].upper() == "AUTH" and len(parts) > 2:
+        return f"{parts[0]} {parts[1]} {REDACTED}"
+    return line
+
+
+class RecordLog:
+    """All sessions of one edge. Thread-safe: the edge's loop writes, the harness reads."""
+
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._file: TextIO | None = None
+        self._ids = itertools.count(1)
+        self._changed = threading.Condition(self._lock)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8", buffering=1)
+
+    def open_session(self, endpoint: str, peer: tuple[str, int], local: tuple[str, int],
+                     session_id: str | None = None) -> SessionRecord:
+        sid = session_id or f"s{next(self._ids):05d}"
+        record = SessionRecord(self, sid, endpoint)
+        record.event("connect", endpoint=endpoint, peer=list(peer[:2]), local=list(local[:2]))
+        return record
+
+    def append(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, default=str, ensure_ascii=False)
+        with self._changed:
+            self._events.append(event)
+            if self._file is not None:
+                self._file.write(line + "\n")
+            self._changed.notify_all()
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events[since:])
+
+    def mark(self) -> int:
+        """A position to read from later: ``log.events(since=log.mark())``."""
+        with self._lock:
+            return len(self._events)
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
+                 since: int = 0) -> bool:
+        """Block until ``predicate(events since)`` holds, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self._events[since:]):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def sessions(self, since: int = 0) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for event in self.events(since):
+            out.setdefault(event["session"], []).append(event)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class SessionRecord:
+    def __init__(self, log: RecordLog, session_id: str, endpoint: str) -> None:
+        self.log = log
+        self.id = session_id
+        self.endpoint = endpoint
+
+    def event(self, kind: str, **fields: Any) -> None:
+        self.log.append({"session": self.id, "t": self.log.clock(), "kind": kind, **fields})
+
+    def command(self, line: str) -> None:
+        self.event("command", line=redact_command(line))
+
+    def replies(self, lines: Iterator[str] | tuple[str, ...] | list[str]) -> None:
+        for line in lines:
+            self.event("reply", line=line, code=int(line[:3]))

@@ -1,0 +1,169 @@
+"""TLS as Exchange Online's edge does it, on a lab CA that devices import once.
+
+- ``LabCA.open(state_dir)``: a trustme CA kept in the state directory (ca.pem, ca.key), so a
+  device that imported it keeps trusting the edge across restarts; beside it the issuer key for
+  XOAUTH2 tokens.
+- ``server_context(...)``: TLS 1.2 and 1.3 with the reference's TLS 1.2 cipher suites, and
+  TLS 1.0/1.1 accepted at the handshake only, so that the session can answer 4.7.66.
+- ``ClientHello``: what a client offered (versions, cipher suites, SNI), parsed with scapy from
+  the raw handshake message that ``SSLContext._msg_callback`` hands over, failed handshakes too.
+"""
+
+from __future__ import annotations
+
+import ssl
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from fakes.exo.tokens import generate_issuer_key
+
+# [C] technical-reference-details-about-encryption: TLS 1.2 suites, strongest first (OpenSSL names).
+REFERENCE_TLS12_CIPHERS = (
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-RSA-AES128-SHA256",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+)
+SERVER_NAMES = (
+    "smtp.office365.com",
+    "smtp-legacy.office365.com",
+    "*.mail.protection.outlook.com",
+    "mail.protection.outlook.com",
+)
+_VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2",
+                  0x0304: "TLSv1.3"}
+
+
+class LabCA:
+    """The harness's certificate authority and token issuer key, kept in one directory."""
+
+    def __init__(self, ca: trustme.CA, directory: Path | None, issuer_key: bytes) -> None:
+        self.ca = ca
+        self.directory = directory
+        self.issuer_key = issuer_key
+
+    @classmethod
+    def open(cls, directory: Path) -> LabCA:
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key, issuer = directory / "ca.pem", directory / "ca.key", directory / "token-issuer.key"
+        if cert.exists() and key.exists():
+            ca = trustme.CA.from_pem(cert.read_bytes(), key.read_bytes())
+        else:
+            ca = trustme.CA(organization_name="exo-edge lab CA", key_type=trustme.KeyType.RSA)
+            ca.cert_pem.write_to_path(str(cert))
+            ca.private_key_pem.write_to_path(str(key))
+            key.chmod(0o600)
+        if not issuer.exists():
+            issuer.write_bytes(generate_issuer_key())
+            issuer.chmod(0o600)
+        return cls(ca, directory, issuer.read_bytes())
+
+    @property
+    def cert_path(self) -> Path:
+        assert self.directory is not None
+        return self.directory / "ca.pem"
+
+    def issue(self, *names: str) -> trustme.LeafCert:
+        return self.ca.issue_cert(*names, key_type=trustme.KeyType.RSA)
+
+    def client_certificate(self, name: str, directory: Path) -> tuple[Path, Path]:
+        """A client certificate for ``name`` (CN and SAN), written as cert and key files."""
+        leaf = self.ca.issue_cert(name, common_name=name, key_type=trustme.KeyType.RSA)
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        return cert, key
+
+
+def _capture_client_hello(conn: Any, direction: str, version: Any, content_type: Any,
+                          msg_type: Any, data: bytes) -> None:
+    if direction == "read" and msg_type == ssl._TLSMessageType.CLIENT_HELLO:  # type: ignore[attr-defined]
+        conn.exo_client_hello = bytes(data)
+
+
+def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
+                   request_client_certificate: bool = False,
+                   leaf: trustme.LeafCert | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Accept TLS 1.0/1.1 at the handshake so the session can refuse it with 4.7.66 afterwards.
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_ciphers(":".join(REFERENCE_TLS12_CIPHERS) + ":@SECLEVEL=0")
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    (leaf or ca.issue(*names)).configure_cert(ctx)
+    if request_client_certificate:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ca.ca.configure_trust(ctx)
+    ctx._msg_callback = _capture_client_hello  # type: ignore[attr-defined]
+    return ctx
+
+
+def client_hello_bytes(ssl_object: Any) -> bytes | None:
+    return getattr(ssl_object, "exo_client_hello", None)
+
+
+@dataclass(frozen=True)
+class ClientHello:
+    legacy_version: str
+    versions: tuple[str, ...]  # supported_versions when sent, else the legacy version alone
+    cipher_suites: tuple[str, ...]
+    sni: str | None
+
+    @property
+    def highest_version(self) -> str:
+        order = list(_VERSION_NAMES.values())
+        known = [v for v in self.versions if v in order]
+        return max(known, key=order.index) if known else self.legacy_version
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["highest_version"] = self.highest_version
+        return data
+
+    @classmethod
+    def parse(cls, message: bytes) -> ClientHello:
+        """Parse a ClientHello handshake message (or a whole TLS record carrying one)."""
+        from scapy.layers.tls.crypto.suites import _tls_cipher_suites
+        from scapy.layers.tls.extensions import TLS_Ext_ServerName, TLS_Ext_SupportedVersion_CH
+        from scapy.layers.tls.handshake import TLSClientHello
+
+        if message[:1] == b"\x16" and len(message) > 5:  # a record header: strip it
+            message = message[5:]
+        hello = TLSClientHello(message)
+        versions: tuple[str, ...] = ()
+        sni = None
+        for ext in hello.ext or []:
+            if isinstance(ext, TLS_Ext_SupportedVersion_CH):
+                versions = tuple(_VERSION_NAMES.get(v, f"0x{v:04x}") for v in ext.versions
+                                 if v in _VERSION_NAMES)
+            elif isinstance(ext, TLS_Ext_ServerName) and ext.servernames:
+                sni = ext.servernames[0].servername.decode("ascii", "replace")
+        legacy = _VERSION_NAMES.get(hello.version, f"0x{hello.version:04x}")
+        suites = tuple(_tls_cipher_suites.get(c, f"0x{c:04x}") for c in hello.ciphers or [])
+        return cls(legacy, versions or (legacy,), suites, sni)
+
+
+def certificate_names(peer_cert: dict[str, Any] | None) -> tuple[str, ...]:
+    """CN and DNS SANs of a verified peer certificate as ``SSLObject.getpeercert()`` gives it."""
+    if not peer_cert:
+        return ()
+    names: list[str] = []
+    for rdn in peer_cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                names.append(value)
+    for kind, value in peer_cert.get("subjectAltName", ()):
+        if kind == "DNS" and value not in names:
+            names.append(value)
+    return tuple(names)

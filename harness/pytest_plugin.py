@@ -1,0 +1,1 @@
+"""pytest integration: a running edge for tests (``exo_edge``)."""
