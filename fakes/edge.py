@@ -27,7 +27,7 @@ from fakes.exo.tokens import TokenAuthority
 from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import LabCA, server_context
+from fakes.tls import LabCA, load_client_hello_parser, server_context
 
 SMTP_ENDPOINTS: dict[str, Endpoint] = {
     "submission": "submission",
@@ -45,7 +45,7 @@ ENDPOINT_HOSTNAMES = {
 WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465}
 
 
-def _tenant_guid(tenant: Tenant) -> str:
+def tenant_guid(tenant: Tenant) -> str:
     rng = random.Random(tenant.tenant)
     return "%08x-%04x-%04x-%04x-%012x" % (
         rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16),
@@ -73,7 +73,7 @@ class Edge:
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self.ca = LabCA.open(self.state_dir)
-        self.tokens = TokenAuthority(self.ca.issuer_key, _tenant_guid(self.tenant))
+        self.tokens = TokenAuthority(self.ca.issuer_key, tenant_guid(self.tenant))
         self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock)
         self.store = MailStore(self.state_dir / "store")
         self.state = EdgeState(
@@ -95,6 +95,7 @@ class Edge:
         if self._started:
             return
         tls = server_context(self.ca)
+        await asyncio.to_thread(load_client_hello_parser)
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,

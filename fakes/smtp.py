@@ -13,6 +13,7 @@ the client hears ``451 4.3.0``; the run that owns the edge reports it as a harne
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import ssl
@@ -50,6 +51,11 @@ def parse_path(keyword: str, arg: str | None) -> tuple[str, tuple[tuple[str, str
 
 class EdgeProtocol(SMTP):
     """One connection to the edge."""
+
+    # XOAUTH2 lines carry a whole JWT (1-2 KB and more); Exchange takes them in one line.
+    line_length_limit = 64 * 1024
+    command_size_limit = 64 * 1024
+    command_size_limits: dict[str, int] = collections.defaultdict(lambda: 64 * 1024)
 
     def __init__(self, listener: SmtpListener) -> None:
         self.listener = listener

@@ -154,6 +154,11 @@ class ClientHello:
         return cls(legacy, versions or (legacy,), suites, sni)
 
 
+def load_client_hello_parser() -> None:
+    """Import scapy's TLS layer ahead of the first handshake (it takes most of a second)."""
+    import scapy.layers.tls.handshake  # noqa: F401
+
+
 def certificate_names(peer_cert: dict[str, Any] | None) -> tuple[str, ...]:
     """CN and DNS SANs of a verified peer certificate as ``SSLObject.getpeercert()`` gives it."""
     if not peer_cert:

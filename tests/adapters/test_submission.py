@@ -1,0 +1,350 @@
+"""smtp.office365.com on a real socket, driven by Python's smtplib: every reply of the reference."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import smtplib
+import socket
+import ssl
+
+import pytest
+
+from fakes.exo import replies as R
+from fakes.exo.tokens import TokenAuthority, generate_issuer_key, xoauth2_payload
+from tests.conftest import overrides
+from tests.helpers import SUFFIX, Device, client_context, message, submit
+
+BANNER = re.compile(
+    r"^[A-Z0-9]+\.outlook\.office365\.com Microsoft ESMTP MAIL Service ready at "
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000 \[[0-9A-F]{16}\]$"
+)
+
+
+def test_banner_names_an_exchange_online_server(edge):
+    with Device(edge) as device:
+        code, _, text = device.banner.partition(" ")
+        assert code == "220" and BANNER.match(text), device.banner
+
+
+def test_ehlo_lists_exactly_the_reference_extensions_before_and_after_tls(edge):
+    with Device(edge) as device:
+        code, text = device.ehlo()
+        lines = text.decode().split("\n")
+        assert code == 250 and lines[0].endswith("Hello [127.0.0.1]")
+        assert tuple(lines[1:]) == R.SUBMISSION_EXTENSIONS_PLAIN
+        code, text = device.starttls(context=client_context(edge))
+        assert (code, text) == (220, b"2.0.0 SMTP server ready")
+        code, text = device.ehlo()
+        assert tuple(text.decode().split("\n")[1:]) == R.SUBMISSION_EXTENSIONS_TLS
+        assert "AUTH LOGIN XOAUTH2" in text.decode() and "STARTTLS" not in text.decode()
+
+
+def test_mail_before_starttls_is_refused_with_5_7_3(edge):
+    with Device(edge) as device:
+        device.ehlo()
+        reply = device.reply("MAIL FROM:<scanner@contoso.com>")
+        assert reply.startswith("451 5.7.3 STARTTLS is required to send mail [")
+        assert SUFFIX.search(reply)
+
+
+def test_mail_without_auth_after_tls_is_refused_with_5_7_57(edge):
+    with Device(edge) as device:
+        device.secure()
+        reply = device.reply("MAIL FROM:<scanner@contoso.com>")
+        assert reply.startswith("530 5.7.57 Client not authenticated to send mail [")
+        assert SUFFIX.search(reply)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "CRAM-MD5", "NTLM"])
+def test_mechanisms_not_advertised_get_5_7_4(edge, mechanism):
+    with Device(edge) as device:
+        device.secure()
+        reply = device.reply(f"AUTH {mechanism}")
+        assert reply.startswith("504 5.7.4 Unrecognized authentication type [")
+
+
+def test_wrong_password_gets_the_5_7_139_credentials_text(edge):
+    with Device(edge) as device:
+        device.secure()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as info:
+            device.login("scanner@contoso.com", "wrong")
+        assert info.value.smtp_code == 535
+        assert info.value.smtp_error.decode().startswith(
+            "5.7.139 Authentication unsuccessful, the user credentials were incorrect. [")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def login_reply(edge, user, password):
+    """AUTH LOGIN with the username as initial response, as smtplib and most devices send it."""
+    with Device(edge) as device:
+        device.secure()
+        code, text = device.docmd("AUTH LOGIN", b64(user))
+        assert (code, text) == (334, b"UGFzc3dvcmQ6")
+        code, text = device.docmd(b64(password))
+        return f"{code} {text.decode()}"
+
+
+def test_smtp_auth_disabled_for_the_tenant(edge):
+    # alice inherits the org's SmtpClientAuthenticationDisabled=true
+    reply = login_reply(edge, "alice@contoso.com", "Alice-2026!")
+    assert reply.startswith("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is "
+                            "disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled")
+    assert SUFFIX.search(reply)
+
+
+def test_smtp_auth_disabled_for_the_mailbox_overrides_an_enabled_org(edge):
+    overrides(edge, org={"smtp_client_authentication_disabled": False}, mailboxes=[
+        {"address": "scanner@contoso.com", "password": "Scan-2026!", "smtp_client_authentication": "disabled"},
+        {"address": "alice@contoso.com", "password": "Alice-2026!"},
+    ])
+    assert "disabled for the Mailbox." in login_reply(edge, "scanner@contoso.com", "Scan-2026!")
+    assert login_reply(edge, "alice@contoso.com", "Alice-2026!") == "235 2.7.0 Authentication successful"
+
+
+def test_basic_auth_disabled_by_default_and_removed(edge):
+    overrides(edge, org={"basic_auth": "disabled-by-default"})
+    reply = login_reply(edge, "scanner@contoso.com", "Scan-2026!")
+    assert reply.startswith("535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [")
+    overrides(edge, org={"basic_auth": "removed"})
+    reply = login_reply(edge, "scanner@contoso.com", "Scan-2026!")
+    assert reply == "550 5.7.30 Basic authentication is not supported for Client Submission."
+
+
+def xoauth2(device, user, token, two_step=False):
+    payload = xoauth2_payload(user, token)
+    if two_step:
+        code, text = device.docmd("AUTH XOAUTH2")
+        assert (code, text) == (334, b"")
+        code, text = device.docmd(payload)
+    else:
+        code, text = device.docmd("AUTH XOAUTH2", payload)
+    return f"{code} {text.decode()}"
+
+
+@pytest.mark.parametrize("two_step", [False, True], ids=["initial-response", "two-step"])
+@pytest.mark.parametrize("basic_auth", ["allowed", "disabled-by-default", "removed"])
+def test_xoauth2_with_a_minted_token_works_whatever_the_basic_auth_policy(edge, two_step, basic_auth):
+    overrides(edge, org={"basic_auth": basic_auth})
+    token = edge.mint_token("scanner@contoso.com")
+    with Device(edge) as device:
+        device.secure()
+        assert xoauth2(device, "scanner@contoso.com", token, two_step) == "235 2.7.0 Authentication successful"
+        assert device.mail("scanner@contoso.com")[0] == 250
+        assert device.rcpt("alice@contoso.com")[0] == 250
+        assert device.send_data(message("scanner@contoso.com", "alice@contoso.com")).startswith("250 2.6.0")
+    assert [m.folder for m in edge.store.messages(mailbox="alice@contoso.com")] == ["Inbox"]
+
+
+def _bad_tokens(edge):
+    other = TokenAuthority(generate_issuer_key(), edge.tokens.tenant_id)
+    now = edge.state.clock()
+    return {
+        "expired": edge.mint_token("scanner@contoso.com", expires_in=-10),
+        "wrong scope": edge.tokens.mint(now=now, mailbox="scanner@contoso.com", scopes=("Mail.Read",)),
+        "another user": edge.mint_token("alice@contoso.com"),
+        "foreign signature": other.mint(now=now, mailbox="scanner@contoso.com"),
+        "wrong audience": edge.tokens.mint(now=now, mailbox="scanner@contoso.com",
+                                           audience="https://graph.microsoft.com"),
+        "app without grant": edge.mint_token(app_id="11111111-2222-3333-4444-555555555555"),
+        "not a jwt": "not-a-token",
+    }
+
+
+def test_bad_expired_or_wrongly_scoped_tokens_get_5_7_3(edge):
+    for name, token in _bad_tokens(edge).items():
+        with Device(edge) as device:
+            device.secure()
+            reply = xoauth2(device, "scanner@contoso.com", token)
+            assert reply.startswith("535 5.7.3 Authentication unsuccessful ["), name
+            assert SUFFIX.search(reply), name
+
+
+def test_app_only_token_for_a_mailbox_that_granted_the_app(edge):
+    token = edge.mint_token(app_id="00000000-0000-0000-0000-00000000a11c")
+    with Device(edge) as device:
+        device.secure()
+        assert xoauth2(device, "scanner@contoso.com", token) == "235 2.7.0 Authentication successful"
+
+
+def test_malformed_xoauth2_data(edge):
+    with Device(edge) as device:
+        device.secure()
+        reply = device.reply("AUTH XOAUTH2 " + base64.b64encode(b"user=x").decode())
+        assert reply.startswith("501 5.5.124 Invalid XOAUTH2 auth data")
+
+
+def test_send_as_denied_at_end_of_data(edge):
+    reply = submit(edge, sender="ceo@contoso.com")
+    assert reply.startswith("550 5.7.60 SMTP; Client does not have permissions to send as this sender [")
+    assert SUFFIX.search(reply)
+    assert edge.store.messages() == []
+
+
+def test_send_as_denied_when_only_the_header_from_is_someone_else(edge):
+    reply = submit(edge, body=message("ceo@contoso.com", "alice@contoso.com"))
+    assert reply.startswith("550 5.7.60 ")
+
+
+def test_send_as_granted_delivers_and_keeps_a_sent_items_copy(edge):
+    reply = submit(edge, sender="reception@contoso.com", to=("alice@contoso.com", "partner@example.org"))
+    assert reply.startswith("250 2.6.0 <m1@device.test> [InternalId=")
+    assert reply.endswith("Queued mail for delivery")
+    placed = {(m.mailbox, m.folder, m.recipient) for m in edge.store.messages()}
+    assert placed == {
+        ("alice@contoso.com", "Inbox", "alice@contoso.com"),
+        ("scanner@contoso.com", "Sent Items", "scanner@contoso.com"),
+        (None, "Outbound", "partner@example.org"),
+    }
+
+
+def test_unknown_internal_recipient_bounces_with_an_ndr(edge):
+    assert submit(edge, to=("ghost@contoso.com",)).startswith("250 2.6.0")
+    ndr = [m for m in edge.store.messages(mailbox="scanner@contoso.com", folder="Inbox")]
+    assert len(ndr) == 1 and ndr[0].kind == "ndr"
+    text = ndr[0].read().decode()
+    assert "Status: 5.1.10" in text and "RESOLVER.ADR.RecipientNotFound" in text
+
+
+def test_fourth_concurrent_session_gets_432_at_end_of_data(edge):
+    devices = [Device(edge).secure() for _ in range(4)]
+    try:
+        for device in devices:
+            device.login("scanner@contoso.com", "Scan-2026!")
+        replies = []
+        for i, device in enumerate(devices):
+            device.mail("scanner@contoso.com")
+            device.rcpt("alice@contoso.com")
+            replies.append(device.send_data(message("scanner@contoso.com", "alice@contoso.com", f"c{i}")))
+    finally:
+        for device in devices:
+            device.close()
+    assert [r[:9] for r in replies[:3]] == ["250 2.6.0"] * 3
+    assert replies[3].startswith("432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded [")
+    assert len(edge.store.messages(mailbox="alice@contoso.com")) == 3
+
+
+def test_daily_recipient_limit_seeded_at_9998(edge):
+    edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(), recipients_today=9_998)
+    reply = submit(edge, to=("alice@contoso.com", "bob@contoso.com", "x@example.org"))
+    assert reply.startswith("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException [")
+    assert submit(edge, to=("alice@contoso.com", "bob@contoso.com")).startswith("250 2.6.0")
+    assert submit(edge, to=("alice@contoso.com",)).startswith("554 5.2.0")
+
+
+def test_over_30_messages_a_minute_is_accepted_but_delayed(edge):
+    edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(), messages_this_minute=30)
+    assert submit(edge).startswith("250 2.6.0")
+    inbox = edge.store.messages(mailbox="alice@contoso.com", folder="Inbox")
+    assert len(inbox) == 1 and inbox[0].delayed
+    sent = edge.store.messages(mailbox="scanner@contoso.com", folder="Sent Items")
+    assert len(sent) == 1 and not sent[0].delayed
+    stored = [e for e in edge.records.events() if e["kind"] == "stored"]
+    assert stored[-1]["delayed"] is True
+
+
+def test_size_declared_over_the_limit_is_refused_at_mail(edge):
+    with Device(edge) as device:
+        device.secure()
+        device.login("scanner@contoso.com", "Scan-2026!")
+        reply = device.reply(f"MAIL FROM:<scanner@contoso.com> SIZE={36_700_161}")
+        assert reply.startswith("552 5.3.4 Message size exceeds fixed maximum message size [")
+
+
+def test_body_over_the_limit_is_refused_at_end_of_data(edge):
+    overrides(edge, limits={"max_message_size": 2000})
+    body = message("scanner@contoso.com", "alice@contoso.com") + b"x" * 76 + b"\r\n"
+    body += (b"y" * 76 + b"\r\n") * 40
+    assert submit(edge, body=body).startswith("552 5.3.4 ")
+    assert edge.store.messages() == []
+
+
+def test_too_many_recipients_in_one_message(edge):
+    overrides(edge, limits={"max_recipients_per_message": 2})
+    reply = submit(edge, to=("alice@contoso.com", "bob@contoso.com", "x@example.org"))
+    assert reply.startswith("452 4.5.3 Too many recipients [")
+
+
+def test_bare_lf_in_the_body_is_refused_with_5_6_11(edge):
+    with Device(edge) as device:
+        device.secure()
+        device.login("scanner@contoso.com", "Scan-2026!")
+        device.mail("scanner@contoso.com")
+        device.rcpt("alice@contoso.com")
+        assert device.docmd("DATA")[0] == 354
+        device.send(b"From: scanner@contoso.com\r\nSubject: lf\r\n\r\nline one\nline two\r\n.\r\n")
+        code, text = device.getreply()
+        assert code == 550 and text.decode().startswith("5.6.11 SMTPSEND.BareLinefeedsAreIllegal;")
+    assert edge.store.messages() == []
+
+
+def test_unknown_command_gets_5_3_3(edge):
+    with Device(edge) as device:
+        reply = device.reply("XYZZY")
+        assert reply.startswith("500 5.3.3 Unrecognized command 'XYZZY' [")
+        assert SUFFIX.search(reply)
+
+
+def test_records_show_tls_login_and_no_secret(edge):
+    token = edge.mint_token("scanner@contoso.com")
+    mark = edge.records.mark()
+    submit(edge)
+    with Device(edge) as device:
+        device.secure()
+        xoauth2(device, "scanner@contoso.com", token)
+    events = edge.records.events(mark)
+    auth = [e for e in events if e["kind"] == "auth"]
+    assert [(a["mechanism"], a["outcome"]) for a in auth] == [("LOGIN", "success"), ("XOAUTH2", "success")]
+    assert {e["version"] for e in events if e["kind"] == "tls"} <= {"TLSv1.2", "TLSv1.3"}
+    on_disk = edge.records.path.read_text()
+    for secret in ("Scan-2026!", base64.b64encode(b"Scan-2026!").decode(), token[:40],
+                   xoauth2_payload("scanner@contoso.com", token)[:40]):
+        assert secret not in on_disk
+    assert all(json.loads(line)["kind"] for line in on_disk.splitlines())
+
+
+def test_a_store_failure_is_a_451_not_a_250_and_a_recorded_harness_fault(tmp_path):
+    from fakes.edge import Edge, EdgeThread
+
+    with EdgeThread(Edge(state_dir=tmp_path)) as broken:
+        broken.store.messages_dir.rmdir()  # the .eml directory is gone: writing a copy fails
+        reply = submit(broken)
+        assert reply.startswith("451 4.3.0 ")
+        assert any(e["kind"] == "harness_fault" for e in broken.records.events())
+
+
+def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
+    host, port = edge.addresses["submission"]
+    with Device(edge) as device:
+        device.secure()
+        device.login("scanner@contoso.com", "Scan-2026!")
+        device.mail("scanner@contoso.com")
+        device.rcpt("alice@contoso.com")
+        device.docmd("DATA")
+        device.send(b"From: scanner@contoso.com\r\n\r\nhalf a mess")
+        device.sock.shutdown(socket.SHUT_RDWR)
+    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5)
+    assert edge.store.messages() == []
+
+
+def test_sni_is_recorded(edge):
+    mark = edge.records.mark()
+    with Device(edge) as device:
+        device.secure()
+    hello = [e for e in edge.records.events(mark) if e["kind"] == "client_hello"]
+    assert hello and hello[0]["sni"] == "smtp.office365.com"
+
+
+def test_certificate_is_for_smtp_office365_com(edge):
+    ctx = client_context(edge)
+    with Device(edge) as device:
+        device.ehlo()
+        device.starttls(context=ctx)
+        cert = device.sock.getpeercert()
+    names = [v for k, v in cert["subjectAltName"]]
+    assert "smtp.office365.com" in names and "*.mail.protection.outlook.com" in names
+    assert isinstance(ctx, ssl.SSLContext)

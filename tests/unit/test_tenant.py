@@ -1,0 +1,91 @@
+"""Tenant files: what loads, and how a bad one is reported (file, line, key path, value)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes.exo.errors import ConfigError
+from fakes.exo.tenant import Tenant, default_tenant
+
+GOOD = """\
+schema_version: 1
+tenant: fabrikam
+accepted_domains: [fabrikam.com]
+mailboxes:
+  - address: printer@fabrikam.com
+    password: "p"
+    send_as: [reception@fabrikam.com]
+  - address: bob@fabrikam.com
+"""
+
+
+def test_default_tenant_is_contoso_as_the_guide_names_it():
+    tenant = default_tenant()
+    assert tenant.mx_host == "contoso-com.mail.protection.outlook.com"
+    assert tenant.initial_domain == "contoso.onmicrosoft.com"
+    scanner = tenant.mailbox("Scanner@Contoso.com")
+    assert scanner is not None and tenant.smtp_auth_enabled(scanner)
+    alice = tenant.mailbox("alice@contoso.com")
+    assert alice is not None and not tenant.smtp_auth_enabled(alice)  # inherits the org's "disabled"
+
+
+def test_defaults_follow_the_reference():
+    tenant = Tenant.from_yaml(GOOD)
+    assert tenant.limits.messages_per_minute == 30
+    assert tenant.limits.recipients_per_day == 10_000
+    assert tenant.limits.concurrent_connections_per_mailbox == 3
+    assert tenant.org.basic_auth == "allowed"
+    assert tenant.org.smtp_client_authentication_disabled is True
+
+
+def test_per_mailbox_setting_overrides_the_org():
+    tenant = Tenant.from_yaml(GOOD).with_overrides({
+        "org": {"smtp_client_authentication_disabled": False},
+        "mailboxes": [{"address": "printer@fabrikam.com", "smtp_client_authentication": "disabled"},
+                      {"address": "bob@fabrikam.com"}],
+    })
+    printer, bob = tenant.mailboxes
+    assert not tenant.smtp_auth_enabled(printer)
+    assert tenant.smtp_auth_enabled(bob)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("send_as: [reception@fabrikam.com]", "send_as: [bob]"),
+         "t.yaml:7: mailboxes[0].send_as[0]='bob': is not an email address"),
+        (("tenant: fabrikam", "tenant: fabrikam\nlimits: {messages_per_minute: -1}"),
+         "t.yaml:3: limits.messages_per_minute=-1: Input should be greater than or equal to 1"),
+        (("schema_version: 1", "schema_version: 1\ncolour: blue"), "t.yaml:2: colour='blue': unknown key"),
+        (("schema_version: 1\n", ""), "t.yaml:1: schema_version: is required"),
+        (("  - address: bob@fabrikam.com", "  - address: bob@example.org"), "not in an accepted domain"),
+        (("accepted_domains: [fabrikam.com]", "accepted_domains: [fabrikam.com"), "t.yaml:"),
+    ],
+)
+def test_bad_tenant_files_name_file_line_key_and_value(edit, expected):
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(GOOD.replace(*edit), "t.yaml")
+    assert expected in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_every_problem_in_a_file_is_reported_at_once():
+    text = GOOD.replace("send_as: [reception@fabrikam.com]", "send_as: [bob]\n    colour: red")
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(text, "t.yaml")
+    lines = str(info.value).splitlines()
+    assert any("send_as[0]='bob'" in line for line in lines)
+    assert any("mailboxes[0].colour='red': unknown key" in line for line in lines)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read the tenant file"):
+        Tenant.load(tmp_path / "nope.yaml")
+
+
+def test_connector_needs_exactly_one_way_to_match():
+    with pytest.raises(ConfigError, match=r"connectors\[0\].*one"):
+        Tenant.from_yaml(GOOD + "connectors:\n  - name: both\n    sender_ip_ranges: [127.0.0.9/32]\n"
+                                "    certificate_domain: relay.fabrikam.com\n", "t.yaml")
