@@ -68,7 +68,7 @@ class Edge:
         if unknown:
             raise ValueError(f"unknown endpoint name(s) {sorted(unknown)}; known: {list(ENDPOINT_NAMES)}")
         self.tenant = tenant or default_tenant()
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).resolve()
         self.host = host
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)

@@ -51,6 +51,7 @@ class RecordLog:
 
     def append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str, ensure_ascii=False)
+        event = json.loads(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
             self._events.append(event)
             if self._file is not None:

@@ -1,0 +1,98 @@
+"""TLS at the submission endpoint: versions, the 4.7.66 refusal, the legacy endpoint, the 465 trap."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import warnings
+
+import pytest
+
+from tests.conftest import overrides
+from tests.helpers import SUFFIX, Device, client_context
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_tls_1_2_and_1_3_are_served(edge, version):
+    mark = edge.records.mark()
+    with Device(edge) as device:
+        device.secure(version)
+        assert device.sock.version() == version
+        device.login("scanner@contoso.com", "Scan-2026!")
+    events = edge.records.events(mark)
+    assert [e["version"] for e in events if e["kind"] == "tls"] == [version]
+    hello = next(e for e in events if e["kind"] == "client_hello")
+    assert hello["versions"] == [version]  # a pinned client offers only that version
+
+
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1.1"])
+def test_tls_1_0_and_1_1_complete_the_handshake_then_get_4_7_66(edge, version):
+    mark = edge.records.mark()
+    with Device(edge) as device:
+        device.ehlo()
+        device.starttls(context=client_context(edge, version))
+        assert device.sock.version() == version  # the handshake completed, as the real one does
+        code, text = device.ehlo()
+        assert code == 421
+        assert text.decode().startswith(
+            "4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support "
+            "TLS 1.2. Visit https://aka.ms/smtp_auth_tls. [")
+        assert SUFFIX.search("421 " + text.decode())
+    events = edge.records.events(mark)
+    assert any(e["kind"] == "legacy_tls" and e["value"] == version for e in events)
+    hello = next(e for e in events if e["kind"] == "client_hello")
+    assert hello["highest_version"] == version
+
+
+def test_legacy_endpoint_serves_tls_1_0_when_the_tenant_allows_it(edge):
+    overrides(edge, org={"allow_legacy_tls_clients": True})
+    with Device(edge, "legacy") as device:
+        device.ehlo()
+        device.starttls(context=client_context(edge, "TLSv1"))
+        assert device.ehlo()[0] == 250
+        device.login("scanner@contoso.com", "Scan-2026!")
+
+
+def test_legacy_endpoint_refuses_tls_1_0_without_the_opt_in(edge):
+    with Device(edge, "legacy") as device:
+        device.ehlo()
+        device.starttls(context=client_context(edge, "TLSv1"))
+        assert device.ehlo()[0] == 421
+
+
+def test_the_default_endpoint_refuses_tls_1_0_even_with_the_opt_in(edge):
+    overrides(edge, org={"allow_legacy_tls_clients": True})
+    with Device(edge) as device:
+        device.ehlo()
+        device.starttls(context=client_context(edge, "TLSv1.1"))
+        assert device.ehlo()[0] == 421
+
+
+def test_a_client_that_rejects_the_certificate_leaves_a_failed_handshake_on_record(edge):
+    mark = edge.records.mark()
+    with Device(edge) as device:
+        device.ehlo()
+        untrusting = ssl.create_default_context()  # does not know the lab CA
+        with pytest.raises(ssl.SSLCertVerificationError):
+            device.starttls(context=untrusting)
+    assert edge.records.wait_for(lambda ev: any(e["kind"] == "tls_failed" for e in ev), 5, since=mark)
+    events = edge.records.events(mark)
+    assert any(e["kind"] == "client_hello" and e["sni"] == "smtp.office365.com" for e in events)
+    assert not any(e["kind"] == "auth" for e in events)
+
+
+def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
+    host, port = edge.addresses["implicit-tls"]
+    mark = edge.records.mark()
+    ctx = client_context(edge)
+    with socket.create_connection((host, port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                ctx.wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
+    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
+    events = edge.records.events(mark)
+    assert events[0]["endpoint"] == "implicit-tls"
+    hello = next(e for e in events if e["kind"] == "client_hello")
+    assert hello["implicit_tls"] is True and hello["sni"] == "smtp.office365.com"
+    assert "TLSv1.3" in hello["versions"]
