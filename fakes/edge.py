@@ -16,6 +16,7 @@ import asyncio
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,8 @@ WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "impl
 
 
 def tenant_guid(tenant: Tenant) -> str:
-    rng = random.Random(tenant.tenant)
-    return "%08x-%04x-%04x-%04x-%012x" % (
-        rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16),
-        rng.getrandbits(48),
-    )
+    """A stable tenant id (a GUID, as Entra gives one) derived from the tenant's name."""
+    return str(uuid.UUID(int=random.Random(tenant.tenant).getrandbits(128), version=4))
 
 
 class Edge:
@@ -197,7 +195,7 @@ class EdgeThread:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the edge's loop and return its result (for changes to live state)."""
-        future: asyncio.Future[Any] = asyncio.run_coroutine_threadsafe(_call(fn), self.loop)
+        future = asyncio.run_coroutine_threadsafe(_call(fn), self.loop)
         return future.result(timeout=10)
 
     def __enter__(self) -> Edge:

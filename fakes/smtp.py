@@ -271,7 +271,7 @@ class EdgeProtocol(SMTP):
         return None, size
 
 
-class _Commands(dict):  # type: ignore[type-arg]
+class _Commands(dict[str, Any]):
     """aiosmtpd's command table, where every verb it does not know goes to ``unknown``."""
 
     CORE = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "MAIL", "RCPT", "DATA", "AUTH",

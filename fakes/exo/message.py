@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
-from datetime import UTC, datetime
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 

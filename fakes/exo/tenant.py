@@ -105,11 +105,11 @@ class Connector(_Frozen):
 
 
 class Limits(_Frozen):
-    messages_per_minute: int = Field(30, ge=1)
-    recipients_per_day: int = Field(10_000, ge=1)
-    concurrent_connections_per_mailbox: int = Field(3, ge=1)
-    max_message_size: int = Field(36_700_160, ge=1)
-    max_recipients_per_message: int = Field(500, ge=1, le=1000)
+    messages_per_minute: Annotated[int, Field(ge=1)] = 30
+    recipients_per_day: Annotated[int, Field(ge=1)] = 10_000
+    concurrent_connections_per_mailbox: Annotated[int, Field(ge=1)] = 3
+    max_message_size: Annotated[int, Field(ge=1)] = 36_700_160  # 35 MB
+    max_recipients_per_message: Annotated[int, Field(ge=1, le=1000)] = 500
 
 
 class Dns(_Frozen):

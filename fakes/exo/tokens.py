@@ -44,7 +44,7 @@ class TokenAuthority:
 
     def __init__(self, private_key_pem: bytes, tenant_id: str) -> None:
         self._key = serialization.load_pem_private_key(private_key_pem, password=None)
-        self._public = self._key.public_key()  # type: ignore[union-attr]
+        self._public = self._key.public_key()
         self.tenant_id = tenant_id
         self.issuer = f"https://sts.windows.net/{tenant_id}/"
 

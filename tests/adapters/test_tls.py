@@ -85,11 +85,13 @@ def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
     host, port = edge.addresses["implicit-tls"]
     mark = edge.records.mark()
     ctx = client_context(edge)
-    with socket.create_connection((host, port), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                ctx.wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
+    with (
+        socket.create_connection((host, port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ResourceWarning)
+        ctx.wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
     assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
     events = edge.records.events(mark)
     assert events[0]["endpoint"] == "implicit-tls"
