@@ -7,7 +7,9 @@ store is written from a worker thread.
 
 Endpoints by name, each on an ephemeral port unless a port is given:
 ``submission`` (smtp.office365.com:587), ``submission-25`` (the same on 25),
-``legacy`` (smtp-legacy.office365.com:587), ``implicit-tls`` (the 465 trap).
+``legacy`` (smtp-legacy.office365.com:587), ``implicit-tls`` (the 465 trap),
+``mx`` (<tenant>.mail.protection.outlook.com:25, direct send and connector relay) and ``dns``
+(the lab DNS server, UDP and TCP on one port).
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fakes.dns import DnsServer
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.session import EdgeState, Endpoint, Fault
+from fakes.exo.spf import check_host
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
+from fakes.exo.zone import build_zone
 from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import LabCA, load_client_hello_parser, server_context
+from fakes.tls import SERVER_NAMES, LabCA, load_client_hello_parser, server_context
 
 SMTP_ENDPOINTS: dict[str, Endpoint] = {
     "submission": "submission",
     "submission-25": "submission",
     "legacy": "legacy",
+    "mx": "mx",
 }
-ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls")
+ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls", "dns")
 # The names a device is told to use, per endpoint (what SNI and DNS should show).
 ENDPOINT_HOSTNAMES = {
     "submission": "smtp.office365.com",
@@ -43,7 +49,8 @@ ENDPOINT_HOSTNAMES = {
     "legacy": "smtp-legacy.office365.com",
     "implicit-tls": "smtp.office365.com",
 }
-WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465}
+WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465,
+                    "mx": 25, "dns": 53}
 
 
 def tenant_guid(tenant: Tenant) -> str:
@@ -83,6 +90,9 @@ class Edge:
             machine=f"AM{self.rng.randint(0, 9)}PR{self.rng.randint(1, 9):02d}CA{self.rng.randint(0, 9999):04d}",
             mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
         )
+        self.state.spf = self.spf
+        self.zone = build_zone(self.tenant, [self.host])
+        self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._servers: list[Any] = []
         self._started = False
@@ -92,17 +102,27 @@ class Edge:
     async def start(self) -> None:
         if self._started:
             return
-        tls = server_context(self.ca)
+        leaf = self.ca.issue(*SERVER_NAMES)
+        contexts = {
+            "submission": server_context(self.ca, leaf=leaf),
+            # the MX asks for a client certificate, for certificate-based connectors
+            "mx": server_context(self.ca, leaf=leaf, request_client_certificate=True),
+        }
         await asyncio.to_thread(load_client_hello_parser)
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
-                                        store=self.store, tls_context=tls)
+                                        store=self.store, tls_context=contexts.get(name, contexts["submission"]))
                 self.addresses[name] = await listener.start(self.host, self.ports[name])
                 self._servers.append(listener)
             trap = ImplicitTlsTrap(self.records)
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
+            self._rebuild_zone()
+            dns = DnsServer(lambda: self.zone, self.records)
+            self.addresses["dns"] = await dns.start(self.host, self.ports["dns"])
+            self._servers.append(dns)
+            self.dns = dns
         except BaseException:
             await self.stop()
             raise
@@ -126,6 +146,13 @@ class Edge:
         self.tenant = tenant
         self.state.tenant = tenant
         self.state.ledger.limits = tenant.limits
+        self._rebuild_zone()
+
+    def _rebuild_zone(self) -> None:
+        self.zone = build_zone(self.tenant, [self.host])
+
+    def spf(self, ip: str, domain: str) -> str:
+        return check_host(self.zone, ip, domain)
 
     def inject(self, fault: Fault) -> None:
         self.state.faults.append(fault)
@@ -138,11 +165,15 @@ class Edge:
         return self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
                                 expires_in=expires_in, **claims)
 
+    def hostname(self, name: str) -> str:
+        """The name a device is told to use for an endpoint (what SNI and DNS should show)."""
+        return self.tenant.mx_host if name == "mx" else ENDPOINT_HOSTNAMES[name]
+
     def describe(self) -> dict[str, Any]:
         """The first line ``exoedge serve`` prints: where everything is."""
         return {
             **{name: f"{host}:{port}" for name, (host, port) in self.addresses.items()},
-            "hostnames": {name: ENDPOINT_HOSTNAMES[name] for name in self.addresses},
+            "hostnames": {name: self.hostname(name) for name in self.addresses if name != "dns"},
             "tenant": self.tenant.tenant,
             "mx_host": self.tenant.mx_host,
             "ca": str(self.ca.cert_path),

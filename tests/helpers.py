@@ -7,7 +7,7 @@ import smtplib
 import ssl
 import warnings
 
-from fakes.edge import ENDPOINT_HOSTNAMES, Edge
+from fakes.edge import Edge
 
 SUFFIX = re.compile(
     r" \[[A-Z0-9]+\.[a-z0-9]+\.prod\.outlook\.com \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
@@ -52,7 +52,7 @@ class Device(smtplib.SMTP):
     def __init__(self, edge: Edge, endpoint: str = "submission", source: str = "127.0.0.1") -> None:
         host, port = edge.addresses[endpoint]
         super().__init__(host, port, local_hostname="device.test", source_address=(source, 0), timeout=10)
-        self._host = ENDPOINT_HOSTNAMES.get(endpoint, host)  # SNI and certificate check
+        self._host = edge.hostname(endpoint)  # SNI and certificate check
         self.edge = edge
 
     def connect(self, host: str = "localhost", port: int = 0, source_address=None):  # type: ignore[override]

@@ -1,0 +1,180 @@
+"""The tenant MX on a real socket: direct send (options 2) and connector relay (option 3).
+
+Each simulated device has its own loopback source address: 127.0.0.10 is in contoso's SPF record,
+127.0.0.11 is not, 127.0.0.20 is in the IP connector "Lab printers by IP".
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+import pytest
+
+from fakes.exo import replies as R
+from tests.conftest import overrides
+from tests.helpers import MX_SUFFIX, Device, client_context, message
+
+IN_SPF, NOT_IN_SPF, CONNECTOR_IP = "127.0.0.10", "127.0.0.11", "127.0.0.20"
+
+
+def direct_send(edge, source: str, sender: str, to: tuple[str, ...], *, tls: bool = False,
+                body: bytes | None = None, context: ssl.SSLContext | None = None) -> list[str]:
+    """One MX session; the replies to MAIL, each RCPT and the end of DATA."""
+    replies = []
+    with Device(edge, "mx", source=source) as device:
+        device.ehlo()
+        if tls or context is not None:
+            device.starttls(context=context or client_context(edge))
+            device.ehlo()
+        code, text = device.mail(sender)
+        replies.append(f"{code} {text.decode()}")
+        accepted = 0
+        for rcpt in to:
+            code, text = device.rcpt(rcpt)
+            replies.append(f"{code} {text.decode()}")
+            accepted += code == 250
+        if accepted:
+            replies.append(device.send_data(body or message(sender, to[0])))
+    return replies
+
+
+def test_mx_banner_and_ehlo_offer_no_auth(edge):
+    with Device(edge, "mx") as device:
+        assert re.match(r"^220 [A-Z0-9]+\.mail\.protection\.outlook\.com Microsoft ESMTP MAIL Service ready at "
+                        r"\w{3}, \d{1,2} \w{3} \d{4} [\d:]{8} \+0000$", device.banner)
+        code, text = device.ehlo()
+        assert tuple(text.decode().split("\n")[1:]) == R.MX_EXTENSIONS_PLAIN
+        assert "AUTH" not in text.decode()
+        device.starttls(context=client_context(edge))
+        code, text = device.ehlo()
+        assert tuple(text.decode().split("\n")[1:]) == R.MX_EXTENSIONS_TLS
+        assert device.reply("AUTH LOGIN").startswith("504 5.7.4 Unrecognized authentication type [")
+
+
+def test_direct_send_from_an_spf_address_lands_in_the_inbox(edge):
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    assert replies[0] == "250 2.1.0 Sender OK" and replies[1] == "250 2.1.5 Recipient OK"
+    assert replies[2].startswith("250 2.6.0 ")
+    (copy,) = edge.store.messages(mailbox="alice@contoso.com")
+    assert (copy.folder, copy.spf) == ("Inbox", "pass")
+    assert b"Authentication-Results: spf=pass (sender IP is 127.0.0.10) smtp.mailfrom=contoso.com" in copy.read()
+    assert edge.store.messages(folder="Sent Items") == []  # direct send keeps no Sent Items copy
+
+
+def test_direct_send_from_outside_the_spf_record_lands_in_junk(edge):
+    direct_send(edge, NOT_IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    (copy,) = edge.store.messages(mailbox="alice@contoso.com")
+    assert (copy.folder, copy.spf) == ("Junk", "softfail")
+
+
+def test_without_an_spf_record_direct_send_lands_in_junk(edge):
+    overrides(edge, dns={"spf": False})
+    direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    (copy,) = edge.store.messages(mailbox="alice@contoso.com")
+    assert (copy.folder, copy.spf) == ("Junk", "none")
+
+
+def test_direct_send_needs_no_mailbox_for_the_sender(edge):
+    direct_send(edge, IN_SPF, "mfp-3rd-floor@contoso.com", ("alice@contoso.com",))
+    assert [m.folder for m in edge.store.messages(mailbox="alice@contoso.com")] == ["Inbox"]
+
+
+def test_direct_send_to_an_external_recipient_is_refused_at_rcpt(edge):
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("partner@example.org",))
+    assert replies[1].startswith("550 5.7.64 TenantAttribution; Relay Access Denied [")
+    assert MX_SUFFIX.search(replies[1])
+    replies = direct_send(edge, IN_SPF, "printer@example.net", ("partner@example.org",))
+    assert replies[1].startswith("550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain [")
+    assert edge.store.messages() == []
+
+
+def test_unknown_recipient_in_an_accepted_domain_is_refused_by_edge_blocking(edge):
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("ghost@contoso.com",))
+    assert replies[1].startswith("550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [")
+
+
+def test_reject_direct_send_refuses_anonymous_mail_from_an_accepted_domain(edge):
+    overrides(edge, org={"reject_direct_send": True})
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    assert replies[1].startswith("550 5.7.68 TenantInboundAttribution; Direct Send not allowed for this "
+                                 "organization from unauthorized sources [")
+    # a sender outside the accepted domains is not what RejectDirectSend looks at
+    replies = direct_send(edge, IN_SPF, "alerts@vendor.example", ("alice@contoso.com",))
+    assert replies[1] == "250 2.1.5 Recipient OK"
+    # and a connector-matched session is not direct send
+    replies = direct_send(edge, CONNECTOR_IP, "scanner@contoso.com", ("alice@contoso.com",))
+    assert replies[1] == "250 2.1.5 Recipient OK"
+
+
+def test_starttls_is_optional_at_the_mx(edge):
+    direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",), tls=False)
+    direct_send(edge, IN_SPF, "scanner@contoso.com", ("bob@contoso.com",), tls=True)
+    assert len(edge.store.messages()) == 2
+
+
+def test_a_failed_handshake_then_plaintext_is_still_served(edge):
+    with Device(edge, "mx", source=IN_SPF) as device:
+        device.ehlo()
+        with pytest.raises(ssl.SSLError):
+            device.starttls(context=ssl.create_default_context())  # does not trust the lab CA
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    assert replies[-1].startswith("250 2.6.0")
+
+
+def test_a_message_without_a_from_header_is_refused(edge):
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",),
+                          body=b"Subject: no from\r\n\r\nbody\r\n")
+    assert replies[-1].startswith("550 5.7.512 Access denied, message must be RFC 5322 section 3.6.2 compliant [")
+
+
+def test_ip_connector_relays_to_the_internet(edge):
+    mark = edge.records.mark()
+    replies = direct_send(edge, CONNECTOR_IP, "scanner@contoso.com", ("partner@example.org", "alice@contoso.com"),
+                          tls=True)
+    assert replies[1] == replies[2] == "250 2.1.5 Recipient OK"
+    placed = {(m.folder, m.recipient) for m in edge.store.messages()}
+    assert placed == {("Outbound", "partner@example.org"), ("Inbox", "alice@contoso.com")}
+    notes = [e for e in edge.records.events(mark) if e["kind"] == "attribution"]
+    assert notes and notes[-1]["connector"] == "Lab printers by IP"
+
+
+def test_ip_connector_still_needs_a_sender_in_an_accepted_domain(edge):
+    replies = direct_send(edge, CONNECTOR_IP, "alerts@vendor.example", ("partner@example.org",))
+    assert replies[1].startswith("550 5.7.64 TenantAttribution; Relay Access Denied [")
+
+
+def test_an_address_outside_every_connector_is_refused_relay(edge):
+    replies = direct_send(edge, "127.0.0.21", "scanner@contoso.com", ("partner@example.org",), tls=True)
+    assert replies[1].startswith("550 5.7.64 TenantAttribution; Relay Access Denied [")
+
+
+def relay_context(edge, tmp_path, name: str, version: str | None = None) -> ssl.SSLContext:
+    cert, key = edge.ca.client_certificate(name, tmp_path)
+    ctx = client_context(edge, version)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def test_certificate_connector_relays_with_a_matching_client_certificate(edge, tmp_path):
+    mark = edge.records.mark()
+    replies = direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
+                          context=relay_context(edge, tmp_path, "relay.contoso.com"))
+    assert replies[1] == "250 2.1.5 Recipient OK" and replies[2].startswith("250 2.6.0")
+    assert [m.folder for m in edge.store.messages()] == ["Outbound"]
+    events = edge.records.events(mark)
+    tls = next(e for e in events if e["kind"] == "tls")
+    assert tls["client_certificate"] == ["relay.contoso.com"]
+    assert any(e["kind"] == "attribution" and e["connector"] == "Lab relay by certificate" for e in events)
+
+
+def test_a_certificate_for_another_domain_is_refused_relay(edge, tmp_path):
+    replies = direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
+                          context=relay_context(edge, tmp_path, "relay.fabrikam.com"))
+    assert replies[1].startswith("550 5.7.64 TenantAttribution; Relay Access Denied [")
+
+
+def test_a_certificate_connector_needs_tls_1_2(edge, tmp_path):
+    replies = direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
+                          context=relay_context(edge, tmp_path, "relay.contoso.com", "TLSv1.1"))
+    assert replies[1].startswith("550 5.7.64 ")
