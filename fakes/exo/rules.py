@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import replies as R
+from .events import Folder
 from .replies import Reply
 from .tenant import Connector, Mailbox, Tenant
 
 RecipientKind = Literal["internal", "unknown-internal", "external"]
-Folder = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
 
 
 def classify_recipient(tenant: Tenant, address: str) -> RecipientKind:

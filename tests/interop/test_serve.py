@@ -27,8 +27,9 @@ def test_serve_with_no_arguments_then_a_swaks_submission(tmp_path, swaks):
     try:
         assert server.stdout is not None
         first = json.loads(server.stdout.readline())
-        assert set(first) >= {"submission", "submission-25", "legacy", "implicit-tls", "ca", "records",
-                              "store"}
+        assert set(first) >= {"submission", "submission-25", "legacy", "implicit-tls", "mx", "dns", "ca",
+                              "records", "store"}
+        assert first["hostnames"]["mx"] == "contoso-com.mail.protection.outlook.com"
         host, port = first["submission"].rsplit(":", 1)
         assert host == "127.0.0.1"
         assert Path(first["ca"]) == tmp_path / "state" / "ca.pem"

@@ -1,0 +1,170 @@
+"""What goes into a session and what comes out: events (commands and transport facts) and decisions.
+
+Events are small frozen classes named as nouns; a ``Decision`` is the edge's answer to one, as
+data: the lines to write, whether to upgrade to TLS or close, and what an accepted message
+becomes (``Acceptance``: where each copy is delivered). Refusals are decisions, never exceptions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .replies import Reply
+
+Folder = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    verb: Literal["EHLO", "HELO"]
+    name: str
+
+
+@dataclass(frozen=True)
+class StartTls:
+    pass
+
+
+@dataclass(frozen=True)
+class TlsEstablished:
+    version: str  # as ssl reports it: "TLSv1.2"
+    cipher: str = ""
+    certificate_names: tuple[str, ...] = ()  # client certificate CN and SANs, when one was sent
+
+
+@dataclass(frozen=True)
+class Auth:
+    mechanism: str
+    initial: str | None = None  # the initial response, base64 as sent
+
+
+@dataclass(frozen=True)
+class AuthLine:
+    line: str  # a client's answer to a 334, base64 as sent
+
+
+@dataclass(frozen=True)
+class MailFrom:
+    address: str
+    params: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class RcptTo:
+    address: str
+    params: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class Data:
+    pass
+
+
+@dataclass(frozen=True)
+class MessageBody:
+    content: bytes  # dot-unstuffed, line endings as sent; cut short when far over the limit
+    size: int | None = None  # the size the client sent, when content was cut short
+
+
+@dataclass(frozen=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True)
+class Noop:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class Unknown:
+    verb: str
+
+
+@dataclass(frozen=True)
+class Closed:
+    pass
+
+
+Event = (Hello | StartTls | TlsEstablished | Auth | AuthLine | MailFrom | RcptTo | Data
+         | MessageBody | Reset | Noop | Quit | Unknown | Closed)
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One copy of an accepted message: into a mailbox's folder, or out to the internet."""
+
+    folder: Folder
+    mailbox: str | None  # None for Outbound
+    recipient: str
+    deliver_after: float
+    content: bytes | None = None  # a different body (an NDR); None means the message itself
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    message_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    content: bytes
+    deliveries: tuple[Delivery, ...]
+    delayed: bool
+    spf: str | None = None
+
+
+class Outcome(enum.StrEnum):
+    ACCEPT = "accept"
+    CHALLENGE = "challenge"
+    DEFER = "defer"
+    REJECT = "reject"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Decision:
+    lines: tuple[str, ...]
+    reply: Reply | None = None
+    close: bool = False
+    start_tls: bool = False
+    accepted: Acceptance | None = None
+    # what the record should say beyond the reply: auth outcome, attribution, SPF
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def code(self) -> int | None:
+        return int(self.lines[-1][:3]) if self.lines else None
+
+    @property
+    def outcome(self) -> Outcome:
+        code = self.code
+        if code is None:
+            return Outcome.NONE
+        if code in (334, 354):
+            return Outcome.CHALLENGE
+        if code < 400:
+            return Outcome.ACCEPT
+        return Outcome.DEFER if code < 500 else Outcome.REJECT
+
+
+SILENT = Decision(())
+
+
+@dataclass
+class Fault:
+    """A reply injected at a stage (banner, ehlo, starttls, auth, mail, rcpt, data, message)."""
+
+    stage: str
+    reply: Reply
+    remaining: int | None = 1  # None: always
+    close: bool = False
