@@ -95,6 +95,8 @@ class Edge:
         self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._servers: list[Any] = []
+        self._tls_cache: dict[tuple[tuple[str, ...] | None, str], dict[bool, Any]] = {}
+        self._leaf: Any = None
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -102,17 +104,13 @@ class Edge:
     async def start(self) -> None:
         if self._started:
             return
-        leaf = self.ca.issue(*SERVER_NAMES)
-        contexts = {
-            "submission": server_context(self.ca, leaf=leaf),
-            # the MX asks for a client certificate, for certificate-based connectors
-            "mx": server_context(self.ca, leaf=leaf, request_client_certificate=True),
-        }
+        self._leaf = self.ca.issue(*SERVER_NAMES)
+        contexts = self._contexts()
         await asyncio.to_thread(load_client_hello_parser)
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
-                                        store=self.store, tls_context=contexts.get(name, contexts["submission"]))
+                                        store=self.store, tls_context=contexts[endpoint == "mx"])
                 self.addresses[name] = await listener.start(self.host, self.ports[name])
                 self._servers.append(listener)
             trap = ImplicitTlsTrap(self.records)
@@ -153,6 +151,31 @@ class Edge:
 
     def spf(self, ip: str, domain: str) -> str:
         return check_host(self.zone, ip, domain)
+
+    def _contexts(self, versions: tuple[str, ...] | None = None,
+                  certificate: str = "valid") -> dict[bool, Any]:
+        """Server TLS contexts, keyed by "is the MX" (the MX asks for client certificates)."""
+        key = (versions, certificate)
+        if key not in self._tls_cache:
+            if certificate == "wrong-name":
+                ca, leaf = self.ca, self.ca.issue("mail.wrong-name.example")
+            elif certificate == "unknown-ca":
+                ca = self.ca.stranger()
+                leaf = ca.issue(*SERVER_NAMES)
+            else:
+                ca, leaf = self.ca, self._leaf
+            self._tls_cache[key] = {
+                False: server_context(ca, leaf=leaf, versions=versions),
+                True: server_context(self.ca, leaf=leaf, versions=versions, request_client_certificate=True),
+            }
+        return self._tls_cache[key]
+
+    def configure_tls(self, versions: tuple[str, ...] | None = None, certificate: str = "valid") -> None:
+        """What the edge offers from the next connection on: TLS versions, and which certificate."""
+        contexts = self._contexts(versions, certificate)
+        for server in self._servers:
+            if isinstance(server, SmtpListener):
+                server.tls_context = contexts[server.endpoint == "mx"]
 
     def inject(self, fault: Fault) -> None:
         self.state.faults.append(fault)

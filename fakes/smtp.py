@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from fakes.exo import replies as R
 from fakes.exo import session as S
+from fakes.exo.message import message_facts
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
@@ -124,6 +125,8 @@ class EdgeProtocol(SMTP):
 
     async def _apply(self, decision: S.Decision) -> None:
         self._note(decision)
+        if decision.delay:
+            await asyncio.sleep(decision.delay)
         if decision.lines:
             await self.push("\r\n".join(decision.lines))
         if decision.close and self.transport is not None:
@@ -229,7 +232,7 @@ class EdgeProtocol(SMTP):
         if content is None:
             return
         assert self.exo is not None and self.rec is not None
-        self.rec.event("message", size=size)
+        self.rec.event("message", size=size, **message_facts(content))
         decision = self.exo.handle(S.MessageBody(content, size))
         if decision.accepted is not None:
             try:

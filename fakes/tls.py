@@ -71,6 +71,11 @@ class LabCA:
         assert self.directory is not None
         return self.directory / "ca.pem"
 
+    def stranger(self) -> LabCA:
+        """A CA no device trusts, for "the certificate is from an unknown CA" scenarios."""
+        return LabCA(trustme.CA(organization_name="unknown CA", key_type=trustme.KeyType.RSA), None,
+                     self.issuer_key)
+
     def issue(self, *names: str) -> trustme.LeafCert:
         return self.ca.issue_cert(*names, key_type=trustme.KeyType.RSA)
 
@@ -90,15 +95,22 @@ def _capture_client_hello(conn: Any, direction: str, version: Any, content_type:
         conn.exo_client_hello = bytes(data)
 
 
+_TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
 def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
                    request_client_certificate: bool = False,
-                   leaf: trustme.LeafCert | None = None) -> ssl.SSLContext:
+                   leaf: trustme.LeafCert | None = None,
+                   versions: tuple[str, ...] | None = None) -> ssl.SSLContext:
+    """The edge's TLS. ``versions`` narrows what it offers (a scenario's "edge offers only 1.2")."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    chosen = sorted(versions or _TLS_VERSIONS, key=list(_TLS_VERSIONS).index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         # Accept TLS 1.0/1.1 at the handshake so the session can refuse it with 4.7.66 afterwards.
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        ctx.minimum_version = _TLS_VERSIONS[chosen[0]]
+        ctx.maximum_version = _TLS_VERSIONS[chosen[-1]]
     ctx.set_ciphers(":".join(REFERENCE_TLS12_CIPHERS) + ":@SECLEVEL=0")
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     (leaf or ca.issue(*names)).configure_cert(ctx)

@@ -38,5 +38,6 @@ def exo_edge_clean(exo_edge: Edge) -> Iterator[Edge]:
 def reset(edge: Edge) -> None:
     edge.set_tenant(default_tenant())
     edge.clear_faults()
+    edge.configure_tls()
     edge.state.ledger.reset()
     edge.store.clear()

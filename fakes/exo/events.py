@@ -138,6 +138,7 @@ class Decision:
     close: bool = False
     start_tls: bool = False
     accepted: Acceptance | None = None
+    delay: float = 0.0  # seconds the adapter waits before writing (an injected slow edge)
     # what the record should say beyond the reply: auth outcome, attribution, SPF
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -162,9 +163,12 @@ SILENT = Decision(())
 
 @dataclass
 class Fault:
-    """A reply injected at a stage (banner, ehlo, starttls, auth, mail, rcpt, data, message)."""
+    """Something injected at a stage (ehlo, starttls, auth, mail, rcpt, data, message): a reply,
+    a dropped connection, or a delay before the ordinary answer."""
 
     stage: str
-    reply: Reply
+    reply: Reply | None = None
     remaining: int | None = 1  # None: always
     close: bool = False
+    drop: bool = False
+    delay: float = 0.0

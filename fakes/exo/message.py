@@ -46,6 +46,19 @@ def read_headers(content: bytes) -> Headers:
     )
 
 
+def message_facts(content: bytes) -> dict[str, object]:
+    """What a conformance check needs to know about a message as the sender sent it."""
+    headers = read_headers(content)
+    lines = content.split(b"\r\n")
+    return {
+        "has_date": headers.date is not None,
+        "has_message_id": headers.message_id is not None,
+        "has_from": bool(headers.from_addresses),
+        "bare_lf": has_bare_lf(content),
+        "longest_line": max((len(line) for line in lines), default=0),
+    }
+
+
 def new_message_id(host: str, unique: str) -> str:
     return f"<{unique}@{host}>"
 

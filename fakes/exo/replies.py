@@ -214,6 +214,8 @@ BARE_LF = Reply(
 )
 MISSING_FROM_HEADER = Reply(550, "5.7.512", "Access denied, message must be RFC 5322 section 3.6.2 compliant",
                             "NDR", "C", suffix=True)
+BAD_OUTBOUND_SENDER = Reply(550, "5.1.8", "Access denied, bad outbound sender", "FIX; NDR", "C", suffix=True,
+                            note="a sender blocked as a spammer")
 # What an adapter answers when the edge itself failed: never aiosmtpd's "500 Error: (Type)".
 HARNESS_FAULT = Reply(451, "4.3.0", "Mail server temporarily rejected message.", "Exchange", "UNCONFIRMED",
                       suffix=True, note="the edge failed, not the sender")

@@ -13,7 +13,7 @@ import binascii
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import replies as R
@@ -128,6 +128,7 @@ class Session:
         self.auth_mechanism: str | None = None
         self._login_user = ""
         self._legacy_refused = False
+        self._pending_delay = 0.0
         self.mail_from: str | None = None
         self.mail_params: dict[str, str | None] = {}
         self.recipients: list[str] = []
@@ -148,10 +149,23 @@ class Session:
         return ReplyContext(host=host, now=self.state.clock(), session_id=self.id)
 
     def greeting(self) -> Decision:
-        fault = self.state.take_fault("banner")
-        if fault:
-            return self._say(fault.reply, close=True)
         return Decision((R.banner(self.host, self.state.clock(), None if self.is_mx else self.id),))
+
+    def _injected(self, stage: str) -> Decision | None:
+        """An injected fault at this stage, as a decision; a delay alone rides on the next answer."""
+        fault = self.state.take_fault(stage)
+        if fault is None:
+            return None
+        note = {"fault": {"stage": stage, "reply": fault.reply.render() if fault.reply else None,
+                          "drop": fault.drop, "delay": fault.delay}}
+        if fault.drop:
+            self.phase = Phase.CLOSED
+            return Decision((), close=True, delay=fault.delay, notes=note)
+        if fault.reply is not None:
+            decision = self._say(fault.reply, close=fault.close, notes=note)
+            return replace(decision, delay=fault.delay)
+        self._pending_delay += fault.delay
+        return None
 
     def _say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
         notes = fields.pop("notes", {})
@@ -185,14 +199,17 @@ class Session:
             return self._say(rule[1])
         handler = getattr(self, "_on_" + type(event).__name__)
         decision: Decision = handler(event)
+        if self._pending_delay:
+            decision = replace(decision, delay=decision.delay + self._pending_delay)
+            self._pending_delay = 0.0
         return decision
 
     # -- greeting and TLS -----------------------------------------------------------------------
 
     def _on_Hello(self, event: Hello) -> Decision:
-        fault = self.state.take_fault("ehlo")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("ehlo")
+        if injected:
+            return injected
         self._reset_transaction()
         self.phase = Phase.READY
         if event.verb == "HELO":
@@ -208,9 +225,9 @@ class Session:
             return self._say(R.TLS_ALREADY)
         if self.phase is Phase.CONNECTED:
             return self._say(R.NEED_HELO)
-        fault = self.state.take_fault("starttls")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("starttls")
+        if injected:
+            return injected
         decision = self._say(R.STARTTLS_READY)
         return Decision(decision.lines, reply=R.STARTTLS_READY, start_tls=True)
 
@@ -246,10 +263,9 @@ class Session:
             return self._say(R.UNRECOGNIZED_AUTH, notes=self._auth_note(mechanism, "", "unsupported"))
         if self.user is not None:
             return self._say(R.ALREADY_AUTHENTICATED)
-        fault = self.state.take_fault("auth")
-        if fault:
-            return self._say(fault.reply, close=fault.close,
-                             notes=self._auth_note(mechanism, "", "injected"))
+        injected = self._injected("auth")
+        if injected:
+            return injected
         self.auth_mechanism = mechanism
         if mechanism == "LOGIN":
             if event.initial:
@@ -349,9 +365,9 @@ class Session:
                 return self._say(R.SYNTAX_ERROR)
             if int(size) > self.state.tenant.limits.max_message_size:
                 return self._say(R.MESSAGE_TOO_LARGE)
-        fault = self.state.take_fault("mail")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("mail")
+        if injected:
+            return injected
         self.mail_from = address.lower()
         self.mail_params = params
         self.phase = Phase.MAIL
@@ -370,17 +386,17 @@ class Session:
             )
             if refusal:
                 return self._say(refusal, notes={"attribution": self._attribution_note()})
-        fault = self.state.take_fault("rcpt")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("rcpt")
+        if injected:
+            return injected
         self.recipients.append(address)
         self.phase = Phase.RCPT
         return self._say(R.RECIPIENT_OK)
 
     def _on_Data(self, event: Data) -> Decision:
-        fault = self.state.take_fault("data")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("data")
+        if injected:
+            return injected
         self.phase = Phase.DATA
         return Decision((R.START_MAIL_INPUT.render(),), reply=R.START_MAIL_INPUT)
 
@@ -396,9 +412,9 @@ class Session:
             return self._say(R.MESSAGE_TOO_LARGE)
         if has_bare_lf(content):
             return self._say(R.BARE_LF)
-        fault = self.state.take_fault("message")
-        if fault:
-            return self._say(fault.reply, close=fault.close)
+        injected = self._injected("message")
+        if injected:
+            return injected
         headers = read_headers(content)
         if self.is_mx:
             return self._accept_at_mx(content, headers)

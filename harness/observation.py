@@ -1,0 +1,154 @@
+"""What the edge saw during one scenario, read back from the records and the store.
+
+``Observation`` is the window of one scenario: its SMTP sessions (each a ``SessionView`` with
+its commands, replies by stage, TLS facts and AUTH outcomes), the DNS queries, and the copies
+stored. Checks read it; nothing here judges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fakes.store import StoredMessage
+
+# The port a device was configured with, by the endpoint it reached (tests use ephemeral ports).
+WELL_KNOWN = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465, "mx": 25}
+TLS_ORDER = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+def tls_at_least(version: str | None, minimum: str) -> bool:
+    return version in TLS_ORDER and TLS_ORDER.index(version) >= TLS_ORDER.index(minimum)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One reply and the stage it answered: ehlo, starttls, auth, mail, rcpt, data, message, other."""
+
+    stage: str
+    command: str
+    code: int
+    line: str
+    t: float
+
+    @property
+    def enhanced(self) -> str | None:
+        parts = self.line[4:].split(" ", 1)
+        return parts[0] if parts and parts[0][:1].isdigit() and parts[0].count(".") == 2 else None
+
+
+_STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth", "MAIL": "mail",
+           "RCPT": "rcpt", "DATA": "data", "QUIT": "quit", "RSET": "rset", "NOOP": "noop"}
+
+
+@dataclass
+class SessionView:
+    id: str
+    endpoint: str
+    events: list[dict[str, Any]]
+    peer: str = ""
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, session_id: str, events: list[dict[str, Any]]) -> SessionView:
+        first = events[0]
+        view = cls(session_id, first.get("endpoint", "?"), events, (first.get("peer") or ["?"])[0])
+        stage, command = "banner", ""
+        for event in events:
+            kind = event["kind"]
+            if kind == "command":
+                command = event["line"]
+                stage = _STAGES.get(command.split(" ", 1)[0].upper(), "other")
+            elif kind == "auth_response":
+                stage = "auth"
+            elif kind == "message":
+                stage, command = "message", "<end of data>"
+            elif kind == "reply":
+                line = event["line"]
+                if line[3:4] == "-":  # continuation lines of a multi-line reply
+                    continue
+                view.exchanges.append(Exchange(stage, command, int(event["code"]), line, event["t"]))
+        return view
+
+    @property
+    def port(self) -> int | None:
+        return WELL_KNOWN.get(self.endpoint)
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    @property
+    def tls_version(self) -> str | None:
+        tls = self.kinds("tls")
+        return tls[-1]["version"] if tls else None
+
+    @property
+    def client_hello(self) -> dict[str, Any] | None:
+        hellos = self.kinds("client_hello")
+        return hellos[-1] if hellos else None
+
+    @property
+    def sni(self) -> str | None:
+        hello = self.client_hello
+        return hello.get("sni") if hello else None
+
+    @property
+    def auths(self) -> list[dict[str, Any]]:
+        return self.kinds("auth")
+
+    def commands(self) -> list[str]:
+        return [e["line"] for e in self.kinds("command")]
+
+    def index_of(self, kind: str, predicate: Any = None) -> int | None:
+        for i, event in enumerate(self.events):
+            if event["kind"] == kind and (predicate is None or predicate(event)):
+                return i
+        return None
+
+    @property
+    def sent_credentials(self) -> bool:
+        return any(c.upper().startswith("AUTH") for c in self.commands())
+
+    @property
+    def mail_attempts(self) -> list[Exchange]:
+        return [x for x in self.exchanges if x.stage == "mail"]
+
+
+@dataclass
+class Observation:
+    events: list[dict[str, Any]]
+    sessions: list[SessionView]
+    dns: list[dict[str, Any]]
+    stored: list[StoredMessage]
+    expected_host: str
+    harness_faults: list[dict[str, Any]]
+
+    @classmethod
+    def build(cls, events: list[dict[str, Any]], stored: list[StoredMessage], expected_host: str) -> Observation:
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        dns = []
+        for event in events:
+            if event["kind"] in ("dns_query", "dns_malformed"):
+                dns.append(event)
+            else:
+                grouped.setdefault(event["session"], []).append(event)
+        sessions = [SessionView.build(sid, evs) for sid, evs in grouped.items() if evs[0]["kind"] == "connect"]
+        ids = {s.id for s in sessions}
+        return cls(
+            events=events,
+            sessions=sessions,
+            dns=dns,
+            stored=[m for m in stored if m.session in ids],
+            expected_host=expected_host,
+            harness_faults=[e for e in events if e["kind"] == "harness_fault"],
+        )
+
+    @property
+    def smtp(self) -> list[SessionView]:
+        return [s for s in self.sessions if s.endpoint != "implicit-tls"]
+
+    def exchanges(self) -> list[tuple[SessionView, Exchange]]:
+        return [(s, x) for s in self.sessions for x in s.exchanges]
+
+    def messages(self) -> list[StoredMessage]:
+        return [m for m in self.stored if m.kind == "message"]

@@ -1,0 +1,330 @@
+"""Built-in reference senders: conformant profiles, and deliberately faulty ones.
+
+Each profile is a ``Behaviour`` (how it connects, secures, authenticates, retries and writes its
+message) plus the option it serves and the loopback address it sends from, so the edge tells
+them apart. They speak real SMTP with Python's smtplib and look names up in the lab DNS server
+with dnslib, as a device would.
+"""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import socket
+import ssl
+import time
+import warnings
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, make_msgid
+from typing import Literal
+
+from dnslib import QTYPE, DNSRecord
+
+from fakes.exo.tokens import xoauth2_payload
+from harness.senders import Order, SenderResult
+
+Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none"]
+StartTls = Literal["required", "opportunistic", "never"]
+_TLS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+        "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    implicit_tls_465: bool = False
+    resolve: bool = True  # look the name up in DNS (else: connect to the IP literal)
+    starttls: StartTls = "required"
+    tls_min: str = "TLSv1.2"
+    tls_max: str = "TLSv1.3"
+    verify: bool = True
+    auth: Auth = "login-then-oauth"
+    client_certificate: bool = False
+    retries: int = 3  # after a 4xx or a dropped connection
+    backoff: float = 0.1  # seconds, doubled each retry
+    storm: int = 0  # retry any failure this many times at once, without a pause
+    bare_lf: bool = False
+    send_as: str | None = None  # write another From than the one ordered
+    declare_size: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    option: str
+    source: str
+    description: str
+    behaviour: Behaviour = Behaviour()
+    connector: str | None = None
+    fault: str | None = None  # what it does wrong; None for the conformant ones
+
+    @property
+    def conformant(self) -> bool:
+        return self.fault is None
+
+
+MX = Behaviour(starttls="opportunistic", auth="none", verify=False)
+RELAY_CERT = replace(MX, starttls="required", verify=True, client_certificate=True)
+
+_PROFILES = [
+    # conformant
+    Profile("submission", "submission", "127.0.0.5",
+            "587, STARTTLS, TLS 1.2+, AUTH LOGIN (XOAUTH2 once basic auth is refused), verifies the certificate, "
+            "retries 4xx with backoff"),
+    Profile("submission-oauth", "submission", "127.0.0.6", "587, STARTTLS, TLS 1.2+, XOAUTH2 only",
+            replace(Behaviour(), auth="xoauth2")),
+    Profile("direct-send", "direct-send", "127.0.0.10",
+            "the tenant MX on 25, opportunistic STARTTLS, no AUTH, from an SPF-listed address", MX),
+    Profile("relay-ip", "relay", "127.0.0.20", "the tenant MX on 25 from an address in an IP connector",
+            replace(MX, starttls="required", verify=True), connector="ip"),
+    Profile("relay-cert", "relay", "127.0.0.30",
+            "the tenant MX on 25, TLS 1.2+ with a client certificate for relay.contoso.com", RELAY_CERT,
+            connector="certificate"),
+    # faulty: submission
+    Profile("implicit-tls-465", "submission", "127.0.0.41", "implicit TLS on port 465",
+            replace(Behaviour(), implicit_tls_465=True), fault="uses port 465 with implicit TLS"),
+    Profile("tls10-only", "submission", "127.0.0.42", "offers TLS 1.0 only",
+            replace(Behaviour(), tls_min="TLSv1", tls_max="TLSv1"), fault="TLS 1.0 only"),
+    Profile("tls12-max", "submission", "127.0.0.43", "offers TLS 1.2 at most (conformant, but no TLS 1.3)",
+            replace(Behaviour(), tls_max="TLSv1.2"), fault="no TLS 1.3"),
+    Profile("no-starttls", "submission", "127.0.0.44", "authenticates and sends without STARTTLS",
+            replace(Behaviour(), starttls="never"), fault="no STARTTLS"),
+    Profile("auth-plain", "submission", "127.0.0.45", "AUTH PLAIN", replace(Behaviour(), auth="plain"),
+            fault="AUTH PLAIN"),
+    Profile("basic-only", "submission", "127.0.0.46", "AUTH LOGIN only, never OAuth",
+            replace(Behaviour(), auth="login"), fault="no OAuth"),
+    Profile("no-verify", "submission", "127.0.0.47", "ignores certificate errors",
+            replace(Behaviour(), verify=False), fault="does not verify the server certificate"),
+    Profile("send-as-other", "submission", "127.0.0.48", "writes noreply@contoso.com as the sender",
+            replace(Behaviour(), send_as="noreply@contoso.com"), fault="sends as another address"),
+    Profile("ip-literal", "submission", "127.0.0.49", "configured with the server's IP address, no DNS, no SNI",
+            replace(Behaviour(), resolve=False), fault="IP literal instead of smtp.office365.com"),
+    Profile("no-retry", "submission", "127.0.0.50", "gives up at the first 4xx",
+            replace(Behaviour(), retries=0), fault="never retries"),
+    Profile("retry-storm", "submission", "127.0.0.51", "retries every failure at once, ten times",
+            replace(Behaviour(), retries=0, storm=10), fault="retries in a tight loop"),
+    Profile("bare-lf", "submission", "127.0.0.52", "ends body lines with a bare LF",
+            replace(Behaviour(), bare_lf=True), fault="bare LF line endings"),
+    # faulty: direct send
+    Profile("direct-send-ip-literal", "direct-send", "127.0.0.10", "direct send to the MX's IP address",
+            replace(MX, resolve=False), fault="IP literal instead of the MX host"),
+    Profile("direct-send-auth", "direct-send", "127.0.0.10", "tries AUTH LOGIN at the MX",
+            replace(MX, auth="login"), fault="tries to authenticate at the MX"),
+    Profile("direct-send-storm", "direct-send", "127.0.0.10", "retries refusals at once, ten times",
+            replace(MX, retries=0, storm=10), fault="retries in a tight loop"),
+    Profile("direct-send-no-retry", "direct-send", "127.0.0.10", "gives up at the first 4xx",
+            replace(MX, retries=0), fault="never retries"),
+    # faulty: relay
+    Profile("relay-unlisted-ip", "relay", "127.0.0.21", "relays from an address in no connector",
+            replace(MX, starttls="required", verify=True), connector="ip", fault="address in no connector"),
+    Profile("relay-storm", "relay", "127.0.0.20", "retries refusals at once, ten times",
+            replace(MX, starttls="required", verify=True, retries=0, storm=10), connector="ip",
+            fault="retries in a tight loop"),
+    Profile("relay-no-retry", "relay", "127.0.0.20", "gives up at the first 4xx",
+            replace(MX, starttls="required", verify=True, retries=0), connector="ip", fault="never retries"),
+    Profile("relay-cert-tls11", "relay", "127.0.0.31", "client certificate over TLS 1.1",
+            replace(RELAY_CERT, tls_min="TLSv1.1", tls_max="TLSv1.1"), connector="certificate",
+            fault="certificate relay below TLS 1.2"),
+]
+PROFILES = {p.name: p for p in _PROFILES}
+
+
+class _Outcome(Exception):
+    def __init__(self, kind: Literal["transient", "permanent", "fatal"], text: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+
+
+def resolve(order: Order) -> str:
+    """An A lookup of the order's host in the lab DNS server (real UDP)."""
+    host, _, port = order.dns.rpartition(":")
+    reply = DNSRecord.parse(DNSRecord.question(order.host, "A").send(host, int(port), timeout=3))
+    for rr in reply.rr:
+        if rr.rtype == QTYPE.A:
+            return str(rr.rdata)
+    raise _Outcome("fatal", f"{order.host} did not resolve")
+
+
+def build_message(order: Order, behaviour: Behaviour, index: int) -> bytes:
+    message = EmailMessage(policy=SMTP_POLICY)
+    message["From"] = behaviour.send_as or order.sender
+    message["To"] = ", ".join(order.to)
+    message["Subject"] = order.subject if order.count == 1 else f"{order.subject} ({index + 1}/{order.count})"
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="device.lab")
+    lines = ["Scanned document attached."]
+    lines += ["x" * 76] * (order.size // 78)
+    message.set_content("\n".join(lines) + "\n")
+    data = message.as_bytes()
+    if behaviour.bare_lf:
+        head, _, body = data.partition(b"\r\n\r\n")
+        data = head + b"\r\n\r\n" + body.replace(b"\r\n", b"\n")
+    return data
+
+
+def _context(order: Order, behaviour: Behaviour, server_name: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=order.cafile)
+    if not behaviour.verify or server_name is None:
+        ctx.check_hostname = False
+    if not behaviour.verify:
+        ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = _TLS[behaviour.tls_min]
+        ctx.maximum_version = _TLS[behaviour.tls_max]
+    if behaviour.tls_min in ("TLSv1", "TLSv1.1"):
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if behaviour.client_certificate and order.cert and order.key:
+        ctx.load_cert_chain(order.cert, order.key)
+    return ctx
+
+
+def _check(reply: tuple[int, bytes], expect: int = 250) -> None:
+    code, text = reply
+    if code == expect or (expect == 250 and 200 <= code < 300):
+        return
+    kind = "transient" if 400 <= code < 500 else "permanent"
+    raise _Outcome(kind, f"{code} {text.decode(errors='replace')}")
+
+
+def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> None:
+    if behaviour.auth == "none":
+        return
+    if behaviour.auth == "plain":
+        secret = base64.b64encode(f"\0{order.user}\0{order.password or ''}".encode()).decode()
+        _check(client.docmd("AUTH PLAIN", secret), 235)
+        return
+    if behaviour.auth == "xoauth2":
+        _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token or "")), 235)
+        return
+    if not client.has_extn("auth"):
+        # a naive device sends AUTH LOGIN whether or not the server offered it
+        user = base64.b64encode(order.user.encode()).decode()
+        _check(client.docmd("AUTH LOGIN", user), 334)
+        return
+    try:
+        client.login(order.user, order.password or "")
+    except smtplib.SMTPAuthenticationError as exc:
+        refused_basic = b"5.7.30" in exc.smtp_error or b"basic authentication is disabled" in exc.smtp_error
+        if behaviour.auth == "login-then-oauth" and refused_basic and order.token:
+            _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token)), 235)
+            return
+        raise _Outcome("permanent", f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}") from None
+    except smtplib.SMTPException as exc:
+        raise _Outcome("permanent", str(exc)) from None
+
+
+def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = True) -> str:
+    """One connection that tries to deliver ``message``; raises ``_Outcome`` when it does not."""
+    b = profile.behaviour
+    addr = resolve(order) if b.resolve else order.addr
+    server_name = order.host if b.resolve else None
+    source = (profile.source, 0)
+    timeout = min(10.0, order.timeout)
+    if b.implicit_tls_465:
+        client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=timeout, source_address=source,
+                                                context=_context(order, b, server_name))
+        client._host = server_name or addr  # type: ignore[attr-defined]
+        client.connect(addr, order.ports.get(465, 465))
+    else:
+        client = smtplib.SMTP(timeout=timeout, source_address=source, local_hostname="device.lab")
+        client.connect(addr, order.port)
+        client._host = server_name or addr  # type: ignore[attr-defined]
+    with client:
+        _check(client.ehlo())
+        if tls and b.starttls != "never" and (b.starttls == "required" or client.has_extn("starttls")):
+            client.starttls(context=_context(order, b, server_name))
+            _check(client.ehlo())
+        _authenticate(client, order, b)
+        options = [f"SIZE={len(message)}"] if b.declare_size and client.has_extn("size") else []
+        _check(client.mail(b.send_as or order.sender, options))
+        accepted = 0
+        for rcpt in order.to:
+            code, text = client.rcpt(rcpt)
+            if 200 <= code < 300:
+                accepted += 1
+            elif len(order.to) == 1 or 400 <= code < 500:
+                _check((code, text))
+        if not accepted:
+            raise _Outcome("permanent", "no recipient accepted")
+        code, text = client.data(message)
+        _check((code, text))
+        try:
+            client.quit()
+        except smtplib.SMTPServerDisconnected:
+            pass
+        return text.decode(errors="replace")
+
+
+def deliver(order: Order, profile: Profile, message: bytes, log: list[str]) -> bool:
+    """Deliver one message as the profile does: retries, backoff, storms, opportunistic TLS."""
+    b = profile.behaviour
+    attempts = 1 + max(b.retries, b.storm)
+    tls = True
+    for attempt in range(attempts):
+        try:
+            log.append(f"delivered: {one_session(order, profile, message, tls=tls)}")
+            return True
+        except _Outcome as outcome:
+            log.append(f"attempt {attempt + 1}: {outcome.kind}: {outcome}")
+            if b.storm:
+                continue
+            if outcome.kind != "transient" or attempt >= b.retries:
+                return False
+        except ssl.SSLError as exc:
+            log.append(f"attempt {attempt + 1}: TLS failed: {exc}")
+            if b.starttls == "opportunistic" and tls:
+                tls = False  # fall back to plaintext, as MX-to-MX senders do
+                continue
+            if not b.storm:
+                return False
+            continue
+        except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout) as exc:
+            log.append(f"attempt {attempt + 1}: connection lost: {exc}")
+            if b.storm:
+                continue
+            if attempt >= b.retries:
+                return False
+        except smtplib.SMTPException as exc:
+            log.append(f"attempt {attempt + 1}: {exc}")
+            if not b.storm:
+                return False
+            continue
+        time.sleep(b.backoff * 2**attempt)
+    return False
+
+
+@dataclass
+class ReferenceSender:
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return f"reference:{self.profile.name}"
+
+    @property
+    def option(self) -> str:
+        return self.profile.option
+
+    @property
+    def connector(self) -> str | None:
+        return self.profile.connector
+
+    @property
+    def source_addr(self) -> str:
+        return self.profile.source
+
+    def send(self, order: Order) -> SenderResult:
+        start = time.monotonic()
+        log: list[str] = []
+        delivered = 0
+        for index in range(order.count):
+            try:
+                delivered += deliver(order, self.profile, build_message(order, self.profile.behaviour, index), log)
+            except _Outcome as outcome:
+                log.append(f"{outcome.kind}: {outcome}")
+            except OSError as exc:
+                log.append(f"could not connect: {exc}")
+        code = 0 if delivered == order.count else 1
+        return SenderResult(code, "\n".join(log), "", None, time.monotonic() - start)

@@ -1,0 +1,223 @@
+"""One scenario = apply its tenant state to the running edge, make the sender send, judge.
+
+``Runner(edge, sender).run(scenario)`` returns a ``CaseResult`` with a verdict:
+PASS, FAIL (a ``must`` check failed), NON-STRICT (a ``should`` check failed), INFO (an ``info``
+check failed), SKIP (not this sender's option) or ERROR (the harness, the environment or the
+scenario broke, or the sender never connected: never the sender's FAIL). Applying a scenario
+costs milliseconds: the edge is reconfigured in place, never restarted.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fakes.edge import Edge
+from fakes.exo.errors import ConfigError
+from fakes.exo.session import Fault
+from fakes.exo.tenant import Tenant
+from harness.checks import Outcome
+from harness.observation import Observation
+from harness.scenario import Scenario
+from harness.senders import Order, Sender, SenderResult
+
+DEFAULT_RECIPIENTS = {"submission": ("alice@contoso.com",), "direct-send": ("alice@contoso.com",),
+                      "relay": ("partner@example.org",)}
+RELAY_CERTIFICATE = "relay.contoso.com"
+
+
+class Verdict(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NON_STRICT = "NON-STRICT"
+    INFO = "INFO"
+    SKIP = "SKIP"
+    ERROR = "ERROR"
+
+
+SEVERITY_VERDICT = {"must": Verdict.FAIL, "should": Verdict.NON_STRICT, "info": Verdict.INFO}
+
+
+@dataclass
+class CaseResult:
+    scenario: Scenario
+    sender: str
+    verdict: Verdict
+    reason: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    sender_result: SenderResult | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.scenario
+        result = self.sender_result
+        return {
+            "id": s.id, "title": s.title, "option": s.option, "severity": s.severity,
+            "verdict": str(self.verdict), "reason": self.reason, "sender": self.sender,
+            "reference": [r.model_dump() for r in s.reference], "advice": s.advice,
+            "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes],
+            "sender_result": None if result is None else {
+                "exit_code": result.exit_code, "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:],
+                "error": result.error, "duration": round(result.duration, 3), "notes": result.notes,
+            },
+            "transcript": self.transcript, "started": self.started, "duration": round(self.duration, 3),
+        }
+
+
+def transcript(obs: Observation) -> list[dict[str, Any]]:
+    """Each connection as the report shows it: C:/S: lines and what the edge noted."""
+    out = []
+    for session in obs.sessions:
+        lines = []
+        for event in session.events:
+            kind = event["kind"]
+            if kind == "command":
+                lines.append(f"C: {event['line']}")
+            elif kind == "auth_response":
+                lines.append("C: <redacted>")
+            elif kind == "reply":
+                lines.append(f"S: {event['line']}")
+            elif kind == "message":
+                lines.append(f"C: <message, {event['size']} bytes>")
+            elif kind == "client_hello":
+                lines.append(f"*  ClientHello: offers {', '.join(event.get('versions', []))}; "
+                             f"SNI {event.get('sni') or 'none'}")
+            elif kind == "tls":
+                cert = f"; client certificate {', '.join(event['client_certificate'])}" \
+                    if event.get("client_certificate") else ""
+                lines.append(f"*  TLS {event['version']} {event['cipher']}{cert}")
+            elif kind in ("tls_failed", "stored", "attribution", "spf", "fault", "harness_fault", "silent",
+                          "plaintext"):
+                detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
+                lines.append(f"*  {kind}: {detail}")
+        out.append({"session": session.id, "endpoint": session.endpoint, "peer": session.peer, "lines": lines})
+    return out
+
+
+class Runner:
+    def __init__(self, edge: Edge, sender: Sender, *, tenant: Tenant | None = None, work_dir: Path | None = None,
+                 settle: float = 0.05) -> None:
+        self.edge = edge
+        self.sender = sender
+        self.tenant = tenant or edge.tenant
+        self.work_dir = work_dir or edge.state_dir / "senders"
+        self.settle = settle
+        self._client_certificate: tuple[Path, Path] | None = None
+
+    # -- applying a scenario ------------------------------------------------------------------
+
+    def _apply(self, scenario: Scenario) -> Tenant:
+        tenant = self.tenant.with_overrides(scenario.tenant, source=f"{scenario.path}: tenant") \
+            if scenario.tenant else self.tenant
+        edge = self.edge
+        edge.set_tenant(tenant)
+        edge.clear_faults()
+        edge.state.ledger.reset()
+        now = edge.state.clock()
+        for seed in scenario.quota:
+            edge.state.ledger.seed(seed.mailbox, now=now, recipients_today=seed.recipients_today,
+                                   messages_this_minute=seed.messages_this_minute)
+        for spec in scenario.faults:
+            edge.inject(Fault(stage=spec.stage, reply=spec.reply.reply() if spec.reply else None,
+                              remaining=None if spec.times == "always" else spec.times,
+                              drop=spec.drop, delay=spec.delay))
+        edge.configure_tls(tuple(scenario.edge.tls_versions) if scenario.edge.tls_versions else None,
+                           scenario.edge.certificate)
+        return tenant
+
+    def _restore(self) -> None:
+        self.edge.set_tenant(self.tenant)
+        self.edge.clear_faults()
+        self.edge.configure_tls()
+
+    def order(self, scenario: Scenario, tenant: Tenant) -> Order:
+        send, edge = scenario.send, self.edge
+        option = scenario.option if scenario.option != "any" else self.sender.option
+        endpoint = "submission" if option == "submission" else "mx"
+        addr, port = edge.addresses[endpoint]
+        if endpoint == "submission":
+            ports = {587: port, 25: edge.addresses["submission-25"][1], 465: edge.addresses["implicit-tls"][1]}
+            sender = send.sender or send.user
+        else:
+            ports = {25: port}
+            sender = send.sender or "scanner@contoso.com"
+        box = tenant.mailbox(send.user)
+        password = send.password if send.password is not None else (box.password if box else None)
+        cert = key = None
+        if option == "relay":
+            cert, key = self._relay_certificate()
+        dns_host, dns_port = edge.addresses["dns"]
+        return Order(
+            host=edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
+            sender=sender, to=tuple(send.to) or DEFAULT_RECIPIENTS.get(option, ("alice@contoso.com",)),
+            subject=send.subject, user=send.user, password=password,
+            token=edge.mint_token(send.user) if send.token and box else None,
+            cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,
+            source_addr=self.sender.source_addr or "127.0.0.1", count=send.count, size=send.size,
+            timeout=scenario.timeout,
+        )
+
+    def _relay_certificate(self) -> tuple[Path, Path]:
+        if self._client_certificate is None:
+            self._client_certificate = self.edge.ca.client_certificate(RELAY_CERTIFICATE, self.work_dir)
+        return self._client_certificate
+
+    # -- running one --------------------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> CaseResult:
+        started = time.time()
+        clock = time.monotonic()
+        if not scenario.applies_to(self.sender.option, self.sender.connector):
+            wanted = scenario.option + (f" ({scenario.connector} connector)" if scenario.connector else "")
+            mine = self.sender.option + (f" ({self.sender.connector} connector)" if self.sender.connector else "")
+            return CaseResult(scenario, self.sender.name, Verdict.SKIP,
+                              f"a {wanted} case; this sender uses {mine}", started=started)
+        try:
+            tenant = self._apply(scenario)
+        except ConfigError as exc:
+            self._restore()
+            return CaseResult(scenario, self.sender.name, Verdict.ERROR, f"invalid scenario: {exc}",
+                              started=started)
+        try:
+            mark = self.edge.records.mark()
+            order = self.order(scenario, tenant)
+            result = self.sender.send(order)
+            self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
+            expected_host = order.host
+            obs = Observation.build(self.edge.records.events(mark), self.edge.store.messages(), expected_host)
+            outcomes = [check.evaluate(obs) for check in scenario.expect]
+        finally:
+            self._restore()
+        verdict, reason = self._verdict(scenario, obs, outcomes, result)
+        return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
+                          started, time.monotonic() - clock)
+
+    def _wait(self, mark: int, budget: float, *, manual: bool) -> None:
+        """Until every connection of the window has closed (and, for a person, one has happened)."""
+        def quiet(events: list[dict[str, Any]]) -> bool:
+            opened = {e["session"] for e in events if e["kind"] == "connect"}
+            closed = {e["session"] for e in events if e["kind"] == "disconnect"}
+            if manual and not opened:
+                return False
+            return opened <= closed
+        self.edge.records.wait_for(quiet, max(budget, 0.5), since=mark)
+        time.sleep(self.settle)
+
+    @staticmethod
+    def _verdict(scenario: Scenario, obs: Observation, outcomes: list[Outcome],
+                 result: SenderResult) -> tuple[Verdict, str]:
+        if obs.harness_faults:
+            return Verdict.ERROR, f"harness fault: {obs.harness_faults[0].get('error')}"
+        if result.error:
+            return Verdict.ERROR, f"sender could not run: {result.error}"
+        if not obs.sessions:
+            return Verdict.ERROR, "the sender never connected to the edge"
+        failed = [o for o in outcomes if o.failed]
+        if not failed:
+            return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed) or "all checks passed"
+        return SEVERITY_VERDICT[scenario.severity], "; ".join(f"{o.check}: {o.message}" for o in failed)

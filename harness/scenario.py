@@ -1,0 +1,177 @@
+"""Scenario files: what a sender must do, as data.
+
+One YAML file per case under ``scenarios/<option>/``; its id is its path without the extension
+(``submission/tls-1.2-or-later``). ``load_scenario(path)`` validates it (unknown keys and bad
+values fail with file, line, key and value); ``load_catalog(root)`` loads them all and reports
+every bad file at once; ``schema()`` is the JSON Schema committed as ``scenarios/schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fakes.exo import replies as R
+from fakes.exo.documents import load_document
+from fakes.exo.errors import ConfigError, ConfigErrors
+from harness.checks import Check, TlsVersion
+
+Option = Literal["submission", "direct-send", "relay", "any"]
+Severity = Literal["must", "should", "info"]
+FaultStage = Literal["ehlo", "starttls", "auth", "mail", "rcpt", "data", "message"]
+REPLY_NAMES = sorted(name for name, value in vars(R).items() if isinstance(value, R.Reply))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reference(_Strict):
+    source: str = Field(min_length=1, description="MFD, FIX, SUB, OAUTH, ... as in EXO-REFERENCE.md")
+    text: str = Field(min_length=1, description="what the guide or the service says")
+
+
+class ReplySpec(_Strict):
+    """A reply by its name in fakes/exo/replies.py, or spelled out."""
+
+    name: str | None = Field(None, description=f"one of {', '.join(REPLY_NAMES)}")
+    code: int | None = Field(None, ge=400, le=599)
+    enhanced: str | None = Field(None, pattern=r"^\d\.\d{1,3}\.\d{1,3}$")
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _named_or_spelled(self) -> ReplySpec:
+        if self.name is not None:
+            if self.name not in REPLY_NAMES:
+                raise ValueError(f"name={self.name!r} is not a reply of fakes/exo/replies.py")
+            if self.code or self.text:
+                raise ValueError("give a reply by name or by code and text, not both")
+        elif self.code is None or not self.text:
+            raise ValueError("a reply needs a name, or a code and a text")
+        return self
+
+    def reply(self) -> R.Reply:
+        if self.name:
+            reply: R.Reply = getattr(R, self.name)
+            return reply
+        assert self.code is not None and self.text is not None
+        return R.Reply(self.code, self.enhanced, self.text, "scenario", "injected", suffix=True)
+
+
+class FaultSpec(_Strict):
+    """Something the edge does wrong on purpose: a reply at a stage, a dropped connection, a delay."""
+
+    stage: FaultStage
+    reply: ReplySpec | None = None
+    drop: bool = Field(False, description="close the connection instead of answering")
+    delay: float = Field(0.0, ge=0, le=60, description="seconds to wait before answering")
+    times: int | Literal["always"] = 1
+
+    @model_validator(mode="after")
+    def _does_something(self) -> FaultSpec:
+        if self.reply is None and not self.drop and not self.delay:
+            raise ValueError("a fault needs a reply, drop: true or a delay")
+        return self
+
+
+class QuotaSeed(_Strict):
+    mailbox: str
+    recipients_today: int = Field(0, ge=0)
+    messages_this_minute: int = Field(0, ge=0)
+
+
+class EdgeVariation(_Strict):
+    tls_versions: list[TlsVersion] | None = Field(None, description="the only versions the edge offers")
+    certificate: Literal["valid", "wrong-name", "unknown-ca"] = "valid"
+
+
+class Send(_Strict):
+    """What the sender is asked to send."""
+
+    sender: str | None = Field(None, alias="from", description="default: the mailbox (submission), "
+                                                                "scanner@contoso.com (direct send, relay)")
+    to: list[str] = Field(default_factory=list, description="default: alice@contoso.com, or an external "
+                                                            "address for relay")
+    count: int = Field(1, ge=1, le=100)
+    size: int = Field(0, ge=0, le=200_000_000, description="body bytes to add")
+    subject: str = "exo-edge conformance"
+    user: str = "scanner@contoso.com"
+    password: str | None = Field(None, description="default: the mailbox's password in the tenant")
+    token: bool = Field(True, description="hand the sender an XOAUTH2 token too")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Scenario(_Strict):
+    title: str = Field(min_length=1)
+    option: Option
+    severity: Severity = "must"
+    connector: Literal["ip", "certificate"] | None = Field(
+        None, description="relay cases: which kind of connector the sender must match")
+    reference: list[Reference] = Field(min_length=1)
+    tenant: dict[str, Any] = Field(default_factory=dict, description="overrides deep-merged over the tenant")
+    quota: list[QuotaSeed] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    edge: EdgeVariation = EdgeVariation()
+    send: Send = Send()
+    timeout: float = Field(15.0, gt=0, le=600)
+    expect: list[Annotated[Check, Field()]] = Field(min_length=1)
+    advice: str = Field(min_length=1)
+
+    # set by the loader, not by the file
+    id: str = Field("", exclude=True)
+    path: str = Field("", exclude=True)
+
+    def applies_to(self, option: str, connector: str | None) -> bool:
+        if self.option not in ("any", option):
+            return False
+        return self.connector is None or connector is None or self.connector == connector
+
+
+def load_scenario(path: Path, root: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the scenario: {exc.strerror}", source=str(path)) from None
+    scenario = load_document(Scenario, text, str(path))
+    case_id = path.relative_to(root).with_suffix("").as_posix()
+    option_dir = case_id.split("/", 1)[0]
+    if scenario.option != "any" and option_dir != scenario.option:
+        raise ConfigError(f"a {scenario.option} case must live under scenarios/{scenario.option}/",
+                          source=str(path), line=None, path="option", value=scenario.option, has_value=True)
+    if scenario.tenant:
+        from fakes.exo.tenant import default_tenant
+
+        default_tenant().with_overrides(scenario.tenant, source=f"{path}: tenant")
+    return scenario.model_copy(update={"id": case_id, "path": str(path)})
+
+
+def load_catalog(root: Path) -> list[Scenario]:
+    """Every scenario under ``root``, sorted by id; all bad files reported together."""
+    scenarios, problems = [], []
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            scenarios.append(load_scenario(path, root))
+        except ConfigErrors as exc:
+            problems.extend(exc.errors)
+        except ConfigError as exc:
+            problems.append(exc)
+    if problems:
+        raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
+    return scenarios
+
+
+def schema() -> dict[str, Any]:
+    document = Scenario.model_json_schema(by_alias=True, mode="validation")
+    document["properties"].pop("id", None)
+    document["properties"].pop("path", None)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "exo-edge scenario"
+    return document
+
+
+def schema_text() -> str:
+    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,169 @@
+"""How a sender is made to send: a shell command, a Python callable, a person, or a reference profile.
+
+The runner hands every sender an ``Order`` (what to send, where, as whom). A command sender gets
+it as ``EXO_*`` environment variables (the contract of DESIGN.md, plus ``EXO_DNS`` and
+``EXO_PORTS``); its exit status and output are kept for the report and never judged: the
+edge's records are the truth.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fakes.exo.errors import ExoEdgeError
+
+
+@dataclass(frozen=True)
+class Order:
+    host: str  # the DNS name to use: smtp.office365.com or the tenant MX host
+    addr: str  # where the edge listens (what the name resolves to)
+    port: int  # the port to connect to for this option (587 or 25, mapped to the edge's)
+    ports: dict[int, int]  # well-known port -> the edge's port (587, 25, 465)
+    dns: str  # the lab DNS server, "addr:port"
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    user: str
+    password: str | None
+    token: str | None
+    cafile: str
+    cert: str | None = None
+    key: str | None = None
+    source_addr: str = "127.0.0.1"
+    count: int = 1
+    size: int = 0
+    timeout: float = 15.0
+
+    def env(self) -> dict[str, str]:
+        values = {
+            "EXO_HOST": self.host, "EXO_ADDR": self.addr, "EXO_PORT": str(self.port),
+            "EXO_FROM": self.sender, "EXO_TO": ",".join(self.to), "EXO_SUBJECT": self.subject,
+            "EXO_USER": self.user, "EXO_PASS": self.password or "", "EXO_TOKEN": self.token or "",
+            "EXO_CAFILE": self.cafile, "EXO_CERT": self.cert or "", "EXO_KEY": self.key or "",
+            "EXO_SOURCE_ADDR": self.source_addr, "EXO_COUNT": str(self.count), "EXO_SIZE": str(self.size),
+            "EXO_DNS": self.dns, "EXO_PORTS": ",".join(f"{k}={v}" for k, v in sorted(self.ports.items())),
+        }
+        return values
+
+
+@dataclass
+class SenderResult:
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None  # the sender itself could not be run (not a verdict on it)
+    duration: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class Sender(Protocol):
+    name: str
+    option: str  # submission | direct-send | relay
+    connector: str | None  # relay senders: ip | certificate
+    source_addr: str | None  # the loopback address it sends from, when it has its own
+
+    def send(self, order: Order) -> SenderResult: ...
+
+
+@dataclass
+class CommandSender:
+    command: str
+    option: str = "submission"
+    connector: str | None = None
+    source_addr: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"command:{self.command}"
+
+    def send(self, order: Order) -> SenderResult:
+        start = time.monotonic()
+        try:
+            done = subprocess.run(self.command, shell=True, env={**os.environ, **order.env()}, capture_output=True,
+                                  text=True, timeout=order.timeout, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired as exc:
+            return SenderResult(None, _text(exc.stdout), _text(exc.stderr),
+                                f"did not finish within {order.timeout:g} s", time.monotonic() - start)
+        except OSError as exc:
+            return SenderResult(None, error=f"could not run the command: {exc}")
+        return SenderResult(done.returncode, done.stdout, done.stderr, None, time.monotonic() - start)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
+@dataclass
+class PythonSender:
+    target: str  # module:callable, called with the Order; may return an exit code
+    option: str = "submission"
+    connector: str | None = None
+    source_addr: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"python:{self.target}"
+
+    def send(self, order: Order) -> SenderResult:
+        module_name, _, attr = self.target.partition(":")
+        try:
+            fn: Callable[[Order], int | None] = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            return SenderResult(error=f"cannot load {self.target}: {exc}")
+        start = time.monotonic()
+        try:
+            code = fn(order)
+        except Exception as exc:  # the sender's own failure is its result, not the harness's
+            return SenderResult(1, error=None, stderr=f"{type(exc).__name__}: {exc}",
+                                duration=time.monotonic() - start)
+        return SenderResult(0 if code is None else int(code), duration=time.monotonic() - start)
+
+
+@dataclass
+class ManualSender:
+    """A device in a lab: the person at it is told what to do, then the edge waits for it."""
+
+    option: str = "submission"
+    connector: str | None = None
+    source_addr: str | None = None
+    say: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr, flush=True))
+    name: str = "manual"
+
+    def send(self, order: Order) -> SenderResult:
+        who = f" signed in as {order.user}" if self.option == "submission" else ""
+        self.say(
+            f"\n>>> Now send {order.count} message(s) from the device{who}: from {order.sender} to "
+            f"{', '.join(order.to)} through {order.host} (port {order.port}). "
+            f"Waiting up to {order.timeout:g} s.\n"
+        )
+        return SenderResult(None, notes=["manual: the person at the device was asked to send"])
+
+
+def parse_sender(spec: str, option: str = "submission", connector: str | None = None) -> Sender:
+    """``reference:NAME``, ``command:...``, ``python:mod:fn`` or ``manual``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "reference":
+        from harness.reference import PROFILES, ReferenceSender
+
+        if rest not in PROFILES:
+            raise ExoEdgeError(f"--exo-sender {spec!r}: no reference profile {rest!r}; "
+                               f"known: {', '.join(sorted(PROFILES))}")
+        return ReferenceSender(PROFILES[rest])
+    if kind == "command" and rest.strip():
+        return CommandSender(rest, option, connector)
+    if kind == "python" and ":" in rest:
+        return PythonSender(rest, option, connector)
+    if spec == "manual":
+        return ManualSender(option, connector)
+    raise ExoEdgeError(f"--exo-sender {spec!r}: expected reference:NAME, command:CMD, python:module:callable "
+                       f"or manual (e.g. {shlex.quote('command:swaks --server $EXO_ADDR ...')})")
