@@ -2,6 +2,7 @@
 
     exoedge serve [--tenant FILE] [--host 127.0.0.1] [--port NAME=PORT ...] [--state-dir DIR]
     exoedge token --mailbox ADDR [--app-id ID] [--tenant FILE] [--state-dir DIR] [--expires-in S]
+    exoedge run [--sender SPEC] [--option OPTION] [--scenarios DIR] [--report DIR] [--case TEXT ...]
     exoedge ca [--state-dir DIR]
 
 ``serve`` prints one JSON object as its first line on stdout (every endpoint's host:port, the
@@ -15,10 +16,11 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from fakes.edge import ENDPOINT_NAMES, Edge
+from fakes.edge import ENDPOINT_NAMES, Edge, EdgeThread
 from fakes.exo.errors import ExoEdgeError
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
@@ -67,6 +69,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the catalog against one sender, print a line per case, write the reports."""
+    from harness.report import Run, write_reports
+    from harness.runner import Runner, Verdict
+    from harness.scenario import load_catalog
+    from harness.senders import parse_sender
+
+    tenant = _tenant(args.tenant)
+    sender = parse_sender(args.sender, args.option, args.connector)
+    scenarios = [s for s in load_catalog(Path(args.scenarios))
+                 if not args.case or any(pattern in s.id for pattern in args.case)]
+    if not scenarios:
+        print(f"exoedge run: no scenario under {args.scenarios} matches", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="exo-edge-"))
+    with EdgeThread(Edge(tenant, state_dir=state_dir, host=args.host, ports=_ports(args.port))) as edge:
+        runner = Runner(edge, sender, tenant=tenant)
+        run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe())
+        width = max(len(s.id) for s in scenarios)
+        for scenario in scenarios:
+            result = runner.run(scenario)
+            run.results.append(result)
+            print(f"{result.verdict:<10} {scenario.id:<{width}}  {result.reason[:160]}", flush=True)
+        run.finished = time.time()
+    paths = write_reports(Path(args.report) / run.name, run)
+    summary = ", ".join(f"{count} {verdict}" for verdict, count in run.summary().items() if count)
+    print(f"\n{summary}\nreport: {paths['html']}")
+    bad = {Verdict.FAIL, Verdict.ERROR}
+    return 1 if any(r.verdict in bad for r in run.results) else 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from fakes.edge import tenant_guid
 
@@ -111,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     token.add_argument("--expires-in", type=float, default=3600.0, metavar="SECONDS")
     token.set_defaults(func=cmd_token)
+
+    run = sub.add_parser("run", help="run the conformance catalog against a sender and write the report")
+    run.add_argument("--sender", default="reference:submission",
+                     help="reference:NAME | command:CMD | python:module:callable | manual")
+    run.add_argument("--option", default="submission", choices=["submission", "direct-send", "relay"],
+                     help="the option a command, python or manual sender uses")
+    run.add_argument("--connector", choices=["ip", "certificate"], help="relay senders: which connector")
+    run.add_argument("--tenant")
+    run.add_argument("--scenarios", default="scenarios", help="the catalog directory (default ./scenarios)")
+    run.add_argument("--case", action="append", default=[], metavar="TEXT", help="only cases whose id has TEXT")
+    run.add_argument("--report", default="reports", help="where reports/<run>/ is written")
+    run.add_argument("--state-dir", help="CA, records and store (default: a temporary directory)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", action="append", default=[], metavar="NAME=PORT")
+    run.set_defaults(func=cmd_run)
 
     ca = sub.add_parser("ca", help="print the path of the lab CA certificate (create it if needed)")
     ca.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))

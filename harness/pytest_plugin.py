@@ -1,42 +1,201 @@
-"""pytest integration of exo-edge.
+"""pytest integration of exo-edge (registered through the ``pytest11`` entry point).
 
-The plugin is registered through the ``pytest11`` entry point. It provides ``exo_edge``: one
-running edge for the whole test session, on loopback, with its state (CA, records, store) in a
-session temporary directory. ``exo_edge_clean`` hands the same edge to a test with the tenant,
-faults, quotas and store put back as they were, so tests do not see each other's mail.
+- Collects ``scenarios/**/*.yaml`` as items marked ``scenario``: ``pytest -m scenario`` runs the
+  catalog against ``--exo-sender`` (``reference:NAME``, ``command:...``, ``python:mod:fn``,
+  ``manual``). FAIL fails the item, ERROR errors it (in setup), SKIP skips it; NON-STRICT and
+  INFO pass with the verdict in ``user_properties``, so ``--junitxml`` and xdist carry it.
+- Writes ``results.json``, ``junit.xml`` and ``index.html`` under ``--exo-report`` at the end.
+- ``exo_edge``: the one running edge of the session (the scenarios use it too);
+  ``exo_edge_clean``: the same edge reset for one test.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fakes.edge import Edge, EdgeThread
-from fakes.exo.tenant import default_tenant
+from fakes.exo.errors import ConfigError, ExoEdgeError
+from fakes.exo.tenant import Tenant, default_tenant
+from harness.runner import CaseResult, Runner, Verdict
+from harness.scenario import Scenario, load_scenario
+from harness.senders import Sender, parse_sender
+
+EDGE = pytest.StashKey["EdgeThread"]()
+TENANT = pytest.StashKey[Tenant]()
+RUNNER = pytest.StashKey[Runner]()
+RESULTS = pytest.StashKey[list[CaseResult]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("exo-edge", "exo-edge conformance scenarios")
+    group.addoption("--exo-sender", help="reference:NAME | command:CMD | python:module:callable | manual "
+                                         "(ini: exo_sender; default reference:submission)")
+    group.addoption("--exo-option", choices=["submission", "direct-send", "relay"],
+                    help="the option a command/python/manual sender uses (ini: exo_option)")
+    group.addoption("--exo-connector", choices=["ip", "certificate"], help="relay senders: which connector")
+    group.addoption("--exo-tenant", help="tenant YAML (default: the bundled contoso tenant)")
+    group.addoption("--exo-report", help="directory for results.json, junit.xml, index.html (ini: exo_report)")
+    group.addoption("--exo-state-dir", help="CA, records and store of the edge (default: a temporary directory)")
+    parser.addini("exo_sender", "default --exo-sender", default="reference:submission")
+    parser.addini("exo_option", "default --exo-option", default="submission")
+    parser.addini("exo_report", "default --exo-report", default="reports")
+    parser.addini("exo_scenarios", "the scenario catalog directory", default="scenarios")
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(f"--exo-{name}")
+    return value if value is not None else config.getini(f"exo_{name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario: a conformance scenario from the exo-edge catalog")
+    config.stash[RESULTS] = []
+    tenant_file = config.getoption("--exo-tenant")
+    try:
+        config.stash[TENANT] = Tenant.load(tenant_file) if tenant_file else default_tenant()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--exo-tenant: {exc}") from None
+
+
+def _sender(config: pytest.Config) -> Sender:
+    try:
+        return parse_sender(_option(config, "sender"), _option(config, "option"),
+                            config.getoption("--exo-connector"))
+    except ExoEdgeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def shared_edge(config: pytest.Config) -> Edge:
+    """The session's edge, started on first use."""
+    if EDGE not in config.stash:
+        state = config.getoption("--exo-state-dir") or tempfile.mkdtemp(prefix="exo-edge-")
+        config.stash[EDGE] = EdgeThread(Edge(config.stash[TENANT], state_dir=Path(state)))
+        config.stash[EDGE].start()
+    return config.stash[EDGE].edge
+
+
+def shared_runner(config: pytest.Config) -> Runner:
+    if RUNNER not in config.stash:
+        config.stash[RUNNER] = Runner(shared_edge(config), _sender(config), tenant=config.stash[TENANT])
+    return config.stash[RUNNER]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if EDGE in config.stash:
+        config.stash[EDGE].stop()
+
+
+# -- scenarios as test items ------------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    root = Path(parent.config.rootpath, parent.config.getini("exo_scenarios")).resolve()
+    if file_path.suffix == ".yaml" and root in file_path.resolve().parents:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[ScenarioItem]:
+        root = Path(self.config.rootpath, self.config.getini("exo_scenarios")).resolve()
+        try:
+            scenario = load_scenario(self.path.resolve(), root)
+        except ConfigError as exc:
+            raise self.CollectError(str(exc)) from None
+        item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
+        item.add_marker(pytest.mark.scenario)
+        yield item
+
+
+class ScenarioOutcome(Exception):
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.result: CaseResult | None = None
+
+    def setup(self) -> None:
+        result = shared_runner(self.config).run(self.scenario)
+        self.result = result
+        self.config.stash[RESULTS].append(result)
+        self.user_properties.append(("verdict", str(result.verdict)))
+        self.user_properties.append(("reason", result.reason))
+        if result.verdict == Verdict.SKIP:
+            # reported at the scenario file, not here
+            raise pytest.skip.Exception(result.reason, _use_item_location=True)
+        if result.verdict == Verdict.ERROR:
+            raise ScenarioOutcome(result)
+
+    def runtest(self) -> None:
+        assert self.result is not None
+        if self.result.verdict == Verdict.FAIL:
+            raise ScenarioOutcome(self.result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if not isinstance(excinfo.value, ScenarioOutcome):
+            return str(super().repr_failure(excinfo))
+        result = excinfo.value.result
+        lines = [f"{result.verdict}: {self.scenario.title} ({self.scenario.id})", ""]
+        for outcome in result.outcomes:
+            mark = "ok " if outcome.passed else ("n/a" if outcome.passed is None else "BAD")
+            lines.append(f"  [{mark}] {outcome.check}: {outcome.message}")
+        if result.verdict == Verdict.ERROR:
+            lines.append(f"  {result.reason}")
+        lines += ["", f"What to change: {self.scenario.advice}", ""]
+        for session in result.transcript:
+            lines.append(f"  # {session['endpoint']} from {session['peer']}")
+            lines += [f"  {line}" for line in session["lines"]]
+        return "\n".join(lines)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario {self.scenario.id}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    results = session.config.stash.get(RESULTS, [])
+    if not results or hasattr(session.config, "workerinput"):
+        return
+    from harness.report import Run, write_reports
+
+    runner = session.config.stash[RUNNER]
+    run = Run(sender=runner.sender.name, tenant=session.config.stash[TENANT].tenant,
+              edge=runner.edge.describe(), results=results, started=min(r.started for r in results))
+    directory = Path(session.config.rootpath, _option(session.config, "report"), run.name)
+    paths = write_reports(directory, run)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"exo-edge report: {paths['html']}")
+
+
+# -- fixtures ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def exo_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    """A running edge serving the bundled contoso tenant on 127.0.0.1 (ephemeral ports)."""
-    runner = EdgeThread(Edge(default_tenant(), state_dir=tmp_path_factory.mktemp("exo-edge")))
-    edge = runner.start()
-    try:
-        yield edge
-    finally:
-        runner.stop()
+def exo_edge(pytestconfig: pytest.Config) -> Edge:
+    """The running edge of this test session, on 127.0.0.1 (ephemeral ports)."""
+    return shared_edge(pytestconfig)
 
 
 @pytest.fixture
-def exo_edge_clean(exo_edge: Edge) -> Iterator[Edge]:
-    """The session's edge, reset to the bundled tenant with no mail, faults or quota use."""
-    reset(exo_edge)
+def exo_edge_clean(exo_edge: Edge, pytestconfig: pytest.Config) -> Iterator[Edge]:
+    """The session's edge, reset to the configured tenant with no mail, faults or quota use."""
+    reset(exo_edge, pytestconfig.stash[TENANT])
     yield exo_edge
-    reset(exo_edge)
+    reset(exo_edge, pytestconfig.stash[TENANT])
 
 
-def reset(edge: Edge) -> None:
-    edge.set_tenant(default_tenant())
+def reset(edge: Edge, tenant: Tenant | None = None) -> None:
+    edge.set_tenant(tenant or default_tenant())
     edge.clear_faults()
     edge.configure_tls()
     edge.state.ledger.reset()

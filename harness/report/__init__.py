@@ -1,0 +1,106 @@
+"""Results of a run as files: ``results.json``, ``junit.xml`` and a single-file ``index.html``.
+
+``write_reports(directory, run)`` writes all three; each writer also stands alone. The HTML page is
+one self-contained file (Jinja2, autoescaped) that a vendor can attach to a certification ticket.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from harness.runner import CaseResult, Verdict
+
+ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
+
+
+@dataclass
+class Run:
+    sender: str
+    tenant: str
+    edge: dict[str, Any]
+    results: list[CaseResult] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def name(self) -> str:
+        return datetime.fromtimestamp(self.started, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(str(r.verdict) for r in self.results)
+        return {str(v): counts.get(str(v), 0) for v in ORDER}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.name, "sender": self.sender, "tenant": self.tenant, "edge": self.edge,
+            "started": self.started, "finished": self.finished, "summary": self.summary(),
+            "cases": [r.as_dict() for r in self.results],
+        }
+
+
+def write_json(path: Path, run: Run) -> Path:
+    path.write_text(json.dumps(run.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _transcript_text(result: CaseResult) -> str:
+    blocks = []
+    for session in result.transcript:
+        blocks.append(f"# {session['endpoint']} from {session['peer']} ({session['session']})")
+        blocks.extend(session["lines"])
+    return "\n".join(blocks)
+
+
+def write_junit(path: Path, run: Run) -> Path:
+    suite = ET.Element("testsuite", name="exo-edge", tests=str(len(run.results)),
+                       failures=str(sum(r.verdict == Verdict.FAIL for r in run.results)),
+                       errors=str(sum(r.verdict == Verdict.ERROR for r in run.results)),
+                       skipped=str(sum(r.verdict == Verdict.SKIP for r in run.results)),
+                       timestamp=datetime.fromtimestamp(run.started, UTC).isoformat())
+    for result in run.results:
+        case = ET.SubElement(suite, "testcase", classname=f"scenarios.{result.scenario.option}",
+                             name=result.scenario.id, time=f"{result.duration:.3f}")
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="verdict", value=str(result.verdict))
+        ET.SubElement(props, "property", name="sender", value=result.sender)
+        if result.verdict == Verdict.FAIL:
+            ET.SubElement(case, "failure", message=result.reason).text = result.scenario.advice
+        elif result.verdict == Verdict.ERROR:
+            ET.SubElement(case, "error", message=result.reason)
+        elif result.verdict == Verdict.SKIP:
+            ET.SubElement(case, "skipped", message=result.reason)
+        if result.transcript:
+            ET.SubElement(case, "system-out").text = _transcript_text(result)
+    ET.indent(suite)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
+def write_html(path: Path, run: Run) -> Path:
+    env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    results = sorted(run.results, key=lambda r: (ORDER.index(r.verdict), r.scenario.id))
+    page = env.get_template("report.html").render(
+        run=run, results=results, summary=run.summary(), transcript=_transcript_text,
+        when=datetime.fromtimestamp(run.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_reports(directory: Path, run: Run) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        "json": write_json(directory / "results.json", run),
+        "junit": write_junit(directory / "junit.xml", run),
+        "html": write_html(directory / "index.html", run),
+    }
