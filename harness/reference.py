@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import socket
 import ssl
 import time
 import warnings
@@ -123,6 +122,8 @@ _PROFILES = [
             fault="retries in a tight loop"),
     Profile("relay-no-retry", "relay", "127.0.0.20", "gives up at the first 4xx",
             replace(MX, starttls="required", verify=True, retries=0), connector="ip", fault="never retries"),
+    Profile("relay-cert-storm", "relay", "127.0.0.32", "certificate relay that retries refusals at once, ten times",
+            replace(RELAY_CERT, retries=0, storm=10), connector="certificate", fault="retries in a tight loop"),
     Profile("relay-cert-tls11", "relay", "127.0.0.31", "client certificate over TLS 1.1",
             replace(RELAY_CERT, tls_min="TLSv1.1", tls_max="TLSv1.1"), connector="certificate",
             fault="certificate relay below TLS 1.2"),
@@ -280,7 +281,7 @@ def deliver(order: Order, profile: Profile, message: bytes, log: list[str]) -> b
             if not b.storm:
                 return False
             continue
-        except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             log.append(f"attempt {attempt + 1}: connection lost: {exc}")
             if b.storm:
                 continue

@@ -70,12 +70,31 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> tuple[Any, bool]:
     return data, True
 
 
+def _normalize(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop the tags pydantic adds for tagged unions (``expect.0.stored.folder``): they name a
+    model, not a key of the document."""
+    out: list[int | str] = []
+    for part in loc:
+        if isinstance(data, dict) and isinstance(part, str) and part not in data:
+            continue  # a union tag, or the missing key itself (kept below if it is the last)
+        out.append(part)
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            data = None
+    if loc and loc[-1] not in out:
+        out.append(loc[-1])
+    return tuple(out)
+
+
 def _message(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "is required"
+    if kind == "union_tag_invalid":
+        return f"is not one of {err.get('ctx', {}).get('expected_tags', '')}"
     msg = str(err.get("msg", "invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -107,7 +126,9 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> 
     except ValidationError as exc:
         problems: list[ConfigError] = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)))
+            loc = _normalize(data, tuple(p for p in err["loc"] if isinstance(p, (int, str))))
+            if err.get("type") == "union_tag_invalid":  # name the tag key itself: expect[0].check
+                loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
             value, has_value = _value_at(data, loc)
             if err.get("type") == "missing":
                 has_value = False
