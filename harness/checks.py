@@ -8,12 +8,13 @@ engineer understands. ``CHECKS`` is the registry; ``Check`` is the union scenari
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.observation import TLS_ORDER, Observation, tls_at_least
+from harness.observation import TLS_ORDER, Exchange, Observation, tls_at_least
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Stage = Literal["banner", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "message", "any"]
@@ -125,7 +126,7 @@ class Tls(_Check):
         for session in obs.smtp:
             hello = session.client_hello
             offered = hello.get("highest_version") if hello else None
-            if self.offered_minimum and offered and not tls_at_least(offered, self.offered_minimum):
+            if self.offered_minimum and hello and offered and not tls_at_least(offered, self.offered_minimum):
                 return self.outcome(False, f"offered {', '.join(hello['versions'])} only; the edge requires "
                                            f"{self.offered_minimum} or later")
             version = session.tls_version
@@ -245,7 +246,7 @@ class Stored(_Check):
         return self.outcome(True, f"{len(copies)} in {where}" + (" (delayed, not lost)" if self.delayed else ""))
 
 
-def _attempts_after(obs: Observation, predicate) -> tuple[float | None, list[float]]:  # type: ignore[no-untyped-def]
+def _attempts_after(obs: Observation, predicate: Callable[[Exchange], bool]) -> tuple[float | None, list[float]]:
     """Time of the first reply matching ``predicate`` and of every MAIL FROM after it."""
     first = None
     for _, x in sorted(obs.exchanges(), key=lambda p: p[1].t):

@@ -29,6 +29,7 @@ EDGE = pytest.StashKey["EdgeThread"]()
 TENANT = pytest.StashKey[Tenant]()
 RUNNER = pytest.StashKey[Runner]()
 RESULTS = pytest.StashKey[list[CaseResult]]()
+SENDER = pytest.StashKey[Sender]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[TENANT] = Tenant.load(tenant_file) if tenant_file else default_tenant()
     except ConfigError as exc:
         raise pytest.UsageError(f"--exo-tenant: {exc}") from None
+    config.stash[SENDER] = _sender(config)  # a bad --exo-sender is a usage error before anything runs
 
 
 def _sender(config: pytest.Config) -> Sender:
@@ -81,7 +83,7 @@ def shared_edge(config: pytest.Config) -> Edge:
 
 def shared_runner(config: pytest.Config) -> Runner:
     if RUNNER not in config.stash:
-        config.stash[RUNNER] = Runner(shared_edge(config), _sender(config), tenant=config.stash[TENANT])
+        config.stash[RUNNER] = Runner(shared_edge(config), config.stash[SENDER], tenant=config.stash[TENANT])
     return config.stash[RUNNER]
 
 

@@ -9,6 +9,7 @@ with dnslib, as a device would.
 from __future__ import annotations
 
 import base64
+import contextlib
 import smtplib
 import ssl
 import time
@@ -185,7 +186,7 @@ def _check(reply: tuple[int, bytes], expect: int = 250) -> None:
     code, text = reply
     if code == expect or (expect == 250 and 200 <= code < 300):
         return
-    kind = "transient" if 400 <= code < 500 else "permanent"
+    kind: Literal["transient", "permanent"] = "transient" if 400 <= code < 500 else "permanent"
     raise _Outcome(kind, f"{code} {text.decode(errors='replace')}")
 
 
@@ -207,11 +208,12 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> N
     try:
         client.login(order.user, order.password or "")
     except smtplib.SMTPAuthenticationError as exc:
-        refused_basic = b"5.7.30" in exc.smtp_error or b"basic authentication is disabled" in exc.smtp_error
+        error = exc.smtp_error if isinstance(exc.smtp_error, bytes) else exc.smtp_error.encode()
+        refused_basic = b"5.7.30" in error or b"basic authentication is disabled" in error
         if behaviour.auth == "login-then-oauth" and refused_basic and order.token:
             _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token)), 235)
             return
-        raise _Outcome("permanent", f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}") from None
+        raise _Outcome("permanent", f"{exc.smtp_code} {error.decode(errors='replace')}") from None
     except smtplib.SMTPException as exc:
         raise _Outcome("permanent", str(exc)) from None
 
@@ -251,10 +253,8 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
             raise _Outcome("permanent", "no recipient accepted")
         code, text = client.data(message)
         _check((code, text))
-        try:
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
             client.quit()
-        except smtplib.SMTPServerDisconnected:
-            pass
         return text.decode(errors="replace")
 
 

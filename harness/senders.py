@@ -65,10 +65,17 @@ class SenderResult:
 
 
 class Sender(Protocol):
-    name: str
-    option: str  # submission | direct-send | relay
-    connector: str | None  # relay senders: ip | certificate
-    source_addr: str | None  # the loopback address it sends from, when it has its own
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def option(self) -> str: ...  # submission | direct-send | relay
+
+    @property
+    def connector(self) -> str | None: ...  # relay senders: ip | certificate
+
+    @property
+    def source_addr(self) -> str | None: ...  # the loopback address it sends from, if its own
 
     def send(self, order: Order) -> SenderResult: ...
 

@@ -6,6 +6,8 @@ import pytest
 
 from fakes.edge import Edge
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def edge(exo_edge_clean: Edge) -> Edge:

@@ -1,0 +1,96 @@
+"""``pytest -m scenario`` as a QA pipeline runs it: verdicts become pytest outcomes and JUnit properties."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CASE = """\
+title: {title}
+option: {option}
+severity: {severity}
+reference:
+  - source: MFD
+    text: x
+{extra}expect:
+  - check: {check}
+advice: do better
+"""
+
+
+def catalog(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nexo_scenarios = scenarios\n")
+    cases = {
+        "submission/delivers": dict(title="delivers", option="submission", severity="must", check="connected",
+                                    extra=""),
+        "submission/tls13": dict(title="tls 1.3", option="submission", severity="should", extra="",
+                                 check="tls\n    minimum: TLSv1.3"),
+        "submission/plain-auth": dict(title="plain", option="submission", severity="must", extra="",
+                                      check="auth_mechanism\n    allowed: [PLAIN]"),
+        "direct-send/inbox": dict(title="inbox", option="direct-send", severity="must", extra="",
+                                  check="connected"),
+    }
+    for case_id, fields in cases.items():
+        path = pytester.path / "scenarios" / f"{case_id}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(CASE.format(**fields))
+
+
+def test_verdicts_become_pytest_outcomes_and_junit_properties(pytester):
+    catalog(pytester)
+    result = pytester.runpytest_subprocess("-m", "scenario", "--exo-sender", "reference:tls12-max",
+                                           "--junitxml", "junit.xml", "--exo-report", "out", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*exo-edge report: *index.html", "*FAIL: plain (submission/plain-auth)*",
+                                 "*[[]BAD[]] auth_mechanism: tried AUTH LOGIN*", "*What to change: do better*"])
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    verdicts = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                for case in junit.iter("testcase")}
+    assert verdicts["submission/tls13"]["verdict"] == "NON-STRICT"
+    assert verdicts["submission/delivers"]["verdict"] == "PASS"
+    (report,) = (pytester.path / "out").iterdir()
+    results = json.loads((report / "results.json").read_text())
+    assert results["summary"]["FAIL"] == 1 and results["summary"]["NON-STRICT"] == 1
+    assert "<html" in (report / "index.html").read_text()
+
+
+def test_a_sender_that_never_connects_is_an_error_not_a_failure(pytester):
+    catalog(pytester)
+    result = pytester.runpytest_subprocess("-m", "scenario", "--exo-sender", "command:true", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=3, skipped=1)
+    result.stdout.fnmatch_lines(["*the sender never connected to the edge*"])
+
+
+def test_a_bad_scenario_is_a_collection_error_naming_file_line_and_key(pytester):
+    catalog(pytester)
+    (pytester.path / "scenarios" / "submission" / "bad.yaml").write_text(
+        CASE.format(title="bad", option="submission", severity="must", extra="", check="stored\n    folder: Attic"))
+    result = pytester.runpytest_subprocess("-m", "scenario", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*bad.yaml:9: expect[[]0[]].folder='Attic': Input should be*"])
+    assert result.ret != 0
+
+
+def test_a_bad_sender_spec_is_a_usage_error(pytester):
+    catalog(pytester)
+    result = pytester.runpytest_subprocess("-m", "scenario", "--exo-sender", "reference:nope", "-p",
+                                           "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*no reference profile 'nope'*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_exoedge_run_exits_non_zero_on_a_fail(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--sender", "reference:auth-plain", "--scenarios",
+         str(ROOT / "scenarios"), "--case", "auth-login-or-xoauth2", "--case", "tls-1.3", "--report",
+         str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAIL       submission/auth-login-or-xoauth2" in run.stdout
+    assert "PASS       submission/tls-1.3" in run.stdout
+    assert list(tmp_path.glob("*/index.html"))
