@@ -303,7 +303,19 @@ def _parse_hello(raw: bytes) -> dict[str, Any]:
         return {"unparsed": raw[:64].hex(), "error": repr(exc)}
 
 
-class SmtpListener:
+class _Listening:
+    """Owns one listening socket; ``stop`` closes it and may be called any number of times."""
+
+    server: asyncio.Server | None = None
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.close()
+            await server.wait_closed()
+
+
+class SmtpListener(_Listening):
     """One endpoint of the edge on one socket."""
 
     def __init__(self, *, endpoint: S.Endpoint, state: S.EdgeState, records: RecordLog,
@@ -321,14 +333,9 @@ class SmtpListener:
         self.server = await loop.create_server(lambda: EdgeProtocol(self), host, port)
         return self.server.sockets[0].getsockname()[:2]
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            server, self.server = self.server, None
-            server.close()
-            await server.wait_closed()
 
 
-class ImplicitTlsTrap:
+class ImplicitTlsTrap(_Listening):
     """Port 465: smtp.office365.com serves nothing there. Record what the client tried, close."""
 
     endpoint = "implicit-tls"
@@ -357,12 +364,6 @@ class ImplicitTlsTrap:
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         self.server = await asyncio.start_server(self._serve, host, port)
         return self.server.sockets[0].getsockname()[:2]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            server, self.server = self.server, None
-            server.close()
-            await server.wait_closed()
 
 
 async def _read_record(reader: asyncio.StreamReader) -> bytes:

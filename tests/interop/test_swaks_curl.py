@@ -65,17 +65,20 @@ def test_swaks_wrong_password(edge, swaks):
     assert "535 5.7.139 Authentication unsuccessful, the user credentials were incorrect. [" in result.stdout
 
 
-def test_curl_xoauth2_with_a_token_from_the_edge(edge, curl, tmp_path):
+def curl_submit(curl: str, edge, tmp_path, token: str) -> subprocess.CompletedProcess[str]:
     host, port = edge.addresses["submission"]
     body = tmp_path / "mail.eml"
     body.write_bytes(b"From: scanner@contoso.com\r\nTo: alice@contoso.com\r\nSubject: curl\r\n\r\nhi\r\n")
-    result = run([
+    return run([
         curl, "-sS", "-v", "--url", f"smtp://smtp.office365.com:{port}", "--resolve",
         f"smtp.office365.com:{port}:{host}", "--ssl-reqd", "--cacert", str(edge.ca.cert_path),
         "--mail-from", "scanner@contoso.com", "--mail-rcpt", "alice@contoso.com",
-        "--user", "scanner@contoso.com", "--oauth2-bearer", edge.mint_token("scanner@contoso.com"),
-        "-T", str(body),
+        "--user", "scanner@contoso.com", "--oauth2-bearer", token, "-T", str(body),
     ])
+
+
+def test_curl_xoauth2_with_a_token_from_the_edge(edge, curl, tmp_path):
+    result = curl_submit(curl, edge, tmp_path, edge.mint_token("scanner@contoso.com"))
     assert result.returncode == 0, result.stderr
     assert "< 235 2.7.0 Authentication successful" in result.stderr
     assert [(e["mechanism"], e["outcome"]) for e in edge.records.events()
@@ -84,15 +87,6 @@ def test_curl_xoauth2_with_a_token_from_the_edge(edge, curl, tmp_path):
 
 
 def test_curl_with_an_expired_token_is_refused(edge, curl, tmp_path):
-    host, port = edge.addresses["submission"]
-    body = tmp_path / "mail.eml"
-    body.write_bytes(b"From: scanner@contoso.com\r\n\r\nhi\r\n")
-    result = run([
-        curl, "-sS", "-v", "--url", f"smtp://smtp.office365.com:{port}", "--resolve",
-        f"smtp.office365.com:{port}:{host}", "--ssl-reqd", "--cacert", str(edge.ca.cert_path),
-        "--mail-from", "scanner@contoso.com", "--mail-rcpt", "alice@contoso.com",
-        "--user", "scanner@contoso.com",
-        "--oauth2-bearer", edge.mint_token("scanner@contoso.com", expires_in=-1), "-T", str(body),
-    ])
+    result = curl_submit(curl, edge, tmp_path, edge.mint_token("scanner@contoso.com", expires_in=-1))
     assert result.returncode != 0
     assert "< 535 5.7.3 Authentication unsuccessful [" in result.stderr
