@@ -236,9 +236,11 @@ class Stored(_Check):
                   and (self.mailbox is None or m.mailbox == self.mailbox.lower())]
         where = self.folder + (f" of {self.mailbox}" if self.mailbox else "")
         if self.count is None and not copies:
-            return self.outcome(False, f"nothing reached {where}")
+            return self.outcome(False, f"nothing reached {where}: {obs.why_nothing_arrived()}")
         if self.count is not None and len(copies) != self.count:
             extra = " (a retry after a 250 stored it twice)" if len(copies) > self.count > 0 else ""
+            if len(copies) < self.count:
+                extra = f": {obs.why_nothing_arrived()}"
             return self.outcome(False, f"{len(copies)} cop{'y' if len(copies) == 1 else 'ies'} in {where}; "
                                        f"expected {self.count}{extra}")
         if self.delayed is not None and any(m.delayed != self.delayed for m in copies):

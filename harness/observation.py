@@ -150,5 +150,19 @@ class Observation:
     def exchanges(self) -> list[tuple[SessionView, Exchange]]:
         return [(s, x) for s in self.sessions for x in s.exchanges]
 
+    def why_nothing_arrived(self) -> str:
+        """The edge's last refusal in the window (or a failed handshake), to explain a missing message."""
+        refusals = sorted((x for _, x in self.exchanges() if x.code >= 400), key=lambda x: x.t)
+        if refusals:
+            return f"the edge last said {refusals[-1].line[:140]}"
+        failed = [e for e in self.events if e["kind"] == "tls_failed"]
+        if failed:
+            return f"the TLS handshake failed ({failed[-1].get('reason')})"
+        if any(s.endpoint == "implicit-tls" for s in self.sessions):
+            return "the sender tried implicit TLS on port 465, where nothing is served"
+        if not self.sessions:
+            return "the sender never connected"
+        return "the sender did not complete a transaction"
+
     def messages(self) -> list[StoredMessage]:
         return [m for m in self.stored if m.kind == "message"]

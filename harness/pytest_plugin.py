@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ TENANT = pytest.StashKey[Tenant]()
 RUNNER = pytest.StashKey[Runner]()
 RESULTS = pytest.StashKey[list[CaseResult]]()
 SENDER = pytest.StashKey[Sender]()
+TEMP_STATE = pytest.StashKey[Path]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +77,10 @@ def _sender(config: pytest.Config) -> Sender:
 def shared_edge(config: pytest.Config) -> Edge:
     """The session's edge, started on first use."""
     if EDGE not in config.stash:
-        state = config.getoption("--exo-state-dir") or tempfile.mkdtemp(prefix="exo-edge-")
+        state = config.getoption("--exo-state-dir")
+        if state is None:
+            state = tempfile.mkdtemp(prefix="exo-edge-")
+            config.stash[TEMP_STATE] = Path(state)
         config.stash[EDGE] = EdgeThread(Edge(config.stash[TENANT], state_dir=Path(state)))
         config.stash[EDGE].start()
     return config.stash[EDGE].edge
@@ -90,6 +95,8 @@ def shared_runner(config: pytest.Config) -> Runner:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if EDGE in config.stash:
         config.stash[EDGE].stop()
+    if TEMP_STATE in config.stash:
+        shutil.rmtree(config.stash[TEMP_STATE], ignore_errors=True)
 
 
 # -- scenarios as test items ------------------------------------------------------------------
