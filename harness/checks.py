@@ -262,7 +262,7 @@ def _attempts_after(obs: Observation, predicate: Callable[[Exchange], bool]) -> 
 
 
 class RetriedAfterTransient(_Check):
-    """After a 4xx the sender tried again, after a pause, within ``within`` seconds."""
+    """After a 4xx (or a connection the edge dropped) the sender tried again within ``within`` seconds."""
 
     check: Literal["retried_after_transient"] = "retried_after_transient"
     within: float = 30
@@ -270,13 +270,17 @@ class RetriedAfterTransient(_Check):
     def evaluate(self, obs: Observation) -> Outcome:
         first, later = _attempts_after(obs, lambda x: 400 <= x.code < 500 and x.stage in ("mail", "rcpt", "data",
                                                                                            "message"))
+        drops = [e["t"] for e in obs.events if e["kind"] == "fault" and e.get("drop")]
+        if drops and (first is None or drops[0] < first):
+            first = drops[0]
+            later = sorted(x.t for _, x in obs.exchanges() if x.stage == "mail" and x.t > first)
         if first is None:
-            return self.outcome(None, "no transient (4xx) reply was given")
+            return self.outcome(None, "no transient (4xx) reply was given and no connection was dropped")
         if not later:
-            return self.outcome(False, "gave up after a transient 4xx reply; Exchange expects a retry")
+            return self.outcome(False, "gave up after a transient failure; Exchange expects a retry")
         if later[0] - first > self.within:
             return self.outcome(False, f"retried only after {later[0] - first:.1f} s (limit {self.within} s)")
-        return self.outcome(True, f"retried {later[0] - first:.2f} s after the 4xx")
+        return self.outcome(True, f"retried {later[0] - first:.2f} s after the transient failure")
 
 
 class NoRetryAfterPermanent(_Check):

@@ -3,6 +3,7 @@
     exoedge serve [--tenant FILE] [--host 127.0.0.1] [--port NAME=PORT ...] [--state-dir DIR]
     exoedge token --mailbox ADDR [--app-id ID] [--tenant FILE] [--state-dir DIR] [--expires-in S]
     exoedge run [--sender SPEC] [--option OPTION] [--scenarios DIR] [--report DIR] [--case TEXT ...]
+    exoedge schema > scenarios/schema.json
     exoedge ca [--state-dir DIR]
 
 ``serve`` prints one JSON object as its first line on stdout (every endpoint's host:port, the
@@ -118,6 +119,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.scenario import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
 def cmd_ca(args: argparse.Namespace) -> int:
     ca = LabCA.open(Path(args.state_dir))
     print(ca.cert_path)
@@ -159,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", action="append", default=[], metavar="NAME=PORT")
     run.set_defaults(func=cmd_run)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (scenarios/schema.json)")
+    schema.set_defaults(func=cmd_schema)
 
     ca = sub.add_parser("ca", help="print the path of the lab CA certificate (create it if needed)")
     ca.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))

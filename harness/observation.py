@@ -155,6 +155,8 @@ class Observation:
         refusals = sorted((x for _, x in self.exchanges() if x.code >= 400), key=lambda x: x.t)
         if refusals:
             return f"the edge last said {refusals[-1].line[:140]}"
+        if any(e["kind"] == "fault" and e.get("drop") for e in self.events):
+            return "the edge dropped the connection before answering (an injected fault) and it was not retried"
         failed = [e for e in self.events if e["kind"] == "tls_failed"]
         if failed:
             return f"the TLS handshake failed ({failed[-1].get('reason')})"

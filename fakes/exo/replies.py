@@ -239,6 +239,11 @@ CONNECTOR_REQUIRES_TLS = Reply(
 )
 
 # Non-delivery reports (statuses inside an NDR, not SMTP replies on the wire)
+NDR_DOMAIN_NONEXISTENT = Reply(
+    550, "5.4.310",
+    "DNS domain {domain} does not exist [Message=InfoDomainNonexistent] [LastAttemptedServerName={domain}]",
+    "gh:crisp-oss/email-bounce-parser outlook.txt (2023 NDR)", "O",
+)
 NDR_RECIPIENT_NOT_FOUND = Reply(550, "5.1.10",
                                 "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
                                 "NDR; fs:40138770286", "C+O")

@@ -16,6 +16,11 @@ from .tenant import Connector, Mailbox, Tenant
 RecipientKind = Literal["internal", "unknown-internal", "external"]
 
 
+def domain_does_not_exist(domain: str) -> bool:
+    """The edge's internet: every domain exists but those under .invalid (RFC 2606)."""
+    return domain.lower().rstrip(".").endswith(".invalid")
+
+
 def classify_recipient(tenant: Tenant, address: str) -> RecipientKind:
     if not tenant.is_accepted(address):
         return "external"

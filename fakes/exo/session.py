@@ -439,7 +439,7 @@ class Session:
             if kind == "internal":
                 deliveries.append(Delivery("Inbox", rcpt, rcpt, deliver_after))
             elif kind == "external":
-                deliveries.append(Delivery("Outbound", None, rcpt, deliver_after))
+                deliveries.append(self._outbound(box.address, rcpt, content, deliver_after))
             else:
                 deliveries.append(self._bounce(box.address, rcpt, content, deliver_after))
         return self._queued(content, message_id, deliveries, delayed=deliver_after > now)
@@ -450,24 +450,41 @@ class Session:
         tenant, now = self.state.tenant, self.state.clock()
         domain = (self.mail_from or "").rpartition("@")[2] or (headers.from_addresses[0].rpartition("@")[2])
         spf = self.state.spf(self.peer_ip, domain)
-        results = (f"spf={spf} (sender IP is {self.peer_ip}) smtp.mailfrom={domain}; "
-                   f"{tenant.accepted_domains[0]}; dkim=none (message not signed)")
+        header_from = headers.from_addresses[0].rpartition("@")[2]
+        results = (f"spf={spf} (sender IP is {self.peer_ip}) smtp.mailfrom={domain}; dkim=none (message not "
+                   f"signed) header.d=none;dmarc=none action=none header.from={header_from};")
         content, message_id = self._stamp(content, headers, [("Authentication-Results", results)])
         deliveries = []
         for rcpt in self.recipients:
             kind = rules.classify_recipient(tenant, rcpt)
             folder = rules.mx_folder(kind, self.attribution, spf)
-            deliveries.append(Delivery(folder, None if folder == "Outbound" else rcpt, rcpt, now))
+            if folder == "Outbound":
+                sender = tenant.mailbox(self.mail_from or "")
+                deliveries.append(self._outbound(sender.address if sender else None, rcpt, content, now))
+            else:
+                deliveries.append(Delivery(folder, rcpt, rcpt, now))
         decision = self._queued(content, message_id, deliveries, delayed=False, spf=spf)
         return Decision(decision.lines, reply=decision.reply, accepted=decision.accepted,
                         notes={"spf": spf, "attribution": self._attribution_note()})
 
-    def _bounce(self, sender: str, recipient: str, content: bytes, when: float) -> Delivery:
-        status = R.NDR_RECIPIENT_NOT_FOUND
+    def _outbound(self, sender: str | None, recipient: str, content: bytes, when: float) -> Delivery:
+        """Out to the internet, where a domain under .invalid (RFC 2606) never exists: that one
+        bounces later, with an NDR to the sender when the sender is a mailbox of the tenant."""
+        domain = recipient.rpartition("@")[2]
+        if not rules.domain_does_not_exist(domain):
+            return Delivery("Outbound", None, recipient, when)
+        bounce = self._bounce(sender or self.mail_from or "", recipient, content, when, R.NDR_DOMAIN_NONEXISTENT,
+                              domain=domain)
+        if sender is None:  # the sender is outside the tenant: its NDR leaves through Outbound too
+            return replace(bounce, folder="Outbound", mailbox=None)
+        return bounce
+
+    def _bounce(self, sender: str, recipient: str, content: bytes, when: float,
+                status: Reply = R.NDR_RECIPIENT_NOT_FOUND, **fields: str) -> Delivery:
         ndr = non_delivery_report(
             postmaster=f"postmaster@{self.state.tenant.initial_domain}", to=sender, recipient=recipient,
-            status=status.enhanced or "", text=status.text, original_headers=content.split(b"\r\n\r\n")[0],
-            now=when, host=self.state.suffix_host,
+            status=status.enhanced or "", text=status.text.format(**fields),
+            original_headers=content.split(b"\r\n\r\n")[0], now=when, host=self.state.suffix_host,
         )
         return Delivery("Inbox", sender, recipient, when, content=ndr)
 

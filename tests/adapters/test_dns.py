@@ -81,3 +81,18 @@ def test_queries_are_recorded_with_source_name_type_and_answer(edge):
     assert event["peer"][0] == "127.0.0.1" and event["transport"] == "tcp"
     assert (event["name"], event["type"], event["rcode"], event["answers"]) == (
         "smtp.office365.com", "A", "NOERROR", ["127.0.0.1"])
+
+
+def test_an_edge_on_ipv6_loopback_publishes_aaaa(tmp_path):
+    from fakes.edge import Edge, EdgeThread
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with EdgeThread(Edge(state_dir=tmp_path, host="::1")) as v6:
+        host, port = v6.addresses["dns"]
+        response = dns.query.udp(dns.message.make_query("smtp.office365.com", "AAAA"), host, port=port, timeout=5)
+        assert values(response) == ["::1"]
+        assert values(dns.query.tcp(dns.message.make_query("smtp.office365.com", "A"), host, port=port,
+                                    timeout=5)) == []

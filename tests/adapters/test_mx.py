@@ -178,3 +178,41 @@ def test_a_certificate_connector_needs_tls_1_2(edge, tmp_path):
     replies = direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
                           context=relay_context(edge, tmp_path, "relay.contoso.com", "TLSv1.1"))
     assert replies[1].startswith("550 5.7.64 ")
+
+
+def test_a_relayed_message_that_later_fails_bounces_to_the_sending_mailbox(edge):
+    replies = direct_send(edge, CONNECTOR_IP, "scanner@contoso.com", ("someone@nowhere.invalid",), tls=True)
+    assert replies[-1].startswith("250 2.6.0")  # accepted first: the failure comes later, as an NDR
+    (ndr,) = edge.store.messages(mailbox="scanner@contoso.com")
+    assert (ndr.folder, ndr.kind) == ("Inbox", "ndr")
+    text = ndr.read().decode()
+    assert "Status: 5.4.310" in text
+    assert "DNS domain nowhere.invalid does not exist [Message=InfoDomainNonexistent]" in text
+    assert edge.store.messages(folder="Outbound") == []
+
+
+def test_an_ndr_for_a_sender_outside_the_tenant_leaves_through_outbound(edge):
+    overrides(edge, connectors=[{"name": "printers", "sender_ip_ranges": ["127.0.0.20/32"]}])
+    direct_send(edge, CONNECTOR_IP, "scanner@contoso.com", ("a@nowhere.invalid",), tls=True)
+    direct_send(edge, CONNECTOR_IP, "mfp@contoso.com", ("b@nowhere.invalid",), tls=True)
+    outbound = edge.store.messages(folder="Outbound")
+    assert [(m.kind, m.recipient) for m in outbound] == [("ndr", "b@nowhere.invalid")]
+    assert b"To: mfp@contoso.com" in outbound[0].read()
+
+
+def test_an_internal_fault_is_a_451_4_3_0_and_a_recorded_harness_fault(edge):
+    def broken_spf(ip: str, domain: str) -> str:
+        raise RuntimeError("SPF evaluation broke")
+
+    original = edge.state.spf
+    edge.state.spf = broken_spf
+    try:
+        mark = edge.records.mark()
+        replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))
+    finally:
+        edge.state.spf = original
+    assert replies[-1].startswith("451 4.3.0 ")
+    assert not replies[-1].startswith("500 Error")
+    faults = [e for e in edge.records.events(mark) if e["kind"] == "harness_fault"]
+    assert faults and "SPF evaluation broke" in faults[0]["error"]
+    assert edge.store.messages() == []

@@ -348,3 +348,22 @@ def test_certificate_is_for_smtp_office365_com(edge):
     names = [v for k, v in cert["subjectAltName"]]
     assert "smtp.office365.com" in names and "*.mail.protection.outlook.com" in names
     assert isinstance(ctx, ssl.SSLContext)
+
+
+def test_submission_to_a_domain_that_does_not_exist_bounces_with_5_4_310(edge):
+    assert submit(edge, to=("partner@nowhere.invalid",)).startswith("250 2.6.0")
+    (ndr,) = edge.store.messages(mailbox="scanner@contoso.com", folder="Inbox")
+    assert ndr.kind == "ndr" and "Status: 5.4.310" in ndr.read().decode()
+
+
+def test_an_injected_delay_holds_the_reply_back(edge):
+    import time
+
+    from fakes.exo.session import Fault
+
+    edge.inject(Fault(stage="ehlo", delay=0.3))
+    with Device(edge) as device:
+        start = time.monotonic()
+        assert device.ehlo()[0] == 250
+        waited = time.monotonic() - start
+    assert waited >= 0.3  # the edge really waited before answering

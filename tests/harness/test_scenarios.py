@@ -41,8 +41,7 @@ def test_the_catalog_loads_and_covers_every_option():
 
 
 def test_the_committed_schema_is_generated_from_the_model():
-    assert (ROOT / "schema.json").read_text() == schema_text(), "run: python -c 'from harness.scenario import " \
-        "schema_text; open(\"scenarios/schema.json\",\"w\").write(schema_text())'"
+    assert (ROOT / "schema.json").read_text() == schema_text(), "run: exoedge schema > scenarios/schema.json"
     document = json.loads(schema_text())
     assert document["additionalProperties"] is False
     assert "expect" in document["required"]

@@ -30,7 +30,7 @@ CAUGHT_BY = {
     "no-verify": "submission/certificate-verified",
     "send-as-other": "submission/sender-is-the-mailbox",
     "ip-literal": "submission/dns-name-not-ip",
-    "no-retry": "submission/transient-4xx-retried",
+    "no-retry": "submission/dropped-connection-retried",
     "retry-storm": "submission/wrong-credentials-no-storm",
     "bare-lf": "submission/message-well-formed",
     "direct-send-ip-literal": "direct-send/mx-by-name-port-25-no-auth",

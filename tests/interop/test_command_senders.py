@@ -26,6 +26,7 @@ SWAKS = (
 SWAKS_SHORTCOMINGS = {
     "submission/xoauth2-when-basic-auth-disabled": "no XOAUTH2 in this swaks",
     "submission/transient-4xx-retried": "swaks never retries",
+    "submission/dropped-connection-retried": "swaks never retries",
     "submission/over-3-concurrent-connections": "swaks never retries",
     "submission/message-size": "swaks ignores EXO_SIZE and never declares SIZE=",
     "submission/certificate-name-verified": "swaks --tls-verify checks the chain, not the name",
