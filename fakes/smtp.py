@@ -75,6 +75,7 @@ class EdgeProtocol(SMTP):
         self.rec: SessionRecord | None = None
         self._pending_starttls: str | None = None
         self._closed_recorded = False
+        self._secrets: set[str] = set()
         self._smtp_methods = _Commands(self._smtp_methods, self.unknown_command)
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -105,7 +106,10 @@ class EdgeProtocol(SMTP):
         elif text in _AIOSMTPD_TEXTS:
             text = R.UNRECOGNIZED_COMMAND.render(self.exo.context() if self.exo else None, command="")
         if self.rec is not None:
-            self.rec.replies(text.split("\r\n"))
+            recorded = text
+            for secret in self._secrets:
+                recorded = recorded.replace(secret, REDACTED)
+            self.rec.replies(recorded.split("\r\n"))
         await super().push(text)
 
     async def handle_exception(self, error: Exception) -> str:
@@ -161,6 +165,11 @@ class EdgeProtocol(SMTP):
 
     async def unknown_command(self, verb: str, arg: str | None) -> None:
         line = f"{verb} {arg}" if arg else verb
+        if _looks_like_a_secret(line):
+            # a client that lost track of an AUTH exchange sends its credentials as "commands";
+            # Exchange echoes them in the 500, but the records never keep them
+            self._secrets.add(verb)
+            line = REDACTED
         await self._event(S.Unknown(verb), line)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -289,6 +298,14 @@ class _Commands(dict[str, Any]):
         if method is not None:
             return method
         return lambda arg: self._unknown(verb, arg)
+
+
+_BASE64_TOKEN = re.compile(r"^[A-Za-z0-9+/]{6,}={0,2}$")
+
+
+def _looks_like_a_secret(line: str) -> bool:
+    """A lone base64 token (not a plain word): what AUTH LOGIN or XOAUTH2 data looks like."""
+    return bool(_BASE64_TOKEN.match(line)) and not line.isalpha()
 
 
 def _tls_reason(exc: BaseException) -> str:
