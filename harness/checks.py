@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.observation import TLS_ORDER, Exchange, Observation, tls_at_least
+from harness.observation import TLS_ORDER, Exchange, Observation, tls_at_least, without_suffix
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Stage = Literal["banner", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "message", "any"]
@@ -215,10 +215,10 @@ class Reply(_Check):
         where = "" if self.stage == "any" else f" at {self.stage.upper()}"
         if self.seen:
             if hits:
-                return self.outcome(True, f"the edge answered {label}{where}: {hits[0].line[:120]}")
+                return self.outcome(True, f"the edge answered {label}{where}: {without_suffix(hits[0].line)}")
             return self.outcome(False, f"the edge never answered {label}{where}")
         if hits:
-            return self.outcome(False, f"got {hits[0].line[:160]}{where}")
+            return self.outcome(False, f"got {without_suffix(hits[0].line)}{where}")
         return self.outcome(True, f"never got {label}")
 
 

@@ -7,6 +7,7 @@ stored. Checks read it; nothing here judges.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,14 @@ from fakes.store import StoredMessage
 # The port a device was configured with, by the endpoint it reached (tests use ephemeral ports).
 WELL_KNOWN = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465, "mx": 25}
 TLS_ORDER = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+_SUFFIX = re.compile(r" \[[A-Za-z0-9.-]+( \S+Z [0-9A-F]{16})?\]$")
+
+
+def without_suffix(line: str) -> str:
+    """A reply without Exchange's ``[HOST timestamp id]`` tail: what a sentence should quote."""
+    return _SUFFIX.sub("", line)
 
 
 def tls_at_least(version: str | None, minimum: str) -> bool:
@@ -154,7 +163,7 @@ class Observation:
         """The edge's last refusal in the window (or a failed handshake), to explain a missing message."""
         refusals = sorted((x for _, x in self.exchanges() if x.code >= 400), key=lambda x: x.t)
         if refusals:
-            return f"the edge last said {refusals[-1].line[:140]}"
+            return f"the edge last said {without_suffix(refusals[-1].line)}"
         if any(e["kind"] == "fault" and e.get("drop") for e in self.events):
             return "the edge dropped the connection before answering (an injected fault) and it was not retried"
         failed = [e for e in self.events if e["kind"] == "tls_failed"]
