@@ -101,12 +101,13 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
 
 class Runner:
     def __init__(self, edge: Edge, sender: Sender, *, tenant: Tenant | None = None, work_dir: Path | None = None,
-                 settle: float = 0.05) -> None:
+                 settle: float = 0.05, manual_idle: float = 10.0) -> None:
         self.edge = edge
         self.sender = sender
         self.tenant = tenant or edge.tenant
         self.work_dir = work_dir or edge.state_dir / "senders"
         self.settle = settle
+        self.manual_idle = manual_idle
         self._client_certificate: tuple[Path, Path] | None = None
 
     # -- applying a scenario ------------------------------------------------------------------
@@ -198,14 +199,27 @@ class Runner:
                           started, time.monotonic() - clock)
 
     def _wait(self, mark: int, budget: float, *, manual: bool) -> None:
-        """Until every connection of the window has closed (and, for a person, one has happened)."""
+        """Until every connection of the window has closed. A device in a lab is given more: it
+        must connect at all, and may come back to retry, so the window stays open until nothing
+        has happened for ``manual_idle`` seconds (or the scenario's timeout)."""
+        deadline = time.monotonic() + max(budget, 0.5)
+
         def quiet(events: list[dict[str, Any]]) -> bool:
             opened = {e["session"] for e in events if e["kind"] == "connect"}
             closed = {e["session"] for e in events if e["kind"] == "disconnect"}
             if manual and not opened:
                 return False
             return opened <= closed
-        self.edge.records.wait_for(quiet, max(budget, 0.5), since=mark)
+
+        records = self.edge.records
+        records.wait_for(quiet, max(deadline - time.monotonic(), 0), since=mark)
+        while manual and time.monotonic() < deadline:
+            seen = records.mark()
+            settled = records.wait_for(lambda events: len(events) > 0, min(self.manual_idle,
+                                       max(deadline - time.monotonic(), 0)), since=seen)
+            if not settled:
+                break  # idle long enough: the device is done
+            records.wait_for(quiet, max(deadline - time.monotonic(), 0), since=mark)
         time.sleep(self.settle)
 
     @staticmethod

@@ -1,0 +1,52 @@
+"""The manual sender: a person at a device is told what to send, and the edge waits for the device."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from harness.runner import Runner, Verdict
+from harness.scenario import load_catalog
+from harness.senders import ManualSender, Order
+from tests.helpers import Device, message
+
+CATALOG = {s.id: s for s in load_catalog(Path(__file__).resolve().parents[2] / "scenarios")}
+
+
+def test_the_person_is_told_what_to_send_and_the_device_is_judged(exo_edge_clean):
+    edge = exo_edge_clean
+    prompts: list[str] = []
+
+    def person_presses_scan(text: str) -> None:
+        prompts.append(text)
+
+        def device() -> None:
+            time.sleep(0.3)  # a person is not instant
+            with Device(edge, source="127.0.0.70") as d:
+                d.secure()
+                d.login("scanner@contoso.com", "Scan-2026!")
+                d.sendmail("scanner@contoso.com", ["alice@contoso.com"],
+                           message("scanner@contoso.com", "alice@contoso.com"))
+
+        threading.Thread(target=device, daemon=True).start()
+
+    runner = Runner(edge, ManualSender(say=person_presses_scan), manual_idle=0.5)
+    result = runner.run(CATALOG["submission/starttls-before-auth"])
+    assert result.verdict == Verdict.PASS, result.reason
+    assert "from scanner@contoso.com to alice@contoso.com through smtp.office365.com" in prompts[0]
+
+
+def test_a_device_that_never_sends_is_an_error_after_the_timeout(exo_edge_clean):
+    scenario = CATALOG["submission/starttls-before-auth"].model_copy(update={"timeout": 0.5})
+    result = Runner(exo_edge_clean, ManualSender(say=lambda text: None), manual_idle=0.2).run(scenario)
+    assert result.verdict == Verdict.ERROR and "never connected" in result.reason
+
+
+def test_the_order_carries_the_environment_of_the_contract():
+    order = Order(host="smtp.office365.com", addr="127.0.0.1", port=2587, ports={587: 2587, 465: 2465},
+                  dns="127.0.0.1:2053", sender="a@contoso.com", to=("b@contoso.com", "c@example.org"),
+                  subject="s", user="a@contoso.com", password="p", token=None, cafile="/ca.pem")
+    env = order.env()
+    assert env["EXO_TO"] == "b@contoso.com,c@example.org" and env["EXO_PORTS"] == "465=2465,587=2587"
+    assert env["EXO_TOKEN"] == "" and env["EXO_HOST"] == "smtp.office365.com"
