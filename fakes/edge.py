@@ -195,7 +195,8 @@ class Edge:
     def describe(self) -> dict[str, Any]:
         """The first line ``exoedge serve`` prints: where everything is."""
         return {
-            **{name: f"{host}:{port}" for name, (host, port) in self.addresses.items()},
+            **{name: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+               for name, (host, port) in self.addresses.items()},
             "hostnames": {name: self.hostname(name) for name in self.addresses if name != "dns"},
             "tenant": self.tenant.tenant,
             "mx_host": self.tenant.mx_host,
