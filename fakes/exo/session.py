@@ -403,7 +403,8 @@ class Session:
     def _on_MessageBody(self, event: MessageBody) -> Decision:
         decision = self._judge_message(event.content, event.size or len(event.content))
         self._reset_transaction()
-        self.phase = Phase.READY
+        if self.phase is not Phase.CLOSED:  # an injected drop closes the session for good
+            self.phase = Phase.READY
         return decision
 
     def _judge_message(self, content: bytes, size: int) -> Decision:
