@@ -1,303 +1,332 @@
-"""aiosmtpd on real sockets, every decision delegated to the sans-IO session (``fakes.exo``).
+"""The SMTP adapter: an asyncio protocol that moves bytes between a socket and ``fakes.exo``.
 
-``EdgeProtocol`` keeps aiosmtpd's connection loop and its STARTTLS upgrade, and replaces each
-command handler with one that turns the command into an event for ``fakes.exo.session``, writes
-the decision, records both, stores accepted mail before the 250 goes out, and closes when told.
-No exception reaches a client as aiosmtpd's ``500 Error: (Type)``: the fault is recorded and
-the client hears ``451 4.3.0``; the run that owns the edge reports it as a harness ERROR.
+``SmtpConnection`` feeds what arrives to the sans-IO framer (``fakes.exo.wire``), hands each
+wire event to the session (``fakes.exo.session``), records both, and writes the decision:
+replies in order (pipelined commands are answered one by one, in one write per batch), a
+stored message before its 250, TLS when told (its own ``ssl.SSLObject`` over memory BIOs, so
+the ClientHello of a failed handshake is kept too), and a close when told. A client that
+half-closes still gets every reply it is owed. Bytes pipelined after STARTTLS are discarded
+(RFC 3207 5). No exception reaches a client as anything but ``451 4.3.0``: the fault is recorded
+and the run that owns the edge reports it as a harness ERROR.
 
-``SmtpListener`` owns one listening socket (port 0 by default) and stops idempotently.
-``ImplicitTlsTrap`` is port 465: it records the ClientHello a device sends there and closes.
+``SmtpListener`` owns one listening socket (port 0 by default), stops idempotently and closes
+its connections. ``ImplicitTlsTrap`` is port 465: it records the ClientHello sent there and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import logging
 import re
+import resource
 import ssl
 import traceback
-from collections.abc import Callable
 from typing import Any
-
-from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from fakes.exo import replies as R
 from fakes.exo import session as S
-from fakes.exo.message import message_facts
+from fakes.exo.commands import escaped
+from fakes.exo.wire import NEED_DATA, ChunkStart, Framer, Line, LineTooLong, WireEvent
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^(?P<kw>FROM|TO)\s*:\s*(?P<addr><[^>]*>|[^\s<>]+)\s*(?P<params>.*)$", re.I)
-# aiosmtpd's own fixed replies that can still reach the wire, put into Exchange's words.
-_AIOSMTPD_TEXTS = {"500 Error: bad syntax": "UNRECOGNIZED"}
+# Stop reading from a client while this much is buffered and not yet handled (its commands
+# wait for a store, a TLS handshake or an injected delay).
+HIGH_WATER = 4 * 1024 * 1024
+# File descriptors kept free for the store, the records and the listening sockets.
+RESERVED_DESCRIPTORS = 64
 
 
-def parse_path(keyword: str, arg: str | None) -> tuple[str, tuple[tuple[str, str | None], ...]] | None:
-    """``FROM:<a@b> SIZE=10`` -> ``("a@b", (("SIZE", "10"),))``; None when malformed."""
-    match = _PATH.match(arg or "")
-    if not match or match["kw"].upper() != keyword:
-        return None
-    address = match["addr"].strip("<>")
-    params = []
-    for word in match["params"].split():
-        key, sep, value = word.partition("=")
-        params.append((key.upper(), value if sep else None))
-    return address, tuple(params)
-
-
-class EdgeProtocol(SMTP):
+class SmtpConnection(asyncio.Protocol):
     """One connection to the edge."""
-
-    # XOAUTH2 lines carry a whole JWT (1-2 KB and more); Exchange takes them in one line.
-    line_length_limit = 64 * 1024
-    command_size_limit = 64 * 1024
-    command_size_limits: dict[str, int] = collections.defaultdict(lambda: 64 * 1024)
 
     def __init__(self, listener: SmtpListener) -> None:
         self.listener = listener
-        super().__init__(
-            handler=None,
-            hostname="edge",
-            tls_context=listener.tls_context,
-            require_starttls=False,
-            auth_required=False,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            data_size_limit=None,
-            timeout=listener.idle_timeout,
-        )
-        self.exo: S.Session | None = None
+        self.loop = asyncio.get_running_loop()
+        self.framer = Framer()
+        self.transport: asyncio.Transport | None = None
+        self.session: S.Session | None = None
         self.rec: SessionRecord | None = None
-        self._pending_starttls: str | None = None
-        self._closed_recorded = False
+        self._wake = asyncio.Event()
+        self._out: list[bytes] = []
+        self._eof = False
+        self._lost = False
+        self._closing = False
+        self._timed_out = False
+        self._paused = False
+        self._activity = self.loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
         self._secrets: set[str] = set()
-        self._smtp_methods = _Commands(self._smtp_methods, self.unknown_command)
+        # TLS, once STARTTLS is under way
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._handshake: asyncio.Future[None] | None = None
 
-    # -- connection lifecycle ---------------------------------------------------------------
+    # -- the transport's callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.exo is None:
-            peer = transport.get_extra_info("peername") or ("?", 0)
-            local = transport.get_extra_info("sockname") or ("?", 0)
-            self.exo = S.Session(self.listener.state, self.listener.endpoint, peer[0])
-            self.rec = self.listener.records.open_session(self.listener.endpoint, peer, local,
-                                                          session_id=self.exo.id)
-            greeting = self.exo.greeting().lines[0]
-            _code, host, ident = greeting.split(" ", 2)
-            self.hostname, self.__ident__ = host, ident
-        super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        listener = self.listener
+        self.session = S.Session(listener.state, listener.endpoint, peer[0])
+        self.rec = listener.records.open_session(listener.endpoint, peer, local, session_id=self.session.id)
+        listener.connections.add(self)
+        self._arm_timer()
+        self._task = self.loop.create_task(self._serve())
 
-    def connection_lost(self, error: Exception | None) -> None:
-        if not self._closed_recorded and self.exo is not None and self.rec is not None:
-            self._closed_recorded = True
-            self.exo.handle(S.Closed())
-            self.rec.event("disconnect", error=None if error is None else repr(error))
-        super().connection_lost(error)
+    def data_received(self, data: bytes) -> None:
+        self._activity = self.loop.time()
+        if self._tls is not None:
+            data = self._tls_receive(data)
+        if data:
+            self.framer.receive(data)
+            if self.framer.buffered > HIGH_WATER and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+        self._wake.set()
 
-    async def push(self, status: str | bytes) -> None:
-        text = status.decode() if isinstance(status, bytes) else status
-        if self._pending_starttls is not None and text == "220 Ready to start TLS":
-            text, self._pending_starttls = self._pending_starttls, None
-        elif text in _AIOSMTPD_TEXTS:
-            text = R.UNRECOGNIZED_COMMAND.render(self.exo.context() if self.exo else None, command="")
-        if self.rec is not None:
-            recorded = text
-            for secret in self._secrets:
-                recorded = recorded.replace(secret, REDACTED)
-            self.rec.replies(recorded.split("\r\n"))
-        await super().push(text)
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._fail_handshake(ConnectionResetError("the client closed during the TLS handshake"))
+        self._wake.set()
+        return True  # keep the transport open: the client is still owed its replies
 
-    async def handle_exception(self, error: Exception) -> str:
-        if isinstance(error, TLSSetupException):
-            return R.HARNESS_FAULT.render()  # written to a closed transport; nothing reads it
-        if self.rec is not None:
-            self.rec.event("harness_fault", error=repr(error), traceback=traceback.format_exc())
-        log.exception("edge fault in session %s", self.exo.id if self.exo else "?")
-        return R.HARNESS_FAULT.render(self.exo.context() if self.exo else None)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._fail_handshake(exc or ConnectionResetError("connection lost"))
+        self._wake.set()
 
-    # -- applying decisions -----------------------------------------------------------------
+    def abort(self) -> asyncio.Task[None] | None:
+        """Drop the connection (the edge is stopping); returns the task that winds it up."""
+        if self.transport is not None:
+            self.transport.abort()
+        return self._task
 
-    def _note(self, decision: S.Decision) -> None:
-        assert self.rec is not None
-        for kind, note in decision.notes.items():
-            self.rec.event(kind, **note) if isinstance(note, dict) else self.rec.event(kind, value=note)
+    # -- serving ----------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        assert self.session is not None and self.rec is not None
+        try:
+            await self._apply(self.session.greeting())
+            while not self._closing and not self._lost:
+                event = self.framer.next_event()
+                if event is NEED_DATA:
+                    if self._timed_out:
+                        await self._apply(self.session.handle(S.TimedOut()))
+                        break
+                    if self._eof:
+                        break
+                    self._flush()
+                    if self._paused and self.transport is not None:
+                        self._paused = False
+                        self.transport.resume_reading()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                assert not isinstance(event, type(NEED_DATA))
+                self._record_input(event)
+                await self._apply(self.session.receive(event))
+        except Exception as exc:  # the edge failed, not the client: say 451 4.3.0 and end
+            self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
+            log.exception("edge fault in session %s", self.session.id)
+            self._write((R.HARNESS_FAULT.render(self.session.context()),))
+        finally:
+            self._finish()
+
+    def _record_input(self, event: WireEvent) -> None:
+        assert self.session is not None and self.rec is not None
+        if isinstance(event, Line):
+            if self.session.in_auth_exchange:
+                self.rec.event("auth_response", line=REDACTED)
+                return
+            line = escaped(event.raw)
+            if _looks_like_a_secret(line):
+                # a client that lost track of an AUTH exchange sends its credentials as "commands";
+                # Exchange echoes them in the 500, but the records never keep them
+                self._secrets.add(line.split(" ", 1)[0])
+                line = REDACTED
+            self.rec.command(line)
+        elif isinstance(event, ChunkStart):
+            self.rec.command(escaped(event.raw))
+        elif isinstance(event, LineTooLong):
+            self.rec.command(f"<a line of {event.size} octets>")
 
     async def _apply(self, decision: S.Decision) -> None:
-        self._note(decision)
+        assert self.session is not None and self.rec is not None
+        for kind, note in decision.notes.items():
+            self.rec.event(kind, **note) if isinstance(note, dict) else self.rec.event(kind, value=note)
+        lines = decision.lines
         if decision.delay:
+            self._flush()
             await asyncio.sleep(decision.delay)
-        if decision.lines:
-            await self.push("\r\n".join(decision.lines))
-        if decision.close and self.transport is not None:
-            self.transport.close()
+        if decision.accepted is not None:
+            self._flush()  # the replies before it are not held back while the store works
+            if not await self._store(decision.accepted):
+                lines = (R.HARNESS_FAULT.render(self.session.context()),)
+        if lines:
+            self._write(lines)
+        if decision.read_data:
+            self.framer.start_data()
+        if decision.start_tls:
+            await self._start_tls()
+        if decision.close:
+            self._closing = True
 
-    async def _event(self, event: S.Event, line: str) -> S.Decision:
-        assert self.exo is not None and self.rec is not None
-        self.rec.command(line)
-        decision = self.exo.handle(event)
-        await self._apply(decision)
-        return decision
-
-    # -- commands ---------------------------------------------------------------------------
-
-    async def smtp_EHLO(self, arg: str | None) -> None:
-        assert self.session is not None
-        self.session.host_name = arg or ""
-        self.session.extended_smtp = True
-        await self._event(S.Hello("EHLO", arg or ""), f"EHLO {arg or ''}".strip())
-
-    async def smtp_HELO(self, arg: str | None) -> None:
-        await self._event(S.Hello("HELO", arg or ""), f"HELO {arg or ''}".strip())
-
-    async def smtp_NOOP(self, arg: str | None) -> None:
-        await self._event(S.Noop(), "NOOP")
-
-    async def smtp_RSET(self, arg: str | None) -> None:
-        await self._event(S.Reset(), "RSET")
-
-    async def smtp_QUIT(self, arg: str | None) -> None:
-        await self._event(S.Quit(), "QUIT")
-
-    async def unknown_command(self, verb: str, arg: str | None) -> None:
-        line = f"{verb} {arg}" if arg else verb
-        if _looks_like_a_secret(line):
-            # a client that lost track of an AUTH exchange sends its credentials as "commands";
-            # Exchange echoes them in the 500, but the records never keep them
-            self._secrets.add(verb)
-            line = REDACTED
-        await self._event(S.Unknown(verb), line)
-
-    async def smtp_MAIL(self, arg: str | None) -> None:
-        parsed = parse_path("FROM", arg)
-        line = f"MAIL {arg or ''}".strip()
-        if parsed is None:
-            await self._event(S.MailFrom("<malformed>"), line)
-            return
-        await self._event(S.MailFrom(*parsed), line)
-
-    async def smtp_RCPT(self, arg: str | None) -> None:
-        parsed = parse_path("TO", arg)
-        line = f"RCPT {arg or ''}".strip()
-        await self._event(S.RcptTo(*parsed) if parsed else S.RcptTo("<malformed>"), line)
-
-    async def smtp_AUTH(self, arg: str | None) -> None:
-        words = (arg or "").split()
-        mechanism = words[0] if words else ""
-        initial = words[1] if len(words) > 1 else None
-        decision = await self._event(S.Auth(mechanism, initial), f"AUTH {arg or ''}".strip())
-        while decision.code == 334 and self.transport is not None:
-            raw = await self._reader.readline()
-            if not raw:
-                return
-            assert self.exo is not None and self.rec is not None
-            self.rec.event("auth_response", line=REDACTED)
-            decision = self.exo.handle(S.AuthLine(raw.decode("utf-8", "replace").rstrip("\r\n")))
-            await self._apply(decision)
-
-    async def smtp_STARTTLS(self, arg: str | None) -> None:
-        assert self.exo is not None and self.rec is not None
-        if arg:
-            await self._event(S.Unknown("STARTTLS"), f"STARTTLS {arg}")
-            return
-        self.rec.command("STARTTLS")
-        decision = self.exo.handle(S.StartTls())
-        if not decision.start_tls:
-            await self._apply(decision)
-            return
-        self._note(decision)
-        # aiosmtpd's upgrade writes its own 220 line; push() puts Exchange's words in its place.
-        self._pending_starttls = decision.lines[0]
+    async def _store(self, accepted: S.Acceptance) -> bool:
+        """Put every copy on disk; True once they are there (and their record written)."""
+        assert self.session is not None and self.rec is not None
+        listener = self.listener
         try:
-            await super().smtp_STARTTLS("")
-        except TLSSetupException as exc:
-            sslobj = getattr(self._tls_protocol, "_sslobj", None)
-            self._record_client_hello(sslobj)
-            self.rec.event("tls_failed", reason=_tls_reason(exc))
-            raise
-        sslobj = self.transport.get_extra_info("ssl_object") if self.transport else None
-        self._record_client_hello(sslobj)
-        version = sslobj.version() if sslobj else None
-        cipher = sslobj.cipher()[0] if sslobj and sslobj.cipher() else ""
-        names = certificate_names(sslobj.getpeercert() if sslobj else None)
-        self.rec.event("tls", version=version, cipher=cipher, client_certificate=list(names) or None)
-        await self._apply(self.exo.handle(S.TlsEstablished(version or "", cipher, names)))
+            ids = await asyncio.to_thread(listener.store.deliver, accepted, session=self.session.id,
+                                          endpoint=listener.endpoint, now=listener.state.clock())
+        except Exception as exc:  # the store failed: the sender must not be told 250
+            self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
+            return False
+        self.rec.event(
+            "stored", message_id=accepted.message_id, mail_from=accepted.mail_from,
+            recipients=list(accepted.recipients), delayed=accepted.delayed, copies=ids,
+            folders=[[d.folder, d.mailbox, d.recipient, d.deliver_after] for d in accepted.deliveries],
+        )
+        return True
 
-    def _record_client_hello(self, sslobj: Any) -> None:
+    # -- output -------------------------------------------------------------------------------------
+
+    def _write(self, lines: tuple[str, ...]) -> None:
         assert self.rec is not None
-        raw = client_hello_bytes(sslobj) if sslobj is not None else None
+        recorded = []
+        for line in lines:
+            shown = line
+            for secret in self._secrets:
+                shown = shown.replace(secret, REDACTED)
+            recorded.append(shown)
+            self._out.append(line.encode("utf-8", "backslashreplace") + b"\r\n")
+        self.rec.replies(recorded)
+
+    def _flush(self) -> None:
+        if not self._out or self.transport is None or self.transport.is_closing():
+            self._out.clear()
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        if self._tls is not None:
+            try:
+                self._tls.write(data)
+            except ssl.SSLError:
+                return
+            data = self._tls_out.read()
+        self.transport.write(data)
+
+    def _finish(self) -> None:
+        assert self.session is not None and self.rec is not None
+        self._flush()
+        if self._tls is not None and self._handshake is not None and self._handshake.done() \
+                and not self._handshake.exception() and not self._lost:
+            with contextlib.suppress(ssl.SSLError, ValueError):
+                self._tls.unwrap()  # close_notify; the client's own is not waited for
+            self._tls_send()
+        if self.transport is not None:
+            self.transport.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.session.handle(S.Closed())
+        self.rec.event("disconnect", error=None if not self._lost or self._closing else "connection lost")
+        self.listener.connections.discard(self)
+
+    # -- idle timer ---------------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        self._timer = self.loop.call_at(self._activity + self.listener.idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self.loop.time() < self._activity + self.listener.idle_timeout:
+            self._arm_timer()  # traffic came since: wait for the rest of the timeout
+            return
+        self._timed_out = True
+        self._fail_handshake(TimeoutError("the TLS handshake did not complete in time"))
+        self._wake.set()
+
+    # -- TLS ------------------------------------------------------------------------------------------
+
+    async def _start_tls(self) -> None:
+        assert self.session is not None and self.rec is not None
+        self._flush()  # the 220 goes out in the clear
+        dropped = self.framer.discard()
+        if dropped:
+            self.rec.event("discarded", octets=dropped, reason="sent after STARTTLS, before the handshake")
+        context = self.listener.tls_context
+        if context is None:
+            raise RuntimeError(f"no TLS context on the {self.listener.endpoint} endpoint")
+        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        self._handshake = self.loop.create_future()
+        try:
+            await self._handshake
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            self._record_client_hello()
+            self.rec.event("tls_failed", reason=_tls_reason(exc))
+            self._tls = None
+            self._closing = True
+            return
+        self._record_client_hello()
+        tls = self._tls
+        version = tls.version() or ""
+        cipher = (tls.cipher() or ("",))[0]
+        names = certificate_names(tls.getpeercert())
+        self.rec.event("tls", version=version, cipher=cipher, client_certificate=list(names) or None)
+        await self._apply(self.session.handle(S.TlsEstablished(version, cipher, names)))
+
+    def _tls_receive(self, data: bytes) -> bytes:
+        """Ciphertext in, plaintext out (nothing while the handshake runs)."""
+        assert self._tls is not None and self._handshake is not None
+        self._tls_in.write(data)
+        if not self._handshake.done():
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._tls_send()
+                return b""
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                self._tls_send()  # the alert
+                self._fail_handshake(exc if isinstance(exc, ssl.SSLError) else ssl.SSLError(str(exc)))
+                return b""
+            self._tls_send()
+            self._handshake.set_result(None)
+        pieces = []
+        while True:
+            try:
+                piece = self._tls.read(256 * 1024)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLError):
+                self._eof = True  # close_notify, or a broken record: nothing more will be read
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+        self._tls_send()
+        return b"".join(pieces)
+
+    def _tls_send(self) -> None:
+        data = self._tls_out.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _fail_handshake(self, exc: BaseException) -> None:
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(exc)
+
+    def _record_client_hello(self) -> None:
+        assert self.rec is not None
+        raw = client_hello_bytes(self._tls) if self._tls is not None else None
         if raw:
             self.rec.event("client_hello", **_parse_hello(raw))
-
-    async def smtp_DATA(self, arg: str | None) -> None:
-        decision = await self._event(S.Data(), "DATA")
-        if decision.code != 354:
-            return
-        content, size = await self._read_body(self.listener.state.tenant.limits.max_message_size)
-        if content is None:
-            return
-        assert self.exo is not None and self.rec is not None
-        self.rec.event("message", size=size, **message_facts(content))
-        decision = self.exo.handle(S.MessageBody(content, size))
-        if decision.accepted is not None:
-            try:
-                ids = await asyncio.to_thread(
-                    self.listener.store.deliver, decision.accepted, session=self.exo.id,
-                    endpoint=self.listener.endpoint, now=self.listener.state.clock(),
-                )
-            except Exception as exc:  # the store failed: the sender must not be told 250
-                self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
-                await self.push(R.HARNESS_FAULT.render(self.exo.context()))
-                return
-            accepted = decision.accepted
-            self.rec.event(
-                "stored", message_id=accepted.message_id, mail_from=accepted.mail_from,
-                recipients=list(accepted.recipients), delayed=accepted.delayed, copies=ids,
-                folders=[[d.folder, d.mailbox, d.recipient, d.deliver_after] for d in accepted.deliveries],
-            )
-        await self._apply(decision)
-
-    async def _read_body(self, limit: int) -> tuple[bytes | None, int]:
-        """Read to the lone dot; keep at most ``limit`` + 1 bytes but count them all."""
-        chunks: list[bytes] = []
-        kept = size = 0
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                line = await self._reader.read(exc.consumed)
-            except asyncio.IncompleteReadError:
-                return None, size
-            if line == b".\r\n":
-                return b"".join(chunks), size
-            if line.startswith(b"."):
-                line = line[1:]
-            size += len(line)
-            if kept <= limit:
-                chunks.append(line)
-                kept += len(line)
-        return None, size
-
-
-class _Commands(dict[str, Any]):
-    """aiosmtpd's command table, where every verb it does not know goes to ``unknown``."""
-
-    CORE = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "MAIL", "RCPT", "DATA", "AUTH",
-                      "STARTTLS"})
-
-    def __init__(self, methods: dict[str, Any], unknown: Callable[..., Any]) -> None:
-        super().__init__({k: v for k, v in methods.items() if k in self.CORE})
-        self._unknown = unknown
-
-    def get(self, verb: str, default: Any = None) -> Any:
-        method = super().get(verb)
-        if method is not None:
-            return method
-        return lambda arg: self._unknown(verb, arg)
 
 
 _BASE64_TOKEN = re.compile(r"^[A-Za-z0-9+/]{6,}={0,2}$")
@@ -344,11 +373,22 @@ class SmtpListener(_Listening):
         self.tls_context = tls_context
         self.idle_timeout = idle_timeout
         self.server: asyncio.Server | None = None
+        self.connections: set[SmtpConnection] = set()
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+        # never accept more connections than there are file descriptors for: past that, accept()
+        # fails in a loop; below it, the one too many hears 421 4.3.2
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:
+            self.state.max_connections = min(self.state.max_connections, max(1, soft - RESERVED_DESCRIPTORS))
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: EdgeProtocol(self), host, port)
+        self.server = await loop.create_server(lambda: SmtpConnection(self), host, port)
         return self.server.sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        await super().stop()
+        ending = [connection.abort() for connection in list(self.connections)]
+        await asyncio.gather(*(task for task in ending if task is not None), return_exceptions=True)
 
 
 

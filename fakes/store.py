@@ -78,7 +78,8 @@ class MailStore:
         rows = []
         for delivery in acceptance.deliveries:
             copy_id = uuid.uuid4().hex
-            body = delivery.content if delivery.content is not None else acceptance.content
+            # an NDR is rendered here, in the store's worker thread, not on the edge's loop
+            body = delivery.content.render() if delivery.content is not None else acceptance.content
             path = self.messages_dir / f"{copy_id}.eml"
             path.write_bytes(body)
             rows.append((

@@ -11,7 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .message import NonDeliveryReport
 from .replies import Reply
+from .wire import BodyData, ChunkEnd, ChunkStart, DataEnd, LineTooLong
 
 Folder = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
 
@@ -66,8 +68,17 @@ class Data:
 
 @dataclass(frozen=True)
 class MessageBody:
-    content: bytes  # dot-unstuffed, line endings as sent; cut short when far over the limit
-    size: int | None = None  # the size the client sent, when content was cut short
+    """A whole message after DATA at once: ``BodyData`` then ``DataEnd``, for callers that
+    already hold it."""
+
+    content: bytes  # dot-unstuffed, line endings as sent
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A command line that is not text the edge can read (not UTF-8), or a BDAT without a size."""
+
+    shown: str  # the line with unreadable bytes escaped, as the records show it
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,18 @@ class Unknown:
 
 
 @dataclass(frozen=True)
+class TimedOut:
+    """The client said nothing for the idle timeout."""
+
+
+@dataclass(frozen=True)
 class Closed:
     pass
 
 
 Event = (Hello | StartTls | TlsEstablished | Auth | AuthLine | MailFrom | RcptTo | Data
-         | MessageBody | Reset | Noop | Quit | Unknown | Closed)
+         | MessageBody | BodyData | DataEnd | ChunkStart | ChunkEnd | LineTooLong | Malformed
+         | Reset | Noop | Quit | Unknown | TimedOut | Closed)
 
 # --- decisions ---------------------------------------------------------------------------------
 
@@ -109,7 +126,7 @@ class Delivery:
     mailbox: str | None  # None for Outbound
     recipient: str
     deliver_after: float
-    content: bytes | None = None  # a different body (an NDR); None means the message itself
+    content: NonDeliveryReport | None = None  # an NDR in place of the message itself
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,7 @@ class Decision:
     reply: Reply | None = None
     close: bool = False
     start_tls: bool = False
+    read_data: bool = False  # a message follows, up to the lone dot (after 354)
     accepted: Acceptance | None = None
     delay: float = 0.0  # seconds the adapter waits before writing (an injected slow edge)
     # what the record should say beyond the reply: auth outcome, attribution, SPF

@@ -1,7 +1,9 @@
 """What the edge reads from a message body and what it writes into one.
 
-Header parsing (From, Message-ID, Date), the bare-LF test, the headers the edge adds on
-acceptance, and the non-delivery report it writes back to a sender. Pure functions over bytes.
+``MessageBuffer`` collects a message as it arrives (after DATA or over BDAT chunks), keeping at
+most the size limit but counting every octet. Header parsing (From, Message-ID, Date), the
+bare-LF test, the headers the edge adds on acceptance, and the one non-delivery report per
+message that it writes back to a sender. Pure functions over bytes.
 """
 
 from __future__ import annotations
@@ -13,14 +15,45 @@ from email import policy
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_LONG_LINE = re.compile(rb"[^\r\n]{999,}")
+_FOLDING = re.compile(r"\r?\n[ \t]+")
+# The part of a message an NDR sends back: its headers, cut at this many octets.
+NDR_RETURNED_HEADERS = 16 * 1024
+
+Content = bytes | bytearray
 
 
-def has_bare_lf(content: bytes) -> bool:
+def has_bare_lf(content: Content) -> bool:
     return _BARE_LF.search(content) is not None
+
+
+class MessageBuffer:
+    """A message as it arrives: every octet counted, at most ``limit`` + 1 of them kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.data = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        room = self.limit + 1 - len(self.data)
+        if room > 0:
+            self.data += data[:room]
+
+    @property
+    def over_limit(self) -> bool:
+        return self.size > self.limit
+
+
+def header_block(content: Content) -> Content:
+    """The header block (up to and including the CRLF before the empty line), or all of it."""
+    end = content.find(b"\r\n\r\n")
+    return content if end < 0 else content[: end + 2]
 
 
 @dataclass(frozen=True)
@@ -32,30 +65,39 @@ class Headers:
     header_bytes: int
 
 
-def read_headers(content: bytes) -> Headers:
-    end = content.find(b"\r\n\r\n")
-    head = content if end < 0 else content[: end + 2]
-    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
+def _unfold(value: str | None) -> str | None:
+    """A header value on one line (RFC 5322 2.2.3), without surrounding blanks."""
+    return None if value is None else _FOLDING.sub(" ", str(value)).strip()
+
+
+def read_headers(content: Content) -> Headers:
+    """The headers the edge reads. Header bytes are UTF-8 (RFC 6532); others are replaced."""
+    head = header_block(content)
+    parsed = HeaderParser(policy=policy.compat32).parsestr(bytes(head).decode("utf-8", "replace"))
     froms = tuple(addr.lower() for _, addr in getaddresses(parsed.get_all("From", [])) if addr)
+    message_id = _unfold(parsed.get("Message-ID"))
     return Headers(
         from_addresses=froms,
-        message_id=parsed.get("Message-ID"),
-        date=parsed.get("Date"),
-        subject=parsed.get("Subject"),
+        message_id=message_id or None,
+        date=_unfold(parsed.get("Date")),
+        subject=_unfold(parsed.get("Subject")),
         header_bytes=len(head),
     )
 
 
-def message_facts(content: bytes) -> dict[str, object]:
+def message_facts(content: Content) -> dict[str, object]:
     """What a conformance check needs to know about a message as the sender sent it."""
     headers = read_headers(content)
-    lines = content.split(b"\r\n")
+    long_lines = [len(line) for line in _LONG_LINE.findall(content)]
     return {
         "has_date": headers.date is not None,
         "has_message_id": headers.message_id is not None,
         "has_from": bool(headers.from_addresses),
         "bare_lf": has_bare_lf(content),
-        "longest_line": max((len(line) for line in lines), default=0),
+        "header_bytes": headers.header_bytes,
+        # only lines over RFC 5322's 998 octets are measured: counting every line of a large
+        # message would cost a copy of it
+        "longest_line": max(long_lines, default=0),
     }
 
 
@@ -63,49 +105,65 @@ def new_message_id(host: str, unique: str) -> str:
     return f"<{unique}@{host}>"
 
 
-def prepend_headers(content: bytes, headers: list[tuple[str, str]]) -> bytes:
+def prepend_headers(content: Content, headers: list[tuple[str, str]]) -> bytes:
+    """The message with ``headers`` in front: one copy of it, as bytes."""
     block = b"".join(f"{name}: {value}\r\n".encode() for name, value in headers)
     return block + content
 
 
-def non_delivery_report(
-    *,
-    postmaster: str,
-    to: str,
-    recipient: str,
-    status: str,
-    text: str,
-    original_headers: bytes,
-    now: float,
-    host: str,
-) -> bytes:
-    """A multipart/report DSN (RFC 3464) as Exchange Online writes one to the sender.
+@dataclass(frozen=True)
+class Failure:
+    """One recipient an accepted message could not reach: its enhanced status and the text."""
 
-    ``status`` is the enhanced code (``5.1.10``), ``text`` the reply text after it.
-    """
-    report = MIMEMultipart("report", report_type="delivery-status")
-    report["From"] = f"Microsoft Outlook <{postmaster}>"
-    report["To"] = to
-    report["Subject"] = "Undeliverable: message"
-    report["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
-    report["Message-ID"] = make_msgid(domain=host)
-    report.attach(MIMEText(
-        f"Your message to {recipient} couldn't be delivered.\n\n"
-        f"Remote server returned '550 {status} {text}'\n"
-    ))
-    fields = Message()
-    fields["Reporting-MTA"] = f"dns;{host}"
-    recipient_fields = Message()
-    recipient_fields["Final-Recipient"] = f"rfc822;{recipient}"
-    recipient_fields["Action"] = "failed"
-    recipient_fields["Status"] = status
-    recipient_fields["Diagnostic-Code"] = f"smtp;550 {status} {text}"
-    delivery_status = Message()
-    delivery_status.set_type("message/delivery-status")
-    delivery_status.set_payload([fields, recipient_fields])
-    report.attach(delivery_status)
-    headers = Message()
-    headers.set_type("text/rfc822-headers")
-    headers.set_payload(original_headers.decode("utf-8", "replace"))
-    report.attach(headers)
-    return report.as_bytes(policy=policy.SMTP)
+    recipient: str
+    status: str  # the enhanced code, 5.1.10
+    text: str
+
+
+@dataclass(frozen=True)
+class NonDeliveryReport:
+    """The one NDR of a message for all its failed recipients, rendered when it is stored
+    (off the event loop), quoting at most ``NDR_RETURNED_HEADERS`` octets of the headers."""
+
+    postmaster: str
+    to: str
+    failures: tuple[Failure, ...]
+    original_headers: bytes
+    now: float
+    host: str
+
+    @property
+    def recipients(self) -> str:
+        return ", ".join(f.recipient for f in self.failures)
+
+    def render(self) -> bytes:
+        """A multipart/report DSN (RFC 3464) as Exchange Online writes one to the sender."""
+        report = MIMEMultipart("report", report_type="delivery-status")
+        report["From"] = f"Microsoft Outlook <{self.postmaster}>"
+        report["To"] = self.to
+        report["Subject"] = "Undeliverable: message"
+        report["Date"] = format_datetime(datetime.fromtimestamp(self.now, UTC))
+        report["Message-ID"] = make_msgid(domain=self.host)
+        report.attach(MIMEText("".join(
+            f"Your message to {f.recipient} couldn't be delivered.\n"
+            f"Remote server returned '550 {f.status} {f.text}'\n\n" for f in self.failures
+        )))
+        fields = Message()
+        fields["Reporting-MTA"] = f"dns;{self.host}"
+        parts = [fields]
+        for failure in self.failures:
+            recipient_fields = Message()
+            recipient_fields["Final-Recipient"] = f"rfc822;{failure.recipient}"
+            recipient_fields["Action"] = "failed"
+            recipient_fields["Status"] = failure.status
+            recipient_fields["Diagnostic-Code"] = f"smtp;550 {failure.status} {failure.text}"
+            parts.append(recipient_fields)
+        delivery_status = Message()
+        delivery_status.set_type("message/delivery-status")
+        delivery_status.set_payload(parts)
+        report.attach(delivery_status)
+        headers = Message()
+        headers.set_type("text/rfc822-headers")
+        headers.set_payload(self.original_headers[:NDR_RETURNED_HEADERS].decode("utf-8", "replace"))
+        report.attach(headers)
+        return report.as_bytes(policy=policy.SMTP)

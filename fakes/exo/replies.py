@@ -190,6 +190,35 @@ SYNTAX_ERROR = Reply(501, "5.5.4", "Invalid arguments", "Exchange", "UNCONFIRMED
 UNRECOGNIZED_COMMAND = Reply(500, "5.3.3", "Unrecognized command '{command}'",
                              "gh:simonrob/email-oauth2-proxy#232", "O", suffix=True)
 
+BDAT_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands", "RFC 3030 2", "UNCONFIRMED", suffix=True,
+                      note="DATA, MAIL or RCPT in the middle of a BDAT transaction")
+BINARYMIME_NEEDS_BDAT = Reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT", "RFC 3030 3", "UNCONFIRMED",
+                              suffix=True)
+UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter", "RFC 5321 4.1.1.11", "UNCONFIRMED",
+                              suffix=True, note="a MAIL or RCPT parameter of an extension not advertised")
+NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII addresses require SMTPUTF8", "RFC 6531 3.5", "UNCONFIRMED",
+                       suffix=True)
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long", "RFC 5321 4.5.3.1.4", "UNCONFIRMED", suffix=True,
+                      note="a command line over 64 KiB, refused whole")
+# Exchange's receive connectors drop a client after MaxProtocolErrors (default 5) with this line;
+# the same at Exchange Online is UNCONFIRMED.
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors on this connection, closing transmission channel",
+                        "Exchange receive connector MaxProtocolErrors", "UNCONFIRMED", suffix=True)
+# EXO-REFERENCE added rows: MaxInboundConnectionPerSource (default 20); the same words for the
+# edge's cap on all connections.
+TOO_MANY_CONNECTIONS = Reply(
+    421, "4.3.2",
+    "The maximum number of concurrent connections has exceeded a limit, closing transmission channel",
+    "Exchange receive connectors, public admin notes", "O",
+)
+# [O] gh:haraka/Haraka#2321 shows the text in an NDR; said on the wire here when a client is idle.
+TIMED_OUT = Reply(421, "4.4.1", "Connection timed out. Total session duration: {duration}",
+                  "gh:haraka/Haraka#2321; gh:foxcpp/maddy#693", "O (partial)")
+
+# BDAT (RFC 3030): every chunk but the last; the last gets the same reply as the end of DATA.
+# [O] Exchange transport's own response table, as EXO-REFERENCE's added rows give it.
+CHUNK_RECEIVED = Reply(250, "2.6.0", "CHUNK received OK, {size} octets", "EXO-REFERENCE added rows", "O")
+
 # End of DATA
 SEND_AS_DENIED = Reply(550, "5.7.60", "SMTP; Client does not have permissions to send as this sender",
                        "FIX; gh:PHPMailer/PHPMailer#1231", "C+O", suffix=True)

@@ -1,9 +1,11 @@
 """One SMTP connection at the edge, as a state machine: an event goes in, a ``Decision`` comes out.
 
-The adapter (``fakes.smtp``) only moves bytes: it turns each command into an event, writes the
-decision's lines, upgrades to TLS when told, stores an accepted message before it writes the
-250, and closes when told. Everything Exchange Online would decide is decided here, for the
-submission endpoint (smtp.office365.com, and smtp-legacy) and for the tenant MX.
+The adapter (``fakes.smtp``) only moves bytes: it feeds them to a ``fakes.exo.wire.Framer``,
+hands each wire event to ``Session.receive``, writes the decision's lines, upgrades to TLS when
+told, stores an accepted message before it writes the 250, and closes when told. Everything
+Exchange Online would decide is decided here, for the submission endpoint (smtp.office365.com,
+and smtp-legacy) and for the tenant MX: commands, AUTH, the message after DATA or over BDAT
+chunks (RFC 3030), limits, and when a connection is refused or ended.
 """
 
 from __future__ import annotations
@@ -12,43 +14,71 @@ import base64
 import binascii
 import enum
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import replies as R
 from . import rules
+from .commands import MALFORMED_PATH, parse_command
 from .events import (
     SILENT,
     Acceptance,
     Auth,
     AuthLine,
+    BodyData,
+    ChunkEnd,
+    ChunkStart,
     Closed,
     Data,
+    DataEnd,
     Decision,
     Delivery,
     Event,
     Fault,
     Hello,
+    LineTooLong,
     MailFrom,
+    Malformed,
     MessageBody,
     Noop,
     Quit,
     RcptTo,
     Reset,
     StartTls,
+    TimedOut,
     TlsEstablished,
     Unknown,
 )
-from .message import has_bare_lf, new_message_id, non_delivery_report, prepend_headers, read_headers
+from .message import (
+    Failure,
+    MessageBuffer,
+    NonDeliveryReport,
+    has_bare_lf,
+    header_block,
+    message_facts,
+    new_message_id,
+    prepend_headers,
+    read_headers,
+)
 from .quota import QuotaLedger
 from .replies import Reply, ReplyContext
 from .tenant import Mailbox, Tenant
 from .tokens import TokenAuthority, TokenCheck, parse_xoauth2
+from .wire import Line, WireEvent
 
 Endpoint = Literal["submission", "legacy", "mx"]
 LEGACY_TLS_VERSIONS = frozenset({"TLSv1", "TLSv1.1"})
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+# Exchange's receive connectors: MaxProtocolErrors 5; then the client gets 421 4.7.0.
+MAX_PROTOCOL_ERRORS = 5
+# All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
+MAX_CONNECTIONS = 4096
+# ESMTP parameters of the advertised extensions (SIZE, 8BITMIME/BINARYMIME, SMTPUTF8, DSN, AUTH).
+_BODY_TYPES = frozenset({"7BIT", "8BITMIME", "BINARYMIME"})
+_NOTIFY = re.compile(r"^(NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY))*)$", re.I)
+_XTEXT = re.compile(r"^([!-*,-<>-~]|\+[0-9A-F]{2})+$")
 
 @dataclass
 class EdgeState:
@@ -64,6 +94,21 @@ class EdgeState:
     mx_machine: str = "AM5EUR02FT017"
     spf: Callable[[str, str], str] = lambda ip, domain: "none"
     faults: list[Fault] = field(default_factory=list)
+    max_connections: int = MAX_CONNECTIONS
+    open_connections: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, peer_ip: str) -> Reply | None:
+        """Count a new connection in, or say why it is refused (per source, and in all)."""
+        if (self.open_connections[peer_ip] >= self.tenant.limits.max_connections_per_source
+                or self.open_connections.total() >= self.max_connections):
+            return R.TOO_MANY_CONNECTIONS
+        self.open_connections[peer_ip] += 1
+        return None
+
+    def release(self, peer_ip: str) -> None:
+        self.open_connections[peer_ip] -= 1
+        if self.open_connections[peer_ip] <= 0:
+            del self.open_connections[peer_ip]
 
     @property
     def submission_host(self) -> str:
@@ -98,6 +143,7 @@ class Phase(enum.Enum):
     MAIL = "mail"  # MAIL accepted
     RCPT = "rcpt"  # at least one RCPT accepted
     DATA = "data"  # 354 sent, waiting for the body
+    CHUNKING = "chunking"  # BDAT chunks taken, the LAST one still to come
     CLOSED = "closed"
 
 
@@ -107,10 +153,16 @@ SEQUENCE: dict[type, tuple[frozenset[Phase], Reply]] = {
     RcptTo: (frozenset({Phase.MAIL, Phase.RCPT}), R.NEED_MAIL),
     Data: (frozenset({Phase.RCPT}), R.NEED_RCPT),
     MessageBody: (frozenset({Phase.DATA}), R.NEED_RCPT),
+    DataEnd: (frozenset({Phase.DATA}), R.NEED_RCPT),
     Auth: (frozenset({Phase.READY}), R.NEED_HELO),
     StartTls: (frozenset({Phase.READY, Phase.CONNECTED}), R.NEED_HELO),
 }
 AUTH_PHASES = frozenset({Phase.AUTH_LOGIN_USER, Phase.AUTH_LOGIN_PASSWORD, Phase.AUTH_XOAUTH2})
+# Replies that count toward MAX_PROTOCOL_ERRORS.
+PROTOCOL_ERRORS = frozenset({
+    R.UNRECOGNIZED_COMMAND, R.SYNTAX_ERROR, R.LINE_TOO_LONG, R.NEED_HELO, R.NEED_MAIL, R.NEED_RCPT,
+    R.NESTED_MAIL, R.BDAT_SEQUENCE, R.BINARYMIME_NEEDS_BDAT, R.UNSUPPORTED_PARAMETER, R.TLS_ALREADY,
+})
 
 
 class Session:
@@ -133,6 +185,13 @@ class Session:
         self.mail_params: dict[str, str | None] = {}
         self.recipients: list[str] = []
         self.attribution = rules.attribute(state.tenant, peer_ip, None, None)
+        self.started = state.clock()
+        self.protocol_errors = 0
+        self._admitted = False
+        self._released = False
+        self._body: MessageBuffer | None = None
+        self._chunk_refusal: Reply | None = None  # the answer owed after the current BDAT chunk
+        self._chunks = 0
 
     # -- naming -----------------------------------------------------------------------------
 
@@ -148,7 +207,19 @@ class Session:
         host = self.state.mx_server_host if self.is_mx else self.state.suffix_host
         return ReplyContext(host=host, now=self.state.clock(), session_id=self.id)
 
+    @property
+    def in_auth_exchange(self) -> bool:
+        """The next line is an answer to a 334, not a command."""
+        return self.phase in AUTH_PHASES
+
     def greeting(self) -> Decision:
+        """The banner, or 421 4.3.2 when the connection is one too many."""
+        refusal = self.state.admit(self.peer_ip)
+        if refusal is not None:
+            self.phase = Phase.CLOSED
+            return Decision((refusal.render(),), reply=refusal, close=True,
+                            notes={"refused": {"reason": "connection limit", "peer": self.peer_ip}})
+        self._admitted = True
         return Decision((R.banner(self.host, self.state.clock(), None if self.is_mx else self.id),))
 
     def _injected(self, stage: str) -> Decision | None:
@@ -169,27 +240,68 @@ class Session:
 
     def _say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
         notes = fields.pop("notes", {})
+        if reply in PROTOCOL_ERRORS:
+            self.protocol_errors += 1
+            if self.protocol_errors > MAX_PROTOCOL_ERRORS:
+                reply, close, fields = R.TOO_MANY_ERRORS, True, {}
+                self.phase = Phase.CLOSED
+                self._release()
         text = reply.render(self.context(), **fields)
         return Decision((text,), reply=reply, close=close, notes=notes)
 
     # -- dispatch -----------------------------------------------------------------------------
+
+    def receive(self, event: WireEvent) -> Decision:
+        """A wire event from ``fakes.exo.wire.Framer``: a line is a command, or the answer to a 334."""
+        if isinstance(event, Line):
+            if self.in_auth_exchange:
+                return self.handle(AuthLine(event.raw.decode("utf-8", "replace")))
+            return self.handle(parse_command(event.raw))
+        return self.handle(event)
 
     def handle(self, event: Event) -> Decision:
         if isinstance(event, Closed):
             return self._closed()
         if self.phase is Phase.CLOSED:
             return SILENT
+        if isinstance(event, BodyData):
+            if self._body is not None and self._chunk_refusal is None:
+                self._body.add(event.data)
+            return SILENT
+        if isinstance(event, MessageBody):
+            self.handle(BodyData(event.content))
+            return self.handle(DataEnd())
+        if isinstance(event, ChunkStart):
+            return self._chunk_start(event)
+        if isinstance(event, ChunkEnd):
+            return self._chunk_end(event)
+        if isinstance(event, TimedOut):
+            self.phase = Phase.CLOSED
+            self._release()
+            minutes, seconds = divmod(int(self.state.clock() - self.started), 60)
+            return self._say(R.TIMED_OUT, close=True,
+                             duration=f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}")
         if isinstance(event, TlsEstablished):
             return self._tls_established(event)
         if self._legacy_refused and not isinstance(event, Quit):
             self.phase = Phase.CLOSED
             return self._say(R.LEGACY_TLS, close=True)
-        if self.phase in AUTH_PHASES:
+        if isinstance(event, LineTooLong):
+            if self.in_auth_exchange:  # an over-long AUTH answer ends the exchange; commands go on
+                self.phase = Phase.READY
+                return self._say(R.LINE_TOO_LONG, notes=self._auth_note(self.auth_mechanism or "", "",
+                                                                       "failure", "line too long"))
+            return self._say(R.LINE_TOO_LONG)
+        if self.in_auth_exchange:
             if isinstance(event, AuthLine):
                 return self._auth_line(event.line)
             return self._say(R.SYNTAX_ERROR)
         if isinstance(event, AuthLine):
             return self._say(R.UNRECOGNIZED_COMMAND, command=event.line[:32])
+        if isinstance(event, Malformed):
+            return self._say(R.SYNTAX_ERROR)
+        if self.phase is Phase.CHUNKING and isinstance(event, Data | MailFrom | RcptTo):
+            return self._say(R.BDAT_SEQUENCE)
         rule = SEQUENCE.get(type(event))
         if rule and self.phase not in rule[0]:
             if self.phase is Phase.CONNECTED and not isinstance(event, StartTls):
@@ -349,7 +461,7 @@ class Session:
 
     def _on_MailFrom(self, event: MailFrom) -> Decision:
         address = event.address.strip()
-        if address and not _ADDRESS.match(address):
+        if event.address == MALFORMED_PATH or (address and not _ADDRESS.match(address)):
             return self._say(R.BAD_ADDRESS)
         params = {k.upper(): v for k, v in event.params}
         if not self.is_mx:
@@ -359,12 +471,14 @@ class Session:
                 return self._say(R.NOT_AUTHENTICATED)
         elif self.attribution.connector and self.attribution.connector.require_tls and not self.tls_version:
             return self._say(R.CONNECTOR_REQUIRES_TLS)
+        refusal = _mail_parameter_refusal(params)
+        if refusal:
+            return self._say(refusal)
+        if not address.isascii() and "SMTPUTF8" not in params:
+            return self._say(R.NEEDS_SMTPUTF8)
         size = params.get("SIZE")
-        if size is not None:
-            if not size.isdigit():
-                return self._say(R.SYNTAX_ERROR)
-            if int(size) > self.state.tenant.limits.max_message_size:
-                return self._say(R.MESSAGE_TOO_LARGE)
+        if size is not None and int(size) > self.state.tenant.limits.max_message_size:
+            return self._say(R.MESSAGE_TOO_LARGE)
         injected = self._injected("mail")
         if injected:
             return injected
@@ -377,6 +491,13 @@ class Session:
         address = event.address.strip().lower()
         if not _ADDRESS.match(address):
             return self._say(R.BAD_ADDRESS)
+        refusal = _rcpt_parameter_refusal({k.upper(): v for k, v in event.params})
+        if refusal:
+            return self._say(refusal)
+        if not address.isascii() and "SMTPUTF8" not in self.mail_params:
+            return self._say(R.NEEDS_SMTPUTF8)
+        if address in self.recipients:  # named twice: accepted again, delivered once
+            return self._say(R.RECIPIENT_OK)
         if len(self.recipients) >= self.state.tenant.limits.max_recipients_per_message:
             return self._say(R.TOO_MANY_RECIPIENTS)
         if self.is_mx:
@@ -394,24 +515,74 @@ class Session:
         return self._say(R.RECIPIENT_OK)
 
     def _on_Data(self, event: Data) -> Decision:
+        if (self.mail_params.get("BODY") or "").upper() == "BINARYMIME":
+            return self._say(R.BINARYMIME_NEEDS_BDAT)
         injected = self._injected("data")
         if injected:
             return injected
         self.phase = Phase.DATA
-        return Decision((R.START_MAIL_INPUT.render(),), reply=R.START_MAIL_INPUT)
+        self._body = MessageBuffer(self.state.tenant.limits.max_message_size)
+        return Decision((R.START_MAIL_INPUT.render(),), reply=R.START_MAIL_INPUT, read_data=True)
 
-    def _on_MessageBody(self, event: MessageBody) -> Decision:
-        decision = self._judge_message(event.content, event.size or len(event.content))
+    def _on_DataEnd(self, event: DataEnd) -> Decision:
+        return self._finish_message(via_bdat=False)
+
+    def _chunk_start(self, event: ChunkStart) -> Decision:
+        """``BDAT n``: the n octets are read whatever happens; the answer comes after them."""
+        self._chunk_refusal = None
+        if self.phase is Phase.RCPT:  # the first chunk of the message
+            fault = self.state.take_fault("data")
+            if fault is not None and fault.reply is not None:
+                self._chunk_refusal = fault.reply
+            self._body = MessageBuffer(self.state.tenant.limits.max_message_size)
+            self._chunks = 0
+        elif self.phase is not Phase.CHUNKING:
+            self._chunk_refusal = {Phase.CONNECTED: R.NEED_HELO, Phase.READY: R.NEED_MAIL,
+                                   Phase.MAIL: R.NEED_RCPT}.get(self.phase, R.BDAT_SEQUENCE)
+        return SILENT
+
+    def _chunk_end(self, event: ChunkEnd) -> Decision:
+        refusal, self._chunk_refusal = self._chunk_refusal, None
+        if refusal is not None:
+            if self.phase is Phase.RCPT:  # the transaction's first chunk was refused: it is over
+                self._end_transaction()
+            return self._say(refusal)
+        assert self._body is not None
+        self._chunks += 1
+        self.phase = Phase.CHUNKING
+        if self._body.over_limit:
+            self._end_transaction()
+            return self._say(R.MESSAGE_TOO_LARGE)
+        if not event.last:
+            return Decision((R.CHUNK_RECEIVED.render(size=str(event.size)),), reply=R.CHUNK_RECEIVED)
+        return self._finish_message(via_bdat=True)
+
+    # -- the message ----------------------------------------------------------------------------
+
+    def _finish_message(self, *, via_bdat: bool) -> Decision:
+        body, self._body = self._body, None
+        assert body is not None
+        facts = {"size": body.size, "via": "BDAT" if via_bdat else "DATA", **message_facts(body.data)}
+        if via_bdat:
+            facts["chunks"] = self._chunks
+        decision = self._judge_message(body, via_bdat)
+        self._end_transaction()
+        return replace(decision, notes={"message": facts, **decision.notes})
+
+    def _end_transaction(self) -> None:
+        self._body = None
         self._reset_transaction()
         if self.phase is not Phase.CLOSED:  # an injected drop closes the session for good
             self.phase = Phase.READY
-        return decision
 
-    def _judge_message(self, content: bytes, size: int) -> Decision:
+    def _judge_message(self, body: MessageBuffer, via_bdat: bool) -> Decision:
         limits = self.state.tenant.limits
-        if size > limits.max_message_size:
+        content = body.data
+        if body.over_limit:
             return self._say(R.MESSAGE_TOO_LARGE)
-        if has_bare_lf(content):
+        if len(header_block(content)) > limits.max_header_size:
+            return self._say(R.HEADERS_TOO_LARGE)
+        if not via_bdat and has_bare_lf(content):  # BDAT carries octets as they are (RFC 3030)
             return self._say(R.BARE_LF)
         injected = self._injected("message")
         if injected:
@@ -421,7 +592,7 @@ class Session:
             return self._accept_at_mx(content, headers)
         return self._accept_submission(content, headers)
 
-    def _accept_submission(self, content: bytes, headers: Any) -> Decision:
+    def _accept_submission(self, content: bytes | bytearray, headers: Any) -> Decision:
         box = self.user
         assert box is not None and self.mail_from is not None
         tenant, ledger, now = self.state.tenant, self.state.ledger, self.state.clock()
@@ -433,19 +604,26 @@ class Session:
         if ledger.would_exceed_daily(box.address, len(self.recipients), now):
             return self._say(R.DAILY_QUOTA)
         deliver_after = ledger.record_submission(box.address, len(self.recipients), now)
-        content, message_id = self._stamp(content, headers, [])
+        stamped, message_id = self._stamp(content, headers, [])
         deliveries = [Delivery("Sent Items", box.address, box.address, now)]
+        failures = []
         for rcpt in self.recipients:
             kind = rules.classify_recipient(tenant, rcpt)
             if kind == "internal":
                 deliveries.append(Delivery("Inbox", rcpt, rcpt, deliver_after))
             elif kind == "external":
-                deliveries.append(self._outbound(box.address, rcpt, content, deliver_after))
+                failure = _undeliverable(rcpt)
+                if failure:
+                    failures.append(failure)
+                else:
+                    deliveries.append(Delivery("Outbound", None, rcpt, deliver_after))
             else:
-                deliveries.append(self._bounce(box.address, rcpt, content, deliver_after))
-        return self._queued(content, message_id, deliveries, delayed=deliver_after > now)
+                failures.append(_failure(rcpt, R.NDR_RECIPIENT_NOT_FOUND))
+        if failures:
+            deliveries.append(self._report(box.address, failures, stamped, deliver_after))
+        return self._queued(stamped, message_id, deliveries, delayed=deliver_after > now)
 
-    def _accept_at_mx(self, content: bytes, headers: Any) -> Decision:
+    def _accept_at_mx(self, content: bytes | bytearray, headers: Any) -> Decision:
         if not headers.from_addresses:
             return self._say(R.MISSING_FROM_HEADER)
         tenant, now = self.state.tenant, self.state.clock()
@@ -454,42 +632,35 @@ class Session:
         header_from = headers.from_addresses[0].rpartition("@")[2]
         results = (f"spf={spf} (sender IP is {self.peer_ip}) smtp.mailfrom={domain}; dkim=none (message not "
                    f"signed) header.d=none;dmarc=none action=none header.from={header_from};")
-        content, message_id = self._stamp(content, headers, [("Authentication-Results", results)])
-        deliveries = []
+        stamped, message_id = self._stamp(content, headers, [("Authentication-Results", results)])
+        deliveries, failures = [], []
         for rcpt in self.recipients:
             kind = rules.classify_recipient(tenant, rcpt)
             folder = rules.mx_folder(kind, self.attribution, spf)
-            if folder == "Outbound":
-                sender = tenant.mailbox(self.mail_from or "")
-                deliveries.append(self._outbound(sender.address if sender else None, rcpt, content, now))
+            failure = _undeliverable(rcpt) if folder == "Outbound" else None
+            if failure:
+                failures.append(failure)
             else:
-                deliveries.append(Delivery(folder, rcpt, rcpt, now))
-        decision = self._queued(content, message_id, deliveries, delayed=False, spf=spf)
+                deliveries.append(Delivery(folder, None if folder == "Outbound" else rcpt, rcpt, now))
+        if failures:
+            # bounced later, after the 250: to the sending mailbox, or out to a sender outside the tenant
+            sender = tenant.mailbox(self.mail_from or "")
+            ndr = self._report(sender.address if sender else self.mail_from or "", failures, stamped, now)
+            deliveries.append(ndr if sender else replace(ndr, folder="Outbound", mailbox=None))
+        decision = self._queued(stamped, message_id, deliveries, delayed=False, spf=spf)
         return Decision(decision.lines, reply=decision.reply, accepted=decision.accepted,
                         notes={"spf": spf, "attribution": self._attribution_note()})
 
-    def _outbound(self, sender: str | None, recipient: str, content: bytes, when: float) -> Delivery:
-        """Out to the internet, where a domain under .invalid (RFC 2606) never exists: that one
-        bounces later, with an NDR to the sender when the sender is a mailbox of the tenant."""
-        domain = recipient.rpartition("@")[2]
-        if not rules.domain_does_not_exist(domain):
-            return Delivery("Outbound", None, recipient, when)
-        bounce = self._bounce(sender or self.mail_from or "", recipient, content, when, R.NDR_DOMAIN_NONEXISTENT,
-                              domain=domain)
-        if sender is None:  # the sender is outside the tenant: its NDR leaves through Outbound too
-            return replace(bounce, folder="Outbound", mailbox=None)
-        return bounce
-
-    def _bounce(self, sender: str, recipient: str, content: bytes, when: float,
-                status: Reply = R.NDR_RECIPIENT_NOT_FOUND, **fields: str) -> Delivery:
-        ndr = non_delivery_report(
-            postmaster=f"postmaster@{self.state.tenant.initial_domain}", to=sender, recipient=recipient,
-            status=status.enhanced or "", text=status.text.format(**fields),
-            original_headers=content.split(b"\r\n\r\n")[0], now=when, host=self.state.suffix_host,
+    def _report(self, sender: str, failures: list[Failure], content: bytes, when: float) -> Delivery:
+        """The one NDR of a message, for all its failed recipients (rendered when stored)."""
+        report = NonDeliveryReport(
+            postmaster=f"postmaster@{self.state.tenant.initial_domain}", to=sender, failures=tuple(failures),
+            original_headers=bytes(header_block(content)), now=when, host=self.state.suffix_host,
         )
-        return Delivery("Inbox", sender, recipient, when, content=ndr)
+        return Delivery("Inbox", sender, report.recipients, when, content=report)
 
-    def _stamp(self, content: bytes, headers: Any, extra: list[tuple[str, str]]) -> tuple[bytes, str]:
+    def _stamp(self, content: bytes | bytearray, headers: Any,
+               extra: list[tuple[str, str]]) -> tuple[bytes, str]:
         """Add the Received line (and a Message-ID where the sender gave none)."""
         message_id = headers.message_id or new_message_id(self.host, self.state.new_id().lower())
         added = [("Received", f"from [{self.peer_ip}] by {self.host} with "
@@ -497,7 +668,7 @@ class Session:
                               f"id {self.id}"), *extra]
         if headers.message_id is None:
             added.append(("Message-ID", message_id))
-        return prepend_headers(content, added), message_id.strip("<>")
+        return prepend_headers(content, added), message_id.strip().strip("<>")
 
     def _queued(self, content: bytes, message_id: str, deliveries: list[Delivery], *, delayed: bool,
                 spf: str | None = None) -> Decision:
@@ -506,7 +677,8 @@ class Session:
             content=content, deliveries=tuple(deliveries), delayed=delayed, spf=spf,
         )
         text = R.QUEUED.render(
-            self.context(), message_id=message_id, internal_id=str(int(self.state.clock() * 1000) % 10**13),
+            self.context(), message_id=message_id.encode("ascii", "backslashreplace").decode(),
+            internal_id=str(int(self.state.clock() * 1000) % 10**13),
             hostname=self.state.suffix_host, size=str(len(content)), seconds="0.000", rate="0.000",
         )
         return Decision((text,), reply=R.QUEUED, accepted=acceptance)
@@ -514,6 +686,7 @@ class Session:
     # -- the rest -------------------------------------------------------------------------------
 
     def _on_Reset(self, event: Reset) -> Decision:
+        self._body = None
         self._reset_transaction()
         if self.phase is not Phase.CONNECTED:
             self.phase = Phase.READY
@@ -535,13 +708,67 @@ class Session:
 
     def _closed(self) -> Decision:
         self.phase = Phase.CLOSED
+        self._body = None
         self._release()
         return SILENT
 
     def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         self.state.ledger.close_session(self.id)
+        if self._admitted:
+            self.state.release(self.peer_ip)
 
     def _reset_transaction(self) -> None:
         self.mail_from = None
         self.mail_params = {}
         self.recipients = []
+
+
+def _failure(recipient: str, status: Reply, **fields: str) -> Failure:
+    return Failure(recipient, status.enhanced or "", status.text.format(**fields))
+
+
+def _undeliverable(recipient: str) -> Failure | None:
+    """Out to the internet, where a domain under .invalid (RFC 2606) never exists: it bounces."""
+    domain = recipient.rpartition("@")[2]
+    if rules.domain_does_not_exist(domain):
+        return _failure(recipient, R.NDR_DOMAIN_NONEXISTENT, domain=domain)
+    return None
+
+
+def _mail_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
+    """MAIL FROM parameters: SIZE, BODY, SMTPUTF8, RET and ENVID (DSN), AUTH (RFC 4954)."""
+    for key, value in params.items():
+        if key == "SIZE":
+            ok = value is not None and value.isdigit() and len(value) <= 15
+        elif key == "BODY":
+            ok = value is not None and value.upper() in _BODY_TYPES
+        elif key == "SMTPUTF8":
+            ok = value is None
+        elif key == "RET":
+            ok = value is not None and value.upper() in ("FULL", "HDRS")
+        elif key == "ENVID":
+            ok = value is not None and len(value) <= 100 and bool(_XTEXT.match(value))
+        elif key == "AUTH":
+            ok = value is not None
+        else:
+            return R.UNSUPPORTED_PARAMETER
+        if not ok:
+            return R.SYNTAX_ERROR
+    return None
+
+
+def _rcpt_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
+    """RCPT TO parameters: NOTIFY and ORCPT (DSN, RFC 3461)."""
+    for key, value in params.items():
+        if key == "NOTIFY":
+            ok = value is not None and bool(_NOTIFY.match(value))
+        elif key == "ORCPT":
+            ok = value is not None and ";" in value and bool(_XTEXT.match(value.partition(";")[2] or "-"))
+        else:
+            return R.UNSUPPORTED_PARAMETER
+        if not ok:
+            return R.SYNTAX_ERROR
+    return None

@@ -110,6 +110,10 @@ class Limits(_Frozen):
     concurrent_connections_per_mailbox: Annotated[int, Field(ge=1)] = 3
     max_message_size: Annotated[int, Field(ge=1)] = 36_700_160  # 35 MB
     max_recipients_per_message: Annotated[int, Field(ge=1, le=1000)] = 500
+    # Exchange Online's message header limit is 256 KB; beyond it, 552 5.3.4 at the end of data
+    max_header_size: Annotated[int, Field(ge=1024)] = 256 * 1024
+    # MaxInboundConnectionPerSource of Exchange's receive connectors (EXO-REFERENCE added rows)
+    max_connections_per_source: Annotated[int, Field(ge=1)] = 20
 
 
 class Dns(_Frozen):

@@ -1,0 +1,73 @@
+"""Command lines into session events: verbs, paths and their parameters.
+
+``parse_command(raw)`` reads one command line (bytes, without CRLF) as the edge does: UTF-8
+text (RFC 6531), or ``Malformed`` with the unreadable bytes escaped; a verb the edge serves
+becomes its event, anything else ``Unknown``. Paths are ``<address>`` with ESMTP parameters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .events import (
+    Auth,
+    Data,
+    Event,
+    Hello,
+    MailFrom,
+    Malformed,
+    Noop,
+    Quit,
+    RcptTo,
+    Reset,
+    StartTls,
+    Unknown,
+)
+
+_PATH = re.compile(r"^(?P<kw>FROM|TO)\s*:\s*(?P<addr><[^>]*>|[^\s<>]+)\s*(?P<params>.*)$", re.I)
+MALFORMED_PATH = "<malformed>"
+
+
+def escaped(raw: bytes) -> str:
+    """A line as the records show it: UTF-8, with any other byte as ``\\xNN``."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def parse_path(keyword: str, arg: str) -> tuple[str, tuple[tuple[str, str | None], ...]] | None:
+    """``FROM:<a@b> SIZE=10`` -> ``("a@b", (("SIZE", "10"),))``; None when malformed."""
+    match = _PATH.match(arg)
+    if not match or match["kw"].upper() != keyword:
+        return None
+    address = match["addr"].strip("<>")
+    params = []
+    for word in match["params"].split():
+        key, sep, value = word.partition("=")
+        params.append((key.upper(), value if sep else None))
+    return address, tuple(params)
+
+
+def parse_command(raw: bytes) -> Event:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Malformed(escaped(raw))
+    word, _, arg = line.strip().partition(" ")
+    verb, arg = word.upper(), arg.strip()
+    if verb in ("EHLO", "HELO"):
+        return Hello(verb, arg)  # type: ignore[arg-type]
+    if verb == "MAIL":
+        path = parse_path("FROM", arg)
+        return MailFrom(*path) if path else MailFrom(MALFORMED_PATH)
+    if verb == "RCPT":
+        path = parse_path("TO", arg)
+        return RcptTo(*path) if path else RcptTo(MALFORMED_PATH)
+    if verb == "AUTH":
+        words = arg.split()
+        return Auth(words[0] if words else "", words[1] if len(words) > 1 else None)
+    if verb == "BDAT":  # a well-formed BDAT never gets here: the framer took it
+        return Malformed(line)
+    simple = {"DATA": Data, "RSET": Reset, "NOOP": Noop, "QUIT": Quit, "STARTTLS": StartTls}
+    if verb in simple:
+        takes_no_argument = verb in ("DATA", "RSET", "STARTTLS")
+        return Malformed(line) if arg and takes_no_argument else simple[verb]()
+    return Unknown(word)  # echoed as sent
