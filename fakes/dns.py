@@ -2,7 +2,10 @@
 
 Bound only to the address it is given (port 0 unless told, 53 when a lab asks). Authoritative
 only: names outside the zone get REFUSED and nothing is ever recursed, so it cannot serve as an
-open resolver or an amplifier. A packet dnslib cannot parse is dropped and counted. Every query
+open resolver or an amplifier; zone transfers are REFUSED too. A packet dnslib cannot parse is
+dropped and counted, and so is a packet that is itself a response (QR=1): answering those would
+let one spoofed packet set the server talking to itself. A name it cannot encode back (over 255
+octets) gets FORMERR. Every query
 is recorded (source address, name, type, answer) so a scenario can tell a device that looked
 ``smtp.office365.com`` up from one configured with an IP literal.
 """
@@ -14,12 +17,14 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSError, DNSRecord
+from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSError, DNSHeader, DNSRecord
+from dnslib.label import DNSLabelError
 
 from fakes.exo.zone import TTL, Zone
 from fakes.record import RecordLog
 
 log = logging.getLogger(__name__)
+ZONE_TRANSFERS = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 
 
 def _rdata(rtype: str, value: str) -> object:
@@ -35,6 +40,15 @@ def _rdata(rtype: str, value: str) -> object:
         data = value.encode()
         return TXT([data[i : i + 255] for i in range(0, len(data), 255)])
     raise ValueError(f"no rdata for {rtype}")
+
+
+def _pack(reply: DNSRecord, request: DNSRecord) -> tuple[bytes, str | None]:
+    """The reply on the wire; FORMERR, header only, when its question cannot be encoded back."""
+    try:
+        return reply.pack(), None
+    except (DNSError, DNSLabelError):
+        header = DNSHeader(id=request.header.id, qr=1, aa=0, ra=0, rcode=RCODE.FORMERR)
+        return DNSRecord(header).pack(), "FORMERR"
 
 
 class DnsServer:
@@ -60,26 +74,35 @@ class DnsServer:
                                  "kind": "dns_malformed", "peer": list(peer[:2]), "size": len(packet),
                                  "transport": transport})
             return None
+        if request.header.qr:  # a response, not a question: never answered
+            self.dropped += 1
+            return None
         reply = request.reply()
         reply.header.ra = 0  # no recursion, ever
         if request.header.opcode != 0 or len(request.questions) != 1:
             reply.header.rcode = RCODE.NOTIMP if request.header.opcode != 0 else RCODE.FORMERR
-            return reply.pack()
+            return _pack(reply, request)[0]
         question = request.q
         name = str(question.qname).rstrip(".")
         qtype = QTYPE.get(question.qtype, str(question.qtype))
-        result = self.zone().lookup(name, qtype)
-        reply.header.rcode = getattr(RCODE, result.rcode)
-        reply.header.aa = int(result.rcode != "REFUSED")
-        for rtype, value in result.records:
+        if question.qtype in ZONE_TRANSFERS:
+            rcode, answers = "REFUSED", ()
+        else:
+            result = self.zone().lookup(name, qtype)
+            rcode, answers = result.rcode, result.records
+        reply.header.rcode = getattr(RCODE, rcode)
+        reply.header.aa = int(rcode != "REFUSED")
+        for rtype, value in answers:
             reply.add_answer(RR(question.qname, getattr(QTYPE, rtype), rdata=_rdata(rtype, value), ttl=TTL))
+        packed, refused = _pack(reply, request)
         self.answered += 1
         self.records.append({
             "session": f"dns{next(self._ids):06d}", "t": self.records.clock(), "kind": "dns_query",
-            "peer": list(peer[:2]), "transport": transport, "name": name, "type": qtype,
-            "rcode": result.rcode, "answers": [v for _, v in result.records],
+            "peer": list(peer[:2]), "transport": transport, "name": name[:300], "type": qtype,
+            "rcode": refused or rcode,
+            "answers": [v for _, v in answers],
         })
-        return reply.pack()
+        return packed
 
     # -- serving ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Endpoints by name, each on an ephemeral port unless a port is given:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import threading
 import time
@@ -58,6 +59,21 @@ def tenant_guid(tenant: Tenant) -> str:
     return str(uuid.UUID(int=random.Random(tenant.tenant).getrandbits(128), version=4))
 
 
+def advertised_address(host: str, advertise: str | None) -> str:
+    """The address the lab DNS hands out for the edge's names: ``advertise``, else the bound
+    address, which must then be one a device can reach (not 0.0.0.0 or ::)."""
+    flag, value = ("--advertise", advertise) if advertise is not None else ("--host", host)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{flag} {value!r} is not an IP address") from None
+    if address.is_unspecified:
+        hint = "say which address devices are given with --advertise ADDRESS" if flag == "--host" \
+            else "devices cannot connect to it"
+        raise ValueError(f"{flag} {value} is every address of this host: {hint}")
+    return str(address)
+
+
 class Edge:
     def __init__(
         self,
@@ -68,6 +84,8 @@ class Edge:
         ports: dict[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        idle_timeout: float = 300.0,
+        advertise: str | None = None,
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
         if unknown:
@@ -75,6 +93,8 @@ class Edge:
         self.tenant = tenant or default_tenant()
         self.state_dir = Path(state_dir).resolve()
         self.host = host
+        self.advertise = advertised_address(host, advertise)
+        self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self.ca = LabCA.open(self.state_dir)
@@ -91,7 +111,7 @@ class Edge:
             mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
         )
         self.state.spf = self.spf
-        self.zone = build_zone(self.tenant, [self.host])
+        self.zone = build_zone(self.tenant, [self.advertise])
         self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._servers: list[Any] = []
@@ -110,7 +130,8 @@ class Edge:
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
-                                        store=self.store, tls_context=contexts[endpoint == "mx"])
+                                        store=self.store, tls_context=contexts[endpoint == "mx"],
+                                        idle_timeout=self.idle_timeout)
                 self.addresses[name] = await listener.start(self.host, self.ports[name])
                 self._servers.append(listener)
             trap = ImplicitTlsTrap(self.records)
@@ -147,7 +168,7 @@ class Edge:
         self._rebuild_zone()
 
     def _rebuild_zone(self) -> None:
-        self.zone = build_zone(self.tenant, [self.host])
+        self.zone = build_zone(self.tenant, [self.advertise])
 
     def spf(self, ip: str, domain: str) -> str:
         return check_host(self.zone, ip, domain)

@@ -64,8 +64,11 @@ async def _serve(edge: Edge) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
-                ports=_ports(args.port))
+    try:
+        edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
+                    ports=_ports(args.port), advertise=args.advertise)
+    except ValueError as exc:
+        raise SystemExit(f"exoedge serve: {exc}") from None
     asyncio.run(_serve(edge))
     return 0
 
@@ -139,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the simulated Exchange Online edge")
     serve.add_argument("--tenant", help="tenant YAML file (default: the bundled contoso tenant)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--advertise", metavar="ADDRESS",
+                       help="the address the lab DNS gives out for the edge's names (default: --host; "
+                            "required when --host is 0.0.0.0 or ::)")
     serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                        help=f"fix an endpoint's port; names: {', '.join(ENDPOINT_NAMES)}")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),

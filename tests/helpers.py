@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import smtplib
+import socket
 import ssl
 import warnings
 
@@ -92,3 +94,71 @@ def submit(edge: Edge, user: str = "scanner@contoso.com", password: str = "Scan-
             if code != 250:
                 return f"{code} {text.decode()}"
         return device.send_data(body or message(sender, to[0]))
+
+
+class RawClient:
+    """A socket that sends exactly the bytes it is given: pipelining, BDAT, half-close, bad bytes."""
+
+    def __init__(self, edge: Edge, endpoint: str = "submission", source: str = "127.0.0.1") -> None:
+        self.edge = edge
+        self.endpoint = endpoint
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            edge.addresses[endpoint], timeout=10, source_address=(source, 0))
+        self._buf = b""
+        self.banner = self.replies(1)[0]
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> RawClient:
+        self.sock.sendall(data)
+        return self
+
+    def _line(self) -> bytes | None:
+        while b"\r\n" not in self._buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\r\n", 1)
+        return line
+
+    def replies(self, count: int) -> list[str]:
+        """The next ``count`` replies, each as its last line (``250 …``); fewer if the edge closes."""
+        out: list[str] = []
+        while len(out) < count:
+            line = self._line()
+            if line is None:
+                break
+            if line[3:4] != b"-":
+                out.append(line.decode("utf-8", "replace"))
+        return out
+
+    def rest(self) -> list[str]:
+        """Every reply until the edge closes the connection."""
+        return self.replies(10**6)
+
+    def starttls(self) -> RawClient:
+        self.send(b"EHLO device.test\r\n").replies(1)
+        assert self.send(b"STARTTLS\r\n").replies(1)[0].startswith("220 2.0.0")
+        hostname = self.edge.hostname(self.endpoint)
+        self.sock = client_context(self.edge).wrap_socket(self.sock, server_hostname=hostname)
+        self.send(b"EHLO device.test\r\n").replies(1)
+        return self
+
+    def login(self, user: str = "scanner@contoso.com", password: str = "Scan-2026!") -> RawClient:
+        self.starttls()
+        b64 = base64.b64encode
+        self.send(b"AUTH LOGIN " + b64(user.encode()) + b"\r\n").replies(1)
+        assert self.send(b64(password.encode()) + b"\r\n").replies(1)[0].startswith("235 2.7.0")
+        return self
+
+    def shutdown_write(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket):
+            # TLS 1.3 has no half-close of its own: shut the TCP sending side under it
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        else:
+            self.sock.shutdown(socket.SHUT_WR)

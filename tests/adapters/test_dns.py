@@ -96,3 +96,43 @@ def test_an_edge_on_ipv6_loopback_publishes_aaaa(tmp_path):
         assert values(response) == ["::1"]
         assert values(dns.query.tcp(dns.message.make_query("smtp.office365.com", "A"), host, port=port,
                                     timeout=5)) == []
+
+
+def raw_query(edge, *packets: bytes) -> bytes:
+    """Send UDP packets to the lab DNS server from one socket; the first answer that comes back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for packet in packets:
+            sock.sendto(packet, edge.addresses["dns"])
+        return sock.recv(4096)
+
+
+def test_a_packet_that_is_itself_a_response_is_never_answered(edge):
+    response = dns.message.make_response(dns.message.make_query("contoso.com", "A"))
+    query = dns.message.make_query("contoso.com", "MX")
+    # answered in order: had the response been answered, that answer would come back first
+    first = dns.message.from_wire(raw_query(edge, response.to_wire(), query.to_wire()))
+    assert first.id == query.id and values(first) == ["0 contoso-com.mail.protection.outlook.com."]
+
+
+def test_a_name_over_255_octets_gets_formerr(edge, caplog):
+    header = dns.message.make_query("x.example", "A").to_wire()[:12]
+    name = b"".join(bytes([63]) + b"a" * 63 for _ in range(5)) + b"\x00"
+    answer = raw_query(edge, header + name + b"\x00\x01\x00\x01")
+    assert dns.message.from_wire(answer).rcode() == dns.rcode.FORMERR
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("rtype", ["AXFR", "IXFR"])
+def test_zone_transfers_are_refused(edge, rtype):
+    assert ask(edge, "contoso.com", rtype, tcp=True).rcode() == dns.rcode.REFUSED
+
+
+def test_a_wildcard_bind_needs_an_advertised_address(tmp_path):
+    from fakes.edge import Edge
+
+    with pytest.raises(ValueError, match="--advertise"):
+        Edge(state_dir=tmp_path, host="0.0.0.0")
+    edge = Edge(state_dir=tmp_path, host="0.0.0.0", advertise="192.0.2.25")
+    assert edge.zone.lookup("smtp.office365.com", "A").records == (("A", "192.0.2.25"),)
+    edge.close()
