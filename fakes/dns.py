@@ -85,8 +85,9 @@ class DnsServer:
         question = request.q
         name = str(question.qname).rstrip(".")
         qtype = QTYPE.get(question.qtype, str(question.qtype))
+        answers: tuple[tuple[str, str], ...] = ()
         if question.qtype in ZONE_TRANSFERS:
-            rcode, answers = "REFUSED", ()
+            rcode = "REFUSED"
         else:
             result = self.zone().lookup(name, qtype)
             rcode, answers = result.rcode, result.records

@@ -62,6 +62,12 @@ class RecordLog:
         with self._lock:
             return list(self._events[since:])
 
+    def window(self, since: int = 0) -> list[dict[str, Any]]:
+        """The events of the sessions that began after ``since`` (and DNS queries made since):
+        a late event of an older session (its disconnect, say) is not part of the window."""
+        with self._lock:
+            return _window(self._events[since:])
+
     def mark(self) -> int:
         """A position to read from later: ``log.events(since=log.mark())``."""
         with self._lock:
@@ -69,10 +75,10 @@ class RecordLog:
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
                  since: int = 0) -> bool:
-        """Block until ``predicate(events since)`` holds, or ``timeout`` seconds pass."""
+        """Block until ``predicate(window(since))`` holds, or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while not predicate(self._events[since:]):
+            while not predicate(_window(self._events[since:])):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -90,6 +96,11 @@ class RecordLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _window(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    began = {e["session"] for e in events if e["kind"] == "connect" or e["kind"].startswith("dns_")}
+    return [e for e in events if e["session"] in began]
 
 
 class SessionRecord:

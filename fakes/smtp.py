@@ -27,7 +27,7 @@ from typing import Any
 from fakes.exo import replies as R
 from fakes.exo import session as S
 from fakes.exo.commands import escaped
-from fakes.exo.wire import NEED_DATA, ChunkStart, Framer, Line, LineTooLong, WireEvent
+from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
@@ -118,7 +118,7 @@ class SmtpConnection(asyncio.Protocol):
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
                 event = self.framer.next_event()
-                if event is NEED_DATA:
+                if isinstance(event, NeedData):
                     if self._timed_out:
                         await self._apply(self.session.handle(S.TimedOut()))
                         break
@@ -131,7 +131,6 @@ class SmtpConnection(asyncio.Protocol):
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                assert not isinstance(event, type(NEED_DATA))
                 self._record_input(event)
                 await self._apply(self.session.receive(event))
         except Exception as exc:  # the edge failed, not the client: say 451 4.3.0 and end

@@ -47,7 +47,7 @@ class Exchange:
 
 
 _STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth", "MAIL": "mail",
-           "RCPT": "rcpt", "DATA": "data", "QUIT": "quit", "RSET": "rset", "NOOP": "noop"}
+           "RCPT": "rcpt", "DATA": "data", "BDAT": "data", "QUIT": "quit", "RSET": "rset", "NOOP": "noop"}
 
 
 @dataclass

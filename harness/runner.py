@@ -83,7 +83,7 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
             elif kind == "reply":
                 lines.append(f"S: {event['line']}")
             elif kind == "message":
-                lines.append(f"C: <message, {event['size']} bytes>")
+                lines.append(f"C: <message, {event['size']} bytes by {event.get('via', 'DATA')}>")
             elif kind == "client_hello":
                 lines.append(f"*  ClientHello: offers {', '.join(event.get('versions', []))}; "
                              f"SNI {event.get('sni') or 'none'}")
@@ -92,7 +92,7 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
                     if event.get("client_certificate") else ""
                 lines.append(f"*  TLS {event['version']} {event['cipher']}{cert}")
             elif kind in ("tls_failed", "stored", "attribution", "spf", "fault", "harness_fault", "silent",
-                          "plaintext"):
+                          "plaintext", "discarded", "refused"):
                 detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
                 lines.append(f"*  {kind}: {detail}")
         out.append({"session": session.id, "endpoint": session.endpoint, "peer": session.peer, "lines": lines})
@@ -190,7 +190,7 @@ class Runner:
             result = self.sender.send(order)
             self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
             expected_host = order.host
-            obs = Observation.build(self.edge.records.events(mark), self.edge.store.messages(), expected_host)
+            obs = Observation.build(self.edge.records.window(mark), self.edge.store.messages(), expected_host)
             outcomes = [check.evaluate(obs) for check in scenario.expect]
         finally:
             self._restore()

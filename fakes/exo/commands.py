@@ -66,7 +66,8 @@ def parse_command(raw: bytes) -> Event:
         return Auth(words[0] if words else "", words[1] if len(words) > 1 else None)
     if verb == "BDAT":  # a well-formed BDAT never gets here: the framer took it
         return Malformed(line)
-    simple = {"DATA": Data, "RSET": Reset, "NOOP": Noop, "QUIT": Quit, "STARTTLS": StartTls}
+    simple: dict[str, type[Data | Reset | Noop | Quit | StartTls]] = {
+        "DATA": Data, "RSET": Reset, "NOOP": Noop, "QUIT": Quit, "STARTTLS": StartTls}
     if verb in simple:
         takes_no_argument = verb in ("DATA", "RSET", "STARTTLS")
         return Malformed(line) if arg and takes_no_argument else simple[verb]()

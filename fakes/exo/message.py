@@ -150,7 +150,7 @@ class NonDeliveryReport:
         )))
         fields = Message()
         fields["Reporting-MTA"] = f"dns;{self.host}"
-        parts = [fields]
+        parts: list[Message | str] = [fields]
         for failure in self.failures:
             recipient_fields = Message()
             recipient_fields["Final-Recipient"] = f"rfc822;{failure.recipient}"

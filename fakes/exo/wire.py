@@ -65,12 +65,12 @@ class ChunkEnd:
     last: bool
 
 
-class _NeedData:
+class NeedData:
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
-NEED_DATA = _NeedData()
+NEED_DATA = NeedData()
 WireEvent = Line | LineTooLong | ChunkStart | BodyData | DataEnd | ChunkEnd
 
 
@@ -120,7 +120,7 @@ class Framer:
 
     # -- output -------------------------------------------------------------------------------
 
-    def next_event(self) -> WireEvent | _NeedData:
+    def next_event(self) -> WireEvent | NeedData:
         while True:
             if self.mode is Mode.COMMAND:
                 return self._command()
@@ -138,7 +138,7 @@ class Framer:
         self._pos = end
         return data
 
-    def _command(self) -> WireEvent | _NeedData:
+    def _command(self) -> WireEvent | NeedData:
         end = self._buf.find(_CRLF, self._pos, self._pos + self.max_line + 2)
         if end < 0:
             if self.buffered > self.max_line + 1:  # no CRLF within the limit: refuse the line
@@ -157,7 +157,7 @@ class Framer:
             return chunk
         return Line(raw)
 
-    def _skip(self) -> WireEvent | _NeedData | None:
+    def _skip(self) -> WireEvent | NeedData | None:
         end = self._buf.find(_CRLF, self._pos)
         if end < 0:
             # keep a trailing CR: its LF may come in the next packet
@@ -170,7 +170,7 @@ class Framer:
         self.mode = Mode.COMMAND
         return LineTooLong(self._skipped)
 
-    def _chunk_data(self) -> WireEvent | _NeedData:
+    def _chunk_data(self) -> WireEvent | NeedData:
         assert self._chunk is not None
         if self._chunk_left == 0:
             chunk, self._chunk = self._chunk, None
@@ -182,7 +182,7 @@ class Framer:
         self._chunk_left -= take
         return BodyData(self._take(self._pos + take))
 
-    def _data(self) -> WireEvent | _NeedData:
+    def _data(self) -> WireEvent | NeedData:
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             return NEED_DATA

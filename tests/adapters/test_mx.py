@@ -135,7 +135,7 @@ def test_ip_connector_relays_to_the_internet(edge):
     assert replies[1] == replies[2] == "250 2.1.5 Recipient OK"
     placed = {(m.folder, m.recipient) for m in edge.store.messages()}
     assert placed == {("Outbound", "partner@example.org"), ("Inbox", "alice@contoso.com")}
-    notes = [e for e in edge.records.events(mark) if e["kind"] == "attribution"]
+    notes = [e for e in edge.records.window(mark) if e["kind"] == "attribution"]
     assert notes and notes[-1]["connector"] == "Lab printers by IP"
 
 
@@ -162,7 +162,7 @@ def test_certificate_connector_relays_with_a_matching_client_certificate(edge, t
                           context=relay_context(edge, tmp_path, "relay.contoso.com"))
     assert replies[1] == "250 2.1.5 Recipient OK" and replies[2].startswith("250 2.6.0")
     assert [m.folder for m in edge.store.messages()] == ["Outbound"]
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     tls = next(e for e in events if e["kind"] == "tls")
     assert tls["client_certificate"] == ["relay.contoso.com"]
     assert any(e["kind"] == "attribution" and e["connector"] == "Lab relay by certificate" for e in events)
@@ -213,6 +213,6 @@ def test_an_internal_fault_is_a_451_4_3_0_and_a_recorded_harness_fault(edge):
         edge.state.spf = original
     assert replies[-1].startswith("451 4.3.0 ")
     assert not replies[-1].startswith("500 Error")
-    faults = [e for e in edge.records.events(mark) if e["kind"] == "harness_fault"]
+    faults = [e for e in edge.records.window(mark) if e["kind"] == "harness_fault"]
     assert faults and "SPF evaluation broke" in faults[0]["error"]
     assert edge.store.messages() == []

@@ -296,7 +296,7 @@ def test_records_show_tls_login_and_no_secret(edge):
     with Device(edge) as device:
         device.secure()
         xoauth2(device, "scanner@contoso.com", token)
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     auth = [e for e in events if e["kind"] == "auth"]
     assert [(a["mechanism"], a["outcome"]) for a in auth] == [("LOGIN", "success"), ("XOAUTH2", "success")]
     assert {e["version"] for e in events if e["kind"] == "tls"} <= {"TLSv1.2", "TLSv1.3"}
@@ -318,7 +318,7 @@ def test_a_store_failure_is_a_451_not_a_250_and_a_recorded_harness_fault(tmp_pat
 
 
 def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
-    host, port = edge.addresses["submission"]
+    mark = edge.records.mark()
     with Device(edge) as device:
         device.secure()
         device.login("scanner@contoso.com", "Scan-2026!")
@@ -327,7 +327,7 @@ def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
         device.docmd("DATA")
         device.send(b"From: scanner@contoso.com\r\n\r\nhalf a mess")
         device.sock.shutdown(socket.SHUT_RDWR)
-    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5)
+    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
     assert edge.store.messages() == []
 
 
@@ -335,7 +335,7 @@ def test_sni_is_recorded(edge):
     mark = edge.records.mark()
     with Device(edge) as device:
         device.secure()
-    hello = [e for e in edge.records.events(mark) if e["kind"] == "client_hello"]
+    hello = [e for e in edge.records.window(mark) if e["kind"] == "client_hello"]
     assert hello and hello[0]["sni"] == "smtp.office365.com"
 
 

@@ -19,7 +19,7 @@ def test_tls_1_2_and_1_3_are_served(edge, version):
         device.secure(version)
         assert device.sock.version() == version
         device.login("scanner@contoso.com", "Scan-2026!")
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     assert [e["version"] for e in events if e["kind"] == "tls"] == [version]
     hello = next(e for e in events if e["kind"] == "client_hello")
     assert hello["versions"] == [version]  # a pinned client offers only that version
@@ -38,7 +38,7 @@ def test_tls_1_0_and_1_1_complete_the_handshake_then_get_4_7_66(edge, version):
             "4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support "
             "TLS 1.2. Visit https://aka.ms/smtp_auth_tls. [")
         assert SUFFIX.search("421 " + text.decode())
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     assert any(e["kind"] == "legacy_tls" and e["value"] == version for e in events)
     hello = next(e for e in events if e["kind"] == "client_hello")
     assert hello["highest_version"] == version
@@ -76,7 +76,7 @@ def test_a_client_that_rejects_the_certificate_leaves_a_failed_handshake_on_reco
         with pytest.raises(ssl.SSLCertVerificationError):
             device.starttls(context=untrusting)
     assert edge.records.wait_for(lambda ev: any(e["kind"] == "tls_failed" for e in ev), 5, since=mark)
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     assert any(e["kind"] == "client_hello" and e["sni"] == "smtp.office365.com" for e in events)
     assert not any(e["kind"] == "auth" for e in events)
 
@@ -93,7 +93,7 @@ def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
         warnings.simplefilter("ignore", ResourceWarning)
         ctx.wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
     assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     assert events[0]["endpoint"] == "implicit-tls"
     hello = next(e for e in events if e["kind"] == "client_hello")
     assert hello["implicit_tls"] is True and hello["sni"] == "smtp.office365.com"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fakes.edge import Edge
+from fakes.edge import Edge, EdgeThread
 from tests.conftest import overrides
 from tests.helpers import RawClient, message, submit
 
@@ -35,7 +35,7 @@ def transaction(sender: str = SCANNER, *recipients: str, params: str = "") -> by
 
 
 def stored_events(edge: Edge, since: int) -> list[dict]:
-    return [e for e in edge.records.events(since) if e["kind"] == "stored"]
+    return [e for e in edge.records.window(since) if e["kind"] == "stored"]
 
 
 # -- CHUNKING and BINARYMIME (RFC 3030) ----------------------------------------------------------
@@ -150,7 +150,7 @@ def test_bytes_pipelined_after_starttls_are_discarded(edge, since):
     with RawClient(edge, "mx", source="127.0.0.10") as client:
         client.send(b"EHLO printer\r\nSTARTTLS\r\nMAIL FROM:<injected@contoso.com>\r\n")
         assert client.replies(2)[1].startswith("220 2.0.0")
-    discarded = [e for e in edge.records.events(since) if e["kind"] == "discarded"]
+    discarded = [e for e in edge.records.window(since) if e["kind"] == "discarded"]
     assert discarded and discarded[0]["octets"] == len(b"MAIL FROM:<injected@contoso.com>\r\n")
 
 
@@ -190,9 +190,9 @@ def test_a_latin1_command_is_a_syntax_error_recorded_escaped(edge, since):
     with RawClient(edge) as client:
         assert client.send("EHLO Büro-Drucker\r\n".encode("latin-1")).replies(1)[0].startswith("501 5.5.4")
         assert client.send(b"EHLO printer\r\n").replies(1) == ["250 SMTPUTF8"]
-    commands = [e["line"] for e in edge.records.events(since) if e["kind"] == "command"]
+    commands = [e["line"] for e in edge.records.window(since) if e["kind"] == "command"]
     assert "EHLO B\\xfcro-Drucker" in commands
-    assert not [e for e in edge.records.events(since) if e["kind"] == "harness_fault"]
+    assert not [e for e in edge.records.window(since) if e["kind"] == "harness_fault"]
 
 
 def test_a_header_block_over_the_limit_is_refused(edge):
@@ -225,15 +225,17 @@ def test_unknown_recipients_share_one_ndr_with_the_headers_capped(edge):
 
 def test_connections_over_the_per_source_cap_hear_421_4_3_2(edge):
     overrides(edge, limits={"max_connections_per_source": 2})
+    mark = edge.records.mark()
     first, second = RawClient(edge), RawClient(edge)
     with RawClient(edge) as third:
         assert third.banner == ("421 4.3.2 The maximum number of concurrent connections has exceeded a limit, "
                                 "closing transmission channel")
         assert third.rest() == []
-    mark = edge.records.mark()
+    first_id = first.banner.rsplit("[", 1)[1].rstrip("]")  # the submission banner ends with the session id
     first.send(b"QUIT\r\n").rest()
     first.sock.close()
-    assert edge.records.wait_for(lambda evs: any(e["kind"] == "disconnect" for e in evs), 10, since=mark)
+    assert edge.records.wait_for(
+        lambda evs: any(e["kind"] == "disconnect" and e["session"] == first_id for e in evs), 10, since=mark)
     with RawClient(edge) as fourth:
         assert fourth.banner.startswith("220 ")
     second.sock.close()
@@ -255,16 +257,24 @@ def test_repeated_protocol_errors_end_the_session(edge):
 
 
 def test_the_idle_timer_is_reset_by_traffic(tmp_path):
-    from fakes.edge import EdgeThread
+    with EdgeThread(Edge(state_dir=tmp_path, idle_timeout=1.0)) as quick, \
+            RawClient(quick, "mx", source="127.0.0.10") as client:
+        client.send(b"EHLO printer\r\n" + transaction() + b"DATA\r\n").replies(4)
+        started = time.monotonic()
+        for piece in message(SCANNER, ALICE).split(b"\r\n"):  # a slow upload, 0.3 s a line
+            client.send(piece + b"\r\n")
+            time.sleep(0.3)
+        assert time.monotonic() - started > 1.0
+        assert client.send(b".\r\n").replies(1)[0].startswith("250 2.6.0")
+        # then silence: the edge says so and closes
+        assert client.rest()[0].startswith("421 4.4.1 Connection timed out. Total session duration: 00:00:0")
 
-    with EdgeThread(Edge(state_dir=tmp_path, idle_timeout=1.0)) as quick:
-        with RawClient(quick, "mx", source="127.0.0.10") as client:
-            client.send(b"EHLO printer\r\n" + transaction() + b"DATA\r\n").replies(4)
-            started = time.monotonic()
-            for piece in message(SCANNER, ALICE).split(b"\r\n"):  # a slow upload, 0.3 s a line
-                client.send(piece + b"\r\n")
-                time.sleep(0.3)
-            assert time.monotonic() - started > 1.0
-            assert client.send(b".\r\n").replies(1)[0].startswith("250 2.6.0")
-            # then silence: the edge says so and closes
-            assert client.rest()[0].startswith("421 4.4.1 Connection timed out. Total session duration: 00:00:0")
+
+def test_connections_over_the_edge_wide_cap_hear_421_4_3_2(edge):
+    cap = edge.state.max_connections
+    edge.state.max_connections = edge.state.open_connections.total() + 1
+    try:
+        with RawClient(edge, source="127.0.0.41") as first, RawClient(edge, source="127.0.0.42") as second:
+            assert first.banner.startswith("220 ") and second.banner.startswith("421 4.3.2 ")
+    finally:
+        edge.state.max_connections = cap

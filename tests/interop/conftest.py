@@ -26,3 +26,8 @@ def swaks() -> str:
 @pytest.fixture
 def curl() -> str:
     return need("curl", "curl")
+
+
+@pytest.fixture
+def exim() -> str:
+    return need("exim", "exim4-daemon-light")

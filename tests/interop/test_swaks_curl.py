@@ -31,7 +31,7 @@ def test_swaks_submission_with_starttls_and_auth_login(edge, swaks):
     assert "Queued mail for delivery" in result.stdout
     assert [m.folder for m in edge.store.messages(mailbox="alice@contoso.com")] == ["Inbox"]
     assert [m.folder for m in edge.store.messages(mailbox="scanner@contoso.com")] == ["Sent Items"]
-    events = edge.records.events(mark)
+    events = edge.records.window(mark)
     assert [e["version"] for e in events if e["kind"] == "tls"][0] in ("TLSv1.2", "TLSv1.3")
     assert [(e["mechanism"], e["outcome"]) for e in events if e["kind"] == "auth"] == [("LOGIN", "success")]
     assert "Scan-2026!" not in edge.records.path.read_text()
