@@ -18,8 +18,6 @@ from email.mime.text import MIMEText
 from email.parser import HeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_LONG_LINE = re.compile(rb"[^\r\n]{999,}")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 # The part of a message an NDR sends back: its headers, cut at this many octets.
 NDR_RETURNED_HEADERS = 16 * 1024
@@ -28,7 +26,27 @@ Content = bytes | bytearray
 
 
 def has_bare_lf(content: Content) -> bool:
-    return _BARE_LF.search(content) is not None
+    """An LF without its CR before it (counted at C speed: a regex over 35 MB takes a second)."""
+    return content.count(b"\n") != content.count(b"\r\n")
+
+
+def longest_line_over(content: Content, limit: int = 998) -> int:
+    """The length of the longest line when one is longer than ``limit`` octets, else 0.
+
+    Looks at windows of ``limit`` + 1 octets for a CR or LF, so a message of short lines costs a
+    few C-level searches per kilobyte rather than one step per line."""
+    longest, pos, size = 0, 0, len(content)
+    while pos + limit < size:
+        end = pos + limit + 1
+        brk = max(content.rfind(b"\r", pos, end), content.rfind(b"\n", pos, end))
+        if brk >= 0:
+            pos = brk + 1
+            continue
+        stops = [i for i in (content.find(b"\r", end), content.find(b"\n", end)) if i >= 0]
+        stop = min(stops) if stops else size
+        longest = max(longest, stop - pos)
+        pos = stop
+    return longest
 
 
 class MessageBuffer:
@@ -88,16 +106,14 @@ def read_headers(content: Content) -> Headers:
 def message_facts(content: Content) -> dict[str, object]:
     """What a conformance check needs to know about a message as the sender sent it."""
     headers = read_headers(content)
-    long_lines = [len(line) for line in _LONG_LINE.findall(content)]
     return {
         "has_date": headers.date is not None,
         "has_message_id": headers.message_id is not None,
         "has_from": bool(headers.from_addresses),
         "bare_lf": has_bare_lf(content),
         "header_bytes": headers.header_bytes,
-        # only lines over RFC 5322's 998 octets are measured: counting every line of a large
-        # message would cost a copy of it
-        "longest_line": max(long_lines, default=0),
+        # only lines over RFC 5322's 998 octets are measured (0: none is longer)
+        "longest_line": longest_line_over(content),
     }
 
 

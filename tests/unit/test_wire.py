@@ -132,3 +132,13 @@ def test_bytes_after_starttls_can_be_discarded():
     assert framer.next_event() == Line(b"STARTTLS")
     assert framer.discard() == len(b"MAIL FROM:<x@y.example>\r\n")
     assert framer.next_event() is NEED_DATA
+
+
+@given(st.lists(st.tuples(st.integers(0, 2500), st.sampled_from([b"\r\n", b"\n", b"\r", b""])), max_size=8))
+def test_long_lines_and_bare_lf_are_found_as_a_line_by_line_reading_would(lines):
+    from fakes.exo.message import has_bare_lf, longest_line_over
+
+    content = b"".join(b"x" * n + end for n, end in lines)
+    by_lines = max((len(line) for line in content.replace(b"\r", b"\n").split(b"\n")), default=0)
+    assert longest_line_over(content) == (by_lines if by_lines > 998 else 0)
+    assert has_bare_lf(content) == (b"\n" in content.replace(b"\r\n", b""))
