@@ -100,3 +100,46 @@ def test_unknown_port_name_is_a_usage_error(tmp_path):
     server = exoedge("serve", "--port", "smtp=25", cwd=tmp_path)
     _, err = server.communicate(timeout=20)
     assert server.returncode != 0 and "unknown endpoint 'smtp'" in err
+
+
+def test_connections_past_the_descriptor_limit_hear_421_not_an_accept_storm(tmp_path):
+    import resource
+    import socket
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+        preexec_fn=few_descriptors,
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert server.stdout is not None
+        host, port = json.loads(server.stdout.readline())["mx"].rsplit(":", 1)
+        banners = []
+        for i in range(100):  # ten sources, ten each: under the per-source cap, over the descriptors
+            client = socket.create_connection((host, int(port)), timeout=10,
+                                              source_address=(f"127.0.0.{100 + i % 10}", 0))
+            clients.append(client)
+            banners.append(client.recv(4096).decode())
+        served = [b for b in banners if b.startswith("220 ")]
+        refused = [b for b in banners if b.startswith("421 4.3.2 The maximum number of concurrent connections")]
+        assert served and refused and len(served) + len(refused) == 100
+        for client in clients:
+            client.close()
+        clients.clear()
+        for _attempt in range(100):  # the slots come back as the edge sees those connections close
+            with socket.create_connection((host, int(port)), timeout=10) as again:
+                banner = again.recv(4096)
+                if banner.startswith(b"220 "):
+                    break
+                assert again.recv(4096) == b""  # refused, and closed by the edge: try again
+        assert banner.startswith(b"220 ")
+    finally:
+        for client in clients:
+            client.close()
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert "Traceback" not in err and "accept" not in err.lower()
