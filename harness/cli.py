@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     tenant = _tenant(args.tenant)
     sender = parse_sender(args.sender, args.option, args.connector)
-    scenarios = [s for s in load_catalog(Path(args.scenarios))
+    scenarios = [s for s in load_catalog(Path(args.scenarios), tenant)
                  if not args.case or any(pattern in s.id for pattern in args.case)]
     if not scenarios:
         print(f"exoedge run: no scenario under {args.scenarios} matches", file=sys.stderr)

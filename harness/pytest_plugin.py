@@ -113,7 +113,7 @@ class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
         root = Path(self.config.rootpath, self.config.getini("exo_scenarios")).resolve()
         try:
-            scenario = load_scenario(self.path.resolve(), root)
+            scenario = load_scenario(self.path.resolve(), root, self.config.stash[TENANT])
         except ConfigError as exc:
             raise self.CollectError(str(exc)) from None
         item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)

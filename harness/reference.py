@@ -45,19 +45,24 @@ class Behaviour:
     backoff: float = 0.1  # seconds, doubled each retry
     storm: int = 0  # retry any failure this many times at once, without a pause
     bare_lf: bool = False
-    send_as: str | None = None  # write another From than the one ordered
+    send_as_other: bool = False  # write noreply@<the ordered sender's domain> as the sender
     declare_size: bool = True
 
 
 @dataclass(frozen=True)
 class Profile:
+    """``source`` is the loopback address it sends from; None: the one the tenant's roles give
+    its option (an SPF-listed address for direct send, a connector's for relay), or
+    ``source_role`` (a role of ``fakes.exo.lab``) where the profile's fault is where it sends from."""
+
     name: str
     option: str
-    source: str
+    source: str | None
     description: str
     behaviour: Behaviour = Behaviour()
     connector: str | None = None
     fault: str | None = None  # what it does wrong; None for the conformant ones
+    source_role: str | None = None
 
     @property
     def conformant(self) -> bool:
@@ -74,12 +79,12 @@ _PROFILES = [
             "retries 4xx with backoff"),
     Profile("submission-oauth", "submission", "127.0.0.6", "587, STARTTLS, TLS 1.2+, XOAUTH2 only",
             replace(Behaviour(), auth="xoauth2")),
-    Profile("direct-send", "direct-send", "127.0.0.10",
+    Profile("direct-send", "direct-send", None,
             "the tenant MX on 25, opportunistic STARTTLS, no AUTH, from an SPF-listed address", MX),
-    Profile("relay-ip", "relay", "127.0.0.20", "the tenant MX on 25 from an address in an IP connector",
+    Profile("relay-ip", "relay", None, "the tenant MX on 25 from an address in an IP connector",
             replace(MX, starttls="required", verify=True), connector="ip"),
-    Profile("relay-cert", "relay", "127.0.0.30",
-            "the tenant MX on 25, TLS 1.2+ with a client certificate for relay.contoso.com", RELAY_CERT,
+    Profile("relay-cert", "relay", None,
+            "the tenant MX on 25, TLS 1.2+ with a client certificate for the connector's domain", RELAY_CERT,
             connector="certificate"),
     # faulty: submission
     Profile("implicit-tls-465", "submission", "127.0.0.41", "implicit TLS on port 465",
@@ -96,8 +101,8 @@ _PROFILES = [
             replace(Behaviour(), auth="login"), fault="no OAuth"),
     Profile("no-verify", "submission", "127.0.0.47", "ignores certificate errors",
             replace(Behaviour(), verify=False), fault="does not verify the server certificate"),
-    Profile("send-as-other", "submission", "127.0.0.48", "writes noreply@contoso.com as the sender",
-            replace(Behaviour(), send_as="noreply@contoso.com"), fault="sends as another address"),
+    Profile("send-as-other", "submission", "127.0.0.48", "writes noreply@<its domain> as the sender",
+            replace(Behaviour(), send_as_other=True), fault="sends as another address"),
     Profile("ip-literal", "submission", "127.0.0.49", "configured with the server's IP address, no DNS, no SNI",
             replace(Behaviour(), resolve=False), fault="IP literal instead of smtp.office365.com"),
     Profile("no-retry", "submission", "127.0.0.50", "gives up at the first 4xx",
@@ -107,25 +112,26 @@ _PROFILES = [
     Profile("bare-lf", "submission", "127.0.0.52", "ends body lines with a bare LF",
             replace(Behaviour(), bare_lf=True), fault="bare LF line endings"),
     # faulty: direct send
-    Profile("direct-send-ip-literal", "direct-send", "127.0.0.10", "direct send to the MX's IP address",
+    Profile("direct-send-ip-literal", "direct-send", None, "direct send to the MX's IP address",
             replace(MX, resolve=False), fault="IP literal instead of the MX host"),
-    Profile("direct-send-auth", "direct-send", "127.0.0.10", "tries AUTH LOGIN at the MX",
+    Profile("direct-send-auth", "direct-send", None, "tries AUTH LOGIN at the MX",
             replace(MX, auth="login"), fault="tries to authenticate at the MX"),
-    Profile("direct-send-storm", "direct-send", "127.0.0.10", "retries refusals at once, ten times",
+    Profile("direct-send-storm", "direct-send", None, "retries refusals at once, ten times",
             replace(MX, retries=0, storm=10), fault="retries in a tight loop"),
-    Profile("direct-send-no-retry", "direct-send", "127.0.0.10", "gives up at the first 4xx",
+    Profile("direct-send-no-retry", "direct-send", None, "gives up at the first 4xx",
             replace(MX, retries=0), fault="never retries"),
     # faulty: relay
-    Profile("relay-unlisted-ip", "relay", "127.0.0.21", "relays from an address in no connector",
-            replace(MX, starttls="required", verify=True), connector="ip", fault="address in no connector"),
-    Profile("relay-storm", "relay", "127.0.0.20", "retries refusals at once, ten times",
+    Profile("relay-unlisted-ip", "relay", None, "relays from an address in no connector",
+            replace(MX, starttls="required", verify=True), connector="ip", fault="address in no connector",
+            source_role="unlisted_source"),
+    Profile("relay-storm", "relay", None, "retries refusals at once, ten times",
             replace(MX, starttls="required", verify=True, retries=0, storm=10), connector="ip",
             fault="retries in a tight loop"),
-    Profile("relay-no-retry", "relay", "127.0.0.20", "gives up at the first 4xx",
+    Profile("relay-no-retry", "relay", None, "gives up at the first 4xx",
             replace(MX, starttls="required", verify=True, retries=0), connector="ip", fault="never retries"),
-    Profile("relay-cert-storm", "relay", "127.0.0.32", "certificate relay that retries refusals at once, ten times",
+    Profile("relay-cert-storm", "relay", None, "certificate relay that retries refusals at once, ten times",
             replace(RELAY_CERT, retries=0, storm=10), connector="certificate", fault="retries in a tight loop"),
-    Profile("relay-cert-tls11", "relay", "127.0.0.31", "client certificate over TLS 1.1",
+    Profile("relay-cert-tls11", "relay", None, "client certificate over TLS 1.1",
             replace(RELAY_CERT, tls_min="TLSv1.1", tls_max="TLSv1.1"), connector="certificate",
             fault="certificate relay below TLS 1.2"),
 ]
@@ -148,9 +154,15 @@ def resolve(order: Order) -> str:
     raise _Outcome("fatal", f"{order.host} did not resolve")
 
 
+def sender_address(order: Order, behaviour: Behaviour) -> str:
+    if behaviour.send_as_other:
+        return "noreply@" + order.sender.rpartition("@")[2]
+    return order.sender
+
+
 def build_message(order: Order, behaviour: Behaviour, index: int) -> bytes:
     message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = behaviour.send_as or order.sender
+    message["From"] = sender_address(order, behaviour)
     message["To"] = ", ".join(order.to)
     message["Subject"] = order.subject if order.count == 1 else f"{order.subject} ({index + 1}/{order.count})"
     message["Date"] = formatdate(localtime=False)
@@ -223,7 +235,7 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
     b = profile.behaviour
     addr = resolve(order) if b.resolve else order.addr
     server_name = order.host if b.resolve else None
-    source = (profile.source, 0)
+    source = (order.source_addr, 0)
     timeout = min(10.0, order.timeout)
     if b.implicit_tls_465:
         client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=timeout, source_address=source,
@@ -241,7 +253,7 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
             _check(client.ehlo())
         _authenticate(client, order, b)
         options = [f"SIZE={len(message)}"] if b.declare_size and client.has_extn("size") else []
-        _check(client.mail(b.send_as or order.sender, options))
+        _check(client.mail(sender_address(order, b), options))
         accepted = 0
         for rcpt in order.to:
             code, text = client.rcpt(rcpt)
@@ -313,8 +325,12 @@ class ReferenceSender:
         return self.profile.connector
 
     @property
-    def source_addr(self) -> str:
+    def source_addr(self) -> str | None:
         return self.profile.source
+
+    @property
+    def source_role(self) -> str | None:
+        return self.profile.source_role
 
     def send(self, order: Order) -> SenderResult:
         start = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any
 
 from fakes.edge import Edge
 from fakes.exo.errors import ConfigError
+from fakes.exo.lab import MissingRole, Roles, roles
 from fakes.exo.session import Fault
 from fakes.exo.tenant import Tenant
 from harness.checks import Outcome
@@ -24,9 +25,17 @@ from harness.observation import Observation
 from harness.scenario import Scenario
 from harness.senders import Order, Sender, SenderResult
 
-DEFAULT_RECIPIENTS = {"submission": ("alice@contoso.com",), "direct-send": ("alice@contoso.com",),
-                      "relay": ("partner@example.org",)}
-RELAY_CERTIFICATE = "relay.contoso.com"
+# Where a sender of each option sends from, as a role of the tenant (fakes.exo.lab); a sender
+# that names its own address or role keeps it.
+SOURCE_ROLES = {("direct-send", None): "spf_source", ("relay", "ip"): "ip_connector_source",
+                ("relay", "certificate"): "unlisted_source", ("relay", None): "ip_connector_source"}
+
+
+def _need(lab: Roles, role: str) -> str:
+    value = lab.value(role)
+    if value is None:
+        raise MissingRole(role)
+    return value
 
 
 class Verdict(enum.StrEnum):
@@ -101,14 +110,13 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
 
 class Runner:
     def __init__(self, edge: Edge, sender: Sender, *, tenant: Tenant | None = None, work_dir: Path | None = None,
-                 settle: float = 0.05, manual_idle: float = 10.0) -> None:
+                 manual_idle: float = 10.0) -> None:
         self.edge = edge
         self.sender = sender
         self.tenant = tenant or edge.tenant
         self.work_dir = work_dir or edge.state_dir / "senders"
-        self.settle = settle
         self.manual_idle = manual_idle
-        self._client_certificate: tuple[Path, Path] | None = None
+        self._client_certificates: dict[str, tuple[Path, Path]] = {}
 
     # -- applying a scenario ------------------------------------------------------------------
 
@@ -137,36 +145,46 @@ class Runner:
         self.edge.configure_tls()
 
     def order(self, scenario: Scenario, tenant: Tenant) -> Order:
-        send, edge = scenario.send, self.edge
+        """What the sender is asked to do, every address taken from the roles of the tenant the
+        device was set up for (a scenario may change the tenant under it: a connector that no
+        longer lists its address, say); ``MissingRole`` when there is no one for a part."""
+        send, edge, lab = scenario.send, self.edge, roles(self.tenant)
         option = scenario.option if scenario.option != "any" else self.sender.option
         endpoint = "submission" if option == "submission" else "mx"
         addr, port = edge.addresses[endpoint]
+        user = send.user or _need(lab, "submitter")
         if endpoint == "submission":
             ports = {587: port, 25: edge.addresses["submission-25"][1], 465: edge.addresses["implicit-tls"][1]}
-            sender = send.sender or send.user
+            sender = send.sender or user
         else:
             ports = {25: port}
-            sender = send.sender or "scanner@contoso.com"
-        box = tenant.mailbox(send.user)
+            sender = send.sender or lab.mx_sender
+        box = tenant.mailbox(user)
         password = send.password if send.password is not None else (box.password if box else None)
         cert = key = None
-        if option == "relay":
-            cert, key = self._relay_certificate()
+        if option == "relay" and (scenario.connector or self.sender.connector) != "ip":
+            cert, key = self._client_certificate(_need(lab, "certificate_domain"))
+        default_to = _need(lab, "external") if option == "relay" else _need(lab, "internal")
         dns_host, dns_port = edge.addresses["dns"]
         return Order(
             host=edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
-            sender=sender, to=tuple(send.to) or DEFAULT_RECIPIENTS.get(option, ("alice@contoso.com",)),
-            subject=send.subject, user=send.user, password=password,
-            token=edge.mint_token(send.user) if send.token and box else None,
+            sender=sender, to=tuple(send.to) or (default_to,), subject=send.subject, user=user,
+            password=password, token=edge.mint_token(user) if send.token and box else None,
             cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,
-            source_addr=self.sender.source_addr or "127.0.0.1", count=send.count, size=send.size,
-            timeout=scenario.timeout,
+            source_addr=self._source(option, lab), count=send.count, size=send.size, timeout=scenario.timeout,
         )
 
-    def _relay_certificate(self) -> tuple[Path, Path]:
-        if self._client_certificate is None:
-            self._client_certificate = self.edge.ca.client_certificate(RELAY_CERTIFICATE, self.work_dir)
-        return self._client_certificate
+    def _source(self, option: str, lab: Roles) -> str:
+        own = self.sender.source_addr
+        if own:
+            return own
+        role = getattr(self.sender, "source_role", None) or SOURCE_ROLES.get((option, self.sender.connector))
+        return _need(lab, role) if role else "127.0.0.1"
+
+    def _client_certificate(self, name: str) -> tuple[Path, Path]:
+        if name not in self._client_certificates:
+            self._client_certificates[name] = self.edge.ca.client_certificate(name, self.work_dir)
+        return self._client_certificates[name]
 
     # -- running one --------------------------------------------------------------------------
 
@@ -179,14 +197,19 @@ class Runner:
             return CaseResult(scenario, self.sender.name, Verdict.SKIP,
                               f"a {wanted} case; this sender uses {mine}", started=started)
         try:
+            scenario = scenario.cast(roles(self.tenant))
             tenant = self._apply(scenario)
+            order = self.order(scenario, tenant)
+        except MissingRole as missing:
+            self._restore()
+            return CaseResult(scenario, self.sender.name, Verdict.SKIP, f"not applicable: {missing}",
+                              started=started)
         except ConfigError as exc:
             self._restore()
             return CaseResult(scenario, self.sender.name, Verdict.ERROR, f"invalid scenario: {exc}",
                               started=started)
         try:
             mark = self.edge.records.mark()
-            order = self.order(scenario, tenant)
             result = self.sender.send(order)
             self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
             expected_host = order.host
@@ -220,7 +243,6 @@ class Runner:
             if not settled:
                 break  # idle long enough: the device is done
             records.wait_for(quiet, max(deadline - time.monotonic(), 0), since=mark)
-        time.sleep(self.settle)
 
     @staticmethod
     def _verdict(scenario: Scenario, obs: Observation, outcomes: list[Outcome],

@@ -4,11 +4,16 @@ One YAML file per case under ``scenarios/<option>/``; its id is its path without
 (``submission/tls-1.2-or-later``). ``load_scenario(path)`` validates it (unknown keys and bad
 values fail with file, line, key and value); ``load_catalog(root)`` loads them all and reports
 every bad file at once; ``schema()`` is the JSON Schema committed as ``scenarios/schema.json``.
+
+A scenario names no tenant's addresses: it says ``{submitter}``, ``{internal}``, ``{external}``
+and the other roles of ``fakes.exo.lab``, and ``Scenario.cast(roles)`` fills them in for the
+tenant in use (raising ``MissingRole`` when that tenant has no one for a part).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fakes.exo import replies as R
 from fakes.exo.documents import load_document
 from fakes.exo.errors import ConfigError, ConfigErrors
+from fakes.exo.lab import ROLE_NAMES, MissingRole, Roles, cast, roles
+from fakes.exo.tenant import Tenant
 from harness.checks import Check, TlsVersion
 
 Option = Literal["submission", "direct-send", "relay", "any"]
@@ -78,7 +85,7 @@ class FaultSpec(_Strict):
 
 
 class QuotaSeed(_Strict):
-    mailbox: str
+    mailbox: str = Field(description="a mailbox, or a role: {submitter}")
     recipients_today: int = Field(0, ge=0)
     messages_this_minute: int = Field(0, ge=0)
 
@@ -92,13 +99,12 @@ class Send(_Strict):
     """What the sender is asked to send."""
 
     sender: str | None = Field(None, alias="from", description="default: the mailbox (submission), "
-                                                                "scanner@contoso.com (direct send, relay)")
-    to: list[str] = Field(default_factory=list, description="default: alice@contoso.com, or an external "
-                                                            "address for relay")
+                                                                "{mx_sender} (direct send, relay)")
+    to: list[str] = Field(default_factory=list, description="default: {internal}, or {external} for relay")
     count: int = Field(1, ge=1, le=100)
     size: int = Field(0, ge=0, le=200_000_000, description="body bytes to add")
     subject: str = "exo-edge conformance"
-    user: str = "scanner@contoso.com"
+    user: str | None = Field(None, description="the mailbox that signs in; default: {submitter}")
     password: str | None = Field(None, description="default: the mailbox's password in the tenant")
     token: bool = Field(True, description="hand the sender an XOAUTH2 token too")
 
@@ -130,8 +136,31 @@ class Scenario(_Strict):
             return False
         return self.connector is None or connector is None or self.connector == connector
 
+    def cast(self, lab: Roles) -> Scenario:
+        """This scenario with its ``{role}`` placeholders filled from a tenant's roles."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"id", "path"}, exclude_unset=True)
+        filled = Scenario.model_validate(cast(data, lab))
+        return filled.model_copy(update={"id": self.id, "path": self.path})
 
-def load_scenario(path: Path, root: Path) -> Scenario:
+
+def _unknown_role(data: Any, path: str = "") -> tuple[str, str, str] | None:
+    """The first ``{name}`` that is no role: (key path, value, name)."""
+    if isinstance(data, str):
+        for name in re.findall(r"\{([a-z_0-9]+)\}", data):
+            if name not in ROLE_NAMES:
+                return path, data, name
+        return None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        found = _unknown_role(key, here) if isinstance(key, str) else None
+        found = found or _unknown_role(value, here)
+        if found:
+            return found
+    return None
+
+
+def load_scenario(path: Path, root: Path, tenant: Tenant | None = None) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -142,19 +171,34 @@ def load_scenario(path: Path, root: Path) -> Scenario:
     if scenario.option != "any" and option_dir != scenario.option:
         raise ConfigError(f"a {scenario.option} case must live under scenarios/{scenario.option}/",
                           source=str(path), line=None, path="option", value=scenario.option, has_value=True)
-    if scenario.tenant:
-        from fakes.exo.tenant import default_tenant
+    unknown = _unknown_role(scenario.model_dump(mode="json", by_alias=True, exclude={"id", "path"}))
+    if unknown:
+        key, value, name = unknown
+        raise ConfigError(f"{{{name}}} is not a role; known: {', '.join(sorted(ROLE_NAMES))}",
+                          source=str(path), path=key, value=value, has_value=True)
+    scenario = scenario.model_copy(update={"id": case_id, "path": str(path)})
+    if tenant is not None and scenario.tenant:
+        check_overrides(scenario, tenant)
+    return scenario
 
-        default_tenant().with_overrides(scenario.tenant, source=f"{path}: tenant")
-    return scenario.model_copy(update={"id": case_id, "path": str(path)})
+
+def check_overrides(scenario: Scenario, tenant: Tenant) -> Tenant | None:
+    """The tenant with the scenario's overrides applied (``ConfigError`` if they do not fit it);
+    None when the tenant lacks a role the overrides name (the case is skipped there)."""
+    try:
+        filled = scenario.cast(roles(tenant))
+    except MissingRole:
+        return None
+    return tenant.with_overrides(filled.tenant, source=f"{scenario.path}: tenant")
 
 
-def load_catalog(root: Path) -> list[Scenario]:
-    """Every scenario under ``root``, sorted by id; all bad files reported together."""
+def load_catalog(root: Path, tenant: Tenant | None = None) -> list[Scenario]:
+    """Every scenario under ``root``, sorted by id; all bad files reported together. With a
+    tenant, each scenario's tenant overrides are checked against it."""
     scenarios, problems = [], []
     for path in sorted(root.rglob("*.yaml")):
         try:
-            scenarios.append(load_scenario(path, root))
+            scenarios.append(load_scenario(path, root, tenant))
         except ConfigErrors as exc:
             problems.extend(exc.errors)
         except ConfigError as exc:

@@ -42,7 +42,15 @@ def _certificate_domain(value: str) -> str:
     return value.lower()
 
 
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("is not an IP address") from None
+
+
 Address = Annotated[str, AfterValidator(_address)]
+IpAddress = Annotated[str, AfterValidator(_ip)]
 Domain = Annotated[str, AfterValidator(_domain)]
 BasicAuthPolicy = Literal["allowed", "disabled-by-default", "removed"]
 
@@ -62,7 +70,7 @@ class Org(_Frozen):
 
 class Mailbox(_Frozen):
     address: Address
-    password: str | None = None
+    password: str | None = Field(None, repr=False)  # never in a repr, a log line or an error
     smtp_client_authentication: Literal["enabled", "disabled", "inherit"] = "inherit"
     send_as: tuple[Address, ...] = ()
     # Entra application ids granted FullAccess to this mailbox (SMTP.SendAsApp, app-only OAuth).
@@ -124,6 +132,21 @@ class Dns(_Frozen):
     spf_all: Literal["~all", "-all", "?all"] = "~all"
 
 
+class Lab(_Frozen):
+    """Who plays which part in a conformance run (``fakes.exo.lab``); each one left out is derived."""
+
+    submitter: Address | None = None
+    send_as: Address | None = None
+    foreign_sender: Address | None = None
+    internal: Address | None = None
+    internal_2: Address | None = None
+    external: Address | None = None
+    mx_sender: Address | None = None
+    spf_source: IpAddress | None = None
+    ip_connector_source: IpAddress | None = None
+    unlisted_source: IpAddress | None = None
+
+
 class Tenant(_Frozen):
     schema_version: Literal[1]
     tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
@@ -133,6 +156,7 @@ class Tenant(_Frozen):
     limits: Limits = Limits()
     connectors: tuple[Connector, ...] = ()
     dns: Dns = Dns()
+    lab: Lab = Lab()
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
@@ -145,6 +169,20 @@ class Tenant(_Frozen):
                 raise ValueError(
                     f"mailboxes[{i}].address={box.address!r} is not in an accepted domain"
                 )
+        lab = self.lab
+        for name in ("submitter", "internal", "internal_2"):
+            address = getattr(lab, name)
+            if address is not None and self.mailbox(address) is None:
+                raise ValueError(f"lab.{name}={address!r} is not a mailbox of the tenant")
+        submitter = self.mailbox(lab.submitter) if lab.submitter else None
+        if submitter is not None and not submitter.password:
+            raise ValueError(f"lab.submitter={lab.submitter!r} has no password to submit with")
+        for name in ("foreign_sender", "mx_sender"):
+            address = getattr(lab, name)
+            if address is not None and not self.is_accepted(address):
+                raise ValueError(f"lab.{name}={address!r} is not in an accepted domain")
+        if lab.external is not None and self.is_accepted(lab.external):
+            raise ValueError(f"lab.external={lab.external!r} is in an accepted domain, not outside the tenant")
         return self
 
     # -- reading it --------------------------------------------------------------------------
@@ -195,17 +233,29 @@ class Tenant(_Frozen):
         return cls.from_yaml(text, str(path))
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> Tenant:
-        """A new tenant with ``overrides`` deep-merged over this one (mappings merge, lists replace)."""
-        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        """A new tenant with ``overrides`` deep-merged over this one: mappings merge, lists
+        replace, and ``mailboxes`` given as a mapping by address changes just those mailboxes
+        (``{"scanner@contoso.com": {"smtp_client_authentication": "disabled"}}``)."""
+        merged = _deep_merge(self.model_dump(mode="json"), overrides, source)
         return validate(type(self), merged, None, source)
 
 
-def _deep_merge(base: Any, patch: Any) -> Any:
+def _deep_merge(base: Any, patch: Any, source: str, path: str = "") -> Any:
     if isinstance(base, dict) and isinstance(patch, dict):
         out = dict(base)
         for key, value in patch.items():
-            out[key] = _deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+            here = f"{path}.{key}" if path else str(key)
+            out[key] = _deep_merge(base.get(key), value, source, here) if key in base else copy.deepcopy(value)
         return out
+    if path == "mailboxes" and isinstance(base, list) and isinstance(patch, dict):
+        by_address = {box["address"]: dict(box) for box in base}
+        for address, change in patch.items():
+            if str(address).lower() not in by_address:
+                raise ConfigError("no such mailbox in the tenant", source=source, path=f"mailboxes.{address}",
+                                  value=address, has_value=True)
+            by_address[str(address).lower()] = _deep_merge(by_address[str(address).lower()], change, source,
+                                                           f"mailboxes.{address}")
+        return list(by_address.values())
     return copy.deepcopy(patch)
 
 

@@ -98,10 +98,8 @@ def test_smtp_auth_disabled_for_the_tenant(edge):
 
 
 def test_smtp_auth_disabled_for_the_mailbox_overrides_an_enabled_org(edge):
-    overrides(edge, org={"smtp_client_authentication_disabled": False}, mailboxes=[
-        {"address": "scanner@contoso.com", "password": "Scan-2026!", "smtp_client_authentication": "disabled"},
-        {"address": "alice@contoso.com", "password": "Alice-2026!"},
-    ])
+    overrides(edge, org={"smtp_client_authentication_disabled": False},
+              mailboxes={"scanner@contoso.com": {"smtp_client_authentication": "disabled"}})
     assert "disabled for the Mailbox." in login_reply(edge, "scanner@contoso.com", "Scan-2026!")
     assert login_reply(edge, "alice@contoso.com", "Alice-2026!") == "235 2.7.0 Authentication successful"
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from fakes.exo.errors import ConfigError
+from fakes.exo.lab import roles
+from fakes.exo.tenant import Tenant, default_tenant
 from harness.scenario import load_catalog, load_scenario, schema_text
 
 ROOT = Path(__file__).resolve().parents[2] / "scenarios"
+FABRIKAM = Tenant.load(Path(__file__).resolve().parents[1] / "data" / "fabrikam.yaml")
 GOOD = """\
 title: t
 option: submission
@@ -71,10 +74,31 @@ def test_a_case_in_the_wrong_folder_is_refused(tmp_path):
         load_scenario(write(tmp_path, GOOD, "relay/case.yaml"), tmp_path)
 
 
-def test_tenant_overrides_are_validated_at_load(tmp_path):
+def test_tenant_overrides_are_validated_at_load_against_the_tenant_in_use(tmp_path):
     text = GOOD + "tenant:\n  org:\n    basic_auth: sometimes\n"
     with pytest.raises(ConfigError, match=r"org.basic_auth='sometimes'"):
+        load_scenario(write(tmp_path, text), tmp_path, default_tenant())
+    # a mailbox of contoso exists in contoso, not in fabrikam
+    text = GOOD + "tenant:\n  mailboxes:\n    alice@contoso.com:\n      smtp_client_authentication: disabled\n"
+    load_scenario(write(tmp_path, text), tmp_path, default_tenant())
+    with pytest.raises(ConfigError, match=r"mailboxes.alice@contoso.com='alice@contoso.com': no such mailbox"):
+        load_scenario(write(tmp_path, text), tmp_path, FABRIKAM)
+    # named by its role, the same override fits both
+    by_role = text.replace("alice@contoso.com:", '"{internal}":')
+    for tenant in (default_tenant(), FABRIKAM):
+        load_scenario(write(tmp_path, by_role), tmp_path, tenant)
+
+
+def test_an_unknown_role_is_refused_with_its_key(tmp_path):
+    text = GOOD.replace("folder: Inbox", 'folder: Inbox\n    mailbox: "{intern}"')
+    with pytest.raises(ConfigError, match=r"expect\[0\].mailbox='\{intern\}': \{intern\} is not a role; known:"):
         load_scenario(write(tmp_path, text), tmp_path)
+
+
+def test_roles_fill_a_scenario_for_each_tenant():
+    (case,) = [c for c in load_catalog(ROOT) if c.id == "submission/internal-and-external-recipients"]
+    assert case.cast(roles(default_tenant())).send.to == ["alice@contoso.com", "partner@example.org"]
+    assert case.cast(roles(FABRIKAM)).send.to == ["empfang@fabrikam.net", "partner@example.org"]
 
 
 def test_every_bad_file_of_a_catalog_is_reported_together(tmp_path):
