@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from fakes.dns import DnsServer
+from fakes.exo.errors import UsageError
 from fakes.exo.quota import QuotaLedger
+from fakes.exo.secrets import SecretMask
 from fakes.exo.session import EdgeState, Endpoint, Fault
 from fakes.exo.spf import check_host
 from fakes.exo.tenant import Tenant, default_tenant
@@ -66,11 +68,11 @@ def advertised_address(host: str, advertise: str | None) -> str:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{flag} {value!r} is not an IP address") from None
+        raise UsageError(f"{flag} {value!r} is not an IP address") from None
     if address.is_unspecified:
         hint = "say which address devices are given with --advertise ADDRESS" if flag == "--host" \
             else "devices cannot connect to it"
-        raise ValueError(f"{flag} {value} is every address of this host: {hint}")
+        raise UsageError(f"{flag} {value} is every address of this host: {hint}")
     return str(address)
 
 
@@ -89,7 +91,7 @@ class Edge:
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
         if unknown:
-            raise ValueError(f"unknown endpoint name(s) {sorted(unknown)}; known: {list(ENDPOINT_NAMES)}")
+            raise UsageError(f"unknown endpoint name(s) {sorted(unknown)}; known: {list(ENDPOINT_NAMES)}")
         self.tenant = tenant or default_tenant()
         self.state_dir = Path(state_dir).resolve()
         self.host = host
@@ -99,7 +101,10 @@ class Edge:
         self.rng = random.Random(seed)
         self.ca = LabCA.open(self.state_dir)
         self.tokens = TokenAuthority(self.ca.issuer_key, tenant_guid(self.tenant))
-        self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock)
+        # every password of the tenant and every token minted here is masked in what is written
+        self.secrets = SecretMask()
+        self.secrets.add(*(box.password for box in self.tenant.mailboxes))
+        self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock, mask=self.secrets.mask)
         self.store = MailStore(self.state_dir / "store")
         self.state = EdgeState(
             tenant=self.tenant,
@@ -127,6 +132,7 @@ class Edge:
         self._leaf = self.ca.issue(*SERVER_NAMES)
         contexts = self._contexts()
         await asyncio.to_thread(load_client_hello_parser)
+        name = "?"
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
@@ -134,14 +140,21 @@ class Edge:
                                         idle_timeout=self.idle_timeout)
                 self.addresses[name] = await listener.start(self.host, self.ports[name])
                 self._servers.append(listener)
+            name = "implicit-tls"
             trap = ImplicitTlsTrap(self.records)
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
             self._rebuild_zone()
+            name = "dns"
             dns = DnsServer(lambda: self.zone, self.records)
             self.addresses["dns"] = await dns.start(self.host, self.ports["dns"])
             self._servers.append(dns)
             self.dns = dns
+        except OSError as exc:
+            await self.stop()
+            port = self.ports.get(name, 0)
+            raise UsageError(f"cannot listen on {self.host} port {port or '(any)'} for {name}: "
+                             f"{exc.strerror or exc}") from None
         except BaseException:
             await self.stop()
             raise
@@ -163,6 +176,7 @@ class Edge:
     def set_tenant(self, tenant: Tenant) -> None:
         """Serve another tenant configuration from the next event on (no restart)."""
         self.tenant = tenant
+        self.secrets.add(*(box.password for box in tenant.mailboxes))
         self.state.tenant = tenant
         self.state.ledger.limits = tenant.limits
         self._rebuild_zone()
@@ -206,8 +220,10 @@ class Edge:
 
     def mint_token(self, mailbox: str | None = None, *, app_id: str | None = None,
                    expires_in: float = 3600, **claims: Any) -> str:
-        return self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
-                                expires_in=expires_in, **claims)
+        token = self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
+                                 expires_in=expires_in, **claims)
+        self.secrets.add(token)
+        return token
 
     def hostname(self, name: str) -> str:
         """The name a device is told to use for an endpoint (what SNI and DNS should show)."""

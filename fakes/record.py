@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,9 +31,11 @@ def redact_command(line: str) -> str:
 class RecordLog:
     """All sessions of one edge. Thread-safe: the edge's loop writes, the harness reads."""
 
-    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time,
+                 mask: Callable[[str], str] | None = None) -> None:
         self.path = path
         self.clock = clock
+        self.mask = mask  # replaces known secrets in each line before it is kept or written
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._file: TextIO | None = None
@@ -40,7 +43,9 @@ class RecordLog:
         self._changed = threading.Condition(self._lock)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8", buffering=1)
+            # readable by its owner only, from its creation
+            self._file = open(path, "a", encoding="utf-8", buffering=1,  # noqa: SIM115 - closed by close()
+                              opener=lambda name, flags: os.open(name, flags, 0o600))
 
     def open_session(self, endpoint: str, peer: tuple[str, int], local: tuple[str, int],
                      session_id: str | None = None) -> SessionRecord:
@@ -51,6 +56,8 @@ class RecordLog:
 
     def append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str, ensure_ascii=False)
+        if self.mask is not None:
+            line = self.mask(line)
         event = json.loads(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
             self._events.append(event)

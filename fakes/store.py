@@ -65,7 +65,8 @@ class MailStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.messages_dir = directory / "messages"
-        self.messages_dir.mkdir(parents=True, exist_ok=True)
+        self.messages_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)  # the mail of the tenant: its owner's only
         self.db_path = directory / "store.sqlite"
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)

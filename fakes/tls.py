@@ -11,8 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import ssl
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,19 +57,20 @@ class LabCA:
 
     @classmethod
     def open(cls, directory: Path) -> LabCA:
-        directory.mkdir(parents=True, exist_ok=True)
+        """The CA and issuer key of ``directory``, made there on first use. Several processes
+        (``serve``, ``ca``, ``token``) may start at once on a fresh directory: an exclusive lock
+        makes them agree on one CA and one key, and each file appears whole, 0600 from the start."""
+        directory = private_directory(directory)
         cert, key, issuer = directory / "ca.pem", directory / "ca.key", directory / "token-issuer.key"
-        if cert.exists() and key.exists():
+        with _locked(directory / ".lock"):
+            if not (cert.exists() and key.exists()):
+                ca = trustme.CA(organization_name="exo-edge lab CA", key_type=trustme.KeyType.RSA)
+                _write_atomically(key, ca.private_key_pem.bytes(), 0o600)
+                _write_atomically(cert, ca.cert_pem.bytes(), 0o644)  # devices import this one
+            if not issuer.exists():
+                _write_atomically(issuer, generate_issuer_key(), 0o600)
             ca = trustme.CA.from_pem(cert.read_bytes(), key.read_bytes())
-        else:
-            ca = trustme.CA(organization_name="exo-edge lab CA", key_type=trustme.KeyType.RSA)
-            ca.cert_pem.write_to_path(str(cert))
-            ca.private_key_pem.write_to_path(str(key))
-            key.chmod(0o600)
-        if not issuer.exists():
-            issuer.write_bytes(generate_issuer_key())
-            issuer.chmod(0o600)
-        return cls(ca, directory, issuer.read_bytes())
+            return cls(ca, directory, issuer.read_bytes())
 
     @property
     def cert_path(self) -> Path:
@@ -84,9 +90,42 @@ class LabCA:
         leaf = self.ca.issue_cert(name, common_name=name, key_type=trustme.KeyType.RSA)
         directory.mkdir(parents=True, exist_ok=True)
         cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
+        _write_atomically(cert, leaf.cert_chain_pems[0].bytes(), 0o644)
+        _write_atomically(key, leaf.private_key_pem.bytes(), 0o600)
         return cert, key
+
+
+def private_directory(directory: Path) -> Path:
+    """``directory``, created readable by its owner only (mail, records and keys live there)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if directory.stat().st_uid == os.getuid():
+        directory.chmod(0o700)
+    return directory
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write a temporary file with ``mode`` from its creation, fsync it, rename it into place."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _capture_client_hello(conn: Any, direction: str, version: Any, content_type: Any,

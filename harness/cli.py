@@ -64,11 +64,8 @@ async def _serve(edge: Edge) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
-                    ports=_ports(args.port), advertise=args.advertise)
-    except ValueError as exc:
-        raise SystemExit(f"exoedge serve: {exc}") from None
+    edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
+                ports=_ports(args.port), advertise=args.advertise)
     asyncio.run(_serve(edge))
     return 0
 
@@ -90,14 +87,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="exo-edge-"))
     with EdgeThread(Edge(tenant, state_dir=state_dir, host=args.host, ports=_ports(args.port))) as edge:
         runner = Runner(edge, sender, tenant=tenant)
-        run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe())
+        run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe(), secrets=edge.secrets)
         width = max(len(s.id) for s in scenarios)
-        for scenario in scenarios:
-            result = runner.run(scenario)
-            run.results.append(result)
-            print(f"{result.verdict:<10} {scenario.id:<{width}}  {result.reason[:160]}", flush=True)
-        run.finished = time.time()
-    paths = write_reports(Path(args.report) / run.name, run)
+        try:
+            for scenario in scenarios:
+                result = runner.run(scenario)
+                run.results.append(result)
+                print(f"{result.verdict:<10} {scenario.id:<{width}}  {result.reason[:160]}", flush=True)
+        finally:  # interrupted or not, what was judged is written
+            run.finished = time.time()
+            paths = write_reports(Path(args.report) / run.name, run)
     summary = ", ".join(f"{count} {verdict}" for verdict, count in run.summary().items() if count)
     print(f"\n{summary}\nreport: {paths['html']}")
     bad = {Verdict.FAIL, Verdict.ERROR}

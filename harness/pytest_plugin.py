@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ RUNNER = pytest.StashKey[Runner]()
 RESULTS = pytest.StashKey[list[CaseResult]]()
 SENDER = pytest.StashKey[Sender]()
 TEMP_STATE = pytest.StashKey[Path]()
+WORKER_EDGE = pytest.StashKey[dict[str, Any]]()  # xdist: where a worker's edge listened
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -171,19 +173,59 @@ class ScenarioItem(pytest.Item):
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    results = session.config.stash.get(RESULTS, [])
-    if not results or hasattr(session.config, "workerinput"):
+    config = session.config
+    results = config.stash.get(RESULTS, [])
+    if hasattr(config, "workerinput"):  # an xdist worker: its results go to the controller
+        if results:
+            config.workeroutput["exo_cases"] = json.dumps([_portable(r) for r in results])  # type: ignore[attr-defined]
+            config.workeroutput["exo_edge"] = json.dumps(shared_runner(config).edge.describe())  # type: ignore[attr-defined]
+        return
+    if not results:
         return
     from harness.report import Run, write_reports
 
-    runner = session.config.stash[RUNNER]
-    run = Run(sender=runner.sender.name, tenant=session.config.stash[TENANT].tenant,
-              edge=runner.edge.describe(), results=results, started=min(r.started for r in results))
-    directory = Path(session.config.rootpath, _option(session.config, "report"), run.name)
+    runner = config.stash.get(RUNNER, None)
+    edge = runner.edge.describe() if runner is not None else config.stash.get(WORKER_EDGE, {})
+    run = Run(sender=config.stash[SENDER].name, tenant=config.stash[TENANT].tenant, edge=edge,
+              results=sorted(results, key=lambda r: r.started), started=min(r.started for r in results))
+    if runner is not None:
+        run.secrets = runner.edge.secrets
+    directory = Path(config.rootpath, _option(config, "report"), run.name)
     paths = write_reports(directory, run)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"exo-edge report: {paths['html']}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker finished; take in its results for the one report (secrets were
+    masked in the worker, where they were known)."""
+    output = getattr(node, "workeroutput", {})
+    if "exo_cases" not in output:
+        return
+    config = node.config
+    config.stash.setdefault(WORKER_EDGE, json.loads(output["exo_edge"]))
+    root = Path(config.rootpath, config.getini("exo_scenarios")).resolve()
+    for data in json.loads(output["exo_cases"]):
+        config.stash[RESULTS].append(_restored(data, load_scenario(Path(data["path"]), root)))
+
+
+def _portable(result: CaseResult) -> dict[str, Any]:
+    return {**result.as_dict(), "path": result.scenario.path}
+
+
+def _restored(data: dict[str, Any], scenario: Scenario) -> CaseResult:
+    from harness.checks import Outcome
+    from harness.senders import SenderResult
+
+    sender = data["sender_result"]
+    return CaseResult(
+        scenario, data["sender"], Verdict(data["verdict"]), data["reason"],
+        [Outcome(c["check"], c["passed"], c["message"]) for c in data["checks"]],
+        None if sender is None else SenderResult(**sender), data["transcript"], data["started"],
+        data["duration"], data["fault"],
+    )
 
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ costs milliseconds: the edge is reconfigured in place, never restarted.
 from __future__ import annotations
 
 import enum
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class Verdict(enum.StrEnum):
     ERROR = "ERROR"
 
 
+log = logging.getLogger(__name__)
 SEVERITY_VERDICT = {"must": Verdict.FAIL, "should": Verdict.NON_STRICT, "info": Verdict.INFO}
 
 
@@ -61,13 +63,14 @@ class CaseResult:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
     duration: float = 0.0
+    fault: str | None = None  # an ERROR's: "harness", "environment" or "scenario"
 
     def as_dict(self) -> dict[str, Any]:
         s = self.scenario
         result = self.sender_result
         return {
             "id": s.id, "title": s.title, "option": s.option, "severity": s.severity,
-            "verdict": str(self.verdict), "reason": self.reason, "sender": self.sender,
+            "verdict": str(self.verdict), "reason": self.reason, "fault": self.fault, "sender": self.sender,
             "reference": [r.model_dump() for r in s.reference], "advice": s.advice,
             "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes],
             "sender_result": None if result is None else {
@@ -189,8 +192,19 @@ class Runner:
     # -- running one --------------------------------------------------------------------------
 
     def run(self, scenario: Scenario) -> CaseResult:
+        """One case, judged. A fault of the harness itself is that case's ERROR, never a crash
+        of the whole run (which must still write its reports)."""
         started = time.time()
         clock = time.monotonic()
+        try:
+            return self._masked(self._run(scenario, started, clock))
+        except Exception as exc:
+            log.exception("harness fault in %s", scenario.id)
+            return self._masked(CaseResult(scenario, self.sender.name, Verdict.ERROR,
+                                           f"harness fault: {type(exc).__name__}: {exc}", started=started,
+                                           duration=time.monotonic() - clock, fault="harness"))
+
+    def _run(self, scenario: Scenario, started: float, clock: float) -> CaseResult:
         if not scenario.applies_to(self.sender.option, self.sender.connector):
             wanted = scenario.option + (f" ({scenario.connector} connector)" if scenario.connector else "")
             mine = self.sender.option + (f" ({self.sender.connector} connector)" if self.sender.connector else "")
@@ -207,8 +221,9 @@ class Runner:
         except ConfigError as exc:
             self._restore()
             return CaseResult(scenario, self.sender.name, Verdict.ERROR, f"invalid scenario: {exc}",
-                              started=started)
+                              started=started, fault="scenario")
         try:
+            self.edge.secrets.add(order.password, order.token)
             mark = self.edge.records.mark()
             result = self.sender.send(order)
             self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
@@ -217,9 +232,22 @@ class Runner:
             outcomes = [check.evaluate(obs) for check in scenario.expect]
         finally:
             self._restore()
-        verdict, reason = self._verdict(scenario, obs, outcomes, result)
+        verdict, reason, fault = self._verdict(scenario, obs, outcomes, result)
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
-                          started, time.monotonic() - clock)
+                          started, time.monotonic() - clock, fault)
+
+    def _masked(self, case: CaseResult) -> CaseResult:
+        """The result with every secret of the run masked (what a sender printed included)."""
+        mask = self.edge.secrets
+        result = case.sender_result
+        if result is not None:
+            case.sender_result = replace(result, stdout=mask.mask(result.stdout), stderr=mask.mask(result.stderr),
+                                         error=mask.mask(result.error) if result.error else None,
+                                         notes=mask.mask_data(result.notes))
+        case.reason = mask.mask(case.reason)
+        case.outcomes = [replace(o, message=mask.mask(o.message)) for o in case.outcomes]
+        case.transcript = mask.mask_data(case.transcript)
+        return case
 
     def _wait(self, mark: int, budget: float, *, manual: bool) -> None:
         """Until every connection of the window has closed. A device in a lab is given more: it
@@ -246,14 +274,16 @@ class Runner:
 
     @staticmethod
     def _verdict(scenario: Scenario, obs: Observation, outcomes: list[Outcome],
-                 result: SenderResult) -> tuple[Verdict, str]:
+                 result: SenderResult) -> tuple[Verdict, str, str | None]:
+        """The verdict, why, and for an ERROR whose fault it is: harness, environment or scenario."""
         if obs.harness_faults:
-            return Verdict.ERROR, f"harness fault: {obs.harness_faults[0].get('error')}"
+            return Verdict.ERROR, f"harness fault: {obs.harness_faults[0].get('error')}", "harness"
         if result.error:
-            return Verdict.ERROR, f"sender could not run: {result.error}"
+            return Verdict.ERROR, f"environment: the sender could not run: {result.error}", "environment"
         if not obs.sessions:
-            return Verdict.ERROR, "the sender never connected to the edge"
+            return Verdict.ERROR, "environment: the sender never connected to the edge", "environment"
         failed = [o for o in outcomes if o.failed]
         if not failed:
-            return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed) or "all checks passed"
-        return SEVERITY_VERDICT[scenario.severity], "; ".join(f"{o.check}: {o.message}" for o in failed)
+            return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed) or "all checks passed", None
+        reason = "; ".join(f"{o.check}: {o.message}" for o in failed)
+        return SEVERITY_VERDICT[scenario.severity], reason, None

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fakes.exo import replies as R
-from fakes.exo.documents import load_document
+from fakes.exo.documents import load_document, read_text
 from fakes.exo.errors import ConfigError, ConfigErrors
 from fakes.exo.lab import ROLE_NAMES, MissingRole, Roles, cast, roles
 from fakes.exo.tenant import Tenant
@@ -161,10 +161,7 @@ def _unknown_role(data: Any, path: str = "") -> tuple[str, str, str] | None:
 
 
 def load_scenario(path: Path, root: Path, tenant: Tenant | None = None) -> Scenario:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the scenario: {exc.strerror}", source=str(path)) from None
+    text = read_text(path, "scenario")
     scenario = load_document(Scenario, text, str(path))
     case_id = path.relative_to(root).with_suffix("").as_posix()
     option_dir = case_id.split("/", 1)[0]

@@ -7,6 +7,7 @@ validation error is pointed back at the line of the key or value it is about.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import yaml
@@ -102,17 +103,74 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
+MAX_DEPTH = 32  # no tenant or scenario nests deeper; a hostile file may
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as a configuration file needs it, refusing what only hides mistakes or does harm:
+    a key given twice (the second would silently win), aliases (``*name``: one line can expand
+    into gigabytes), and nesting deeper than ``MAX_DEPTH``."""
+
+    source = "<string>"
+    depth = 0
+
+    def _refuse(self, message: str, mark: yaml.Mark | None) -> ConfigError:
+        return ConfigError(message, source=self.source, line=None if mark is None else mark.line + 1)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise self._refuse(f"aliases (*{event.anchor}) are not allowed: write the value out",
+                               event.start_mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self._refuse(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise self._refuse("a key must be a plain value", key_node.start_mark)
+            if key in seen:
+                raise ConfigError(f"given twice (first on line {seen[key]})", source=self.source,
+                                  line=key_node.start_mark.line + 1, path=str(key))
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    loader = _StrictLoader(text)
+    loader.source = source
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         raise ConfigError(f"not valid YAML: {exc.problem or exc}", source=source, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=source) from None
+    finally:
+        loader.dispose()
     return data, node
+
+
+def read_text(path: Any, what: str) -> str:
+    """A configuration file as UTF-8 text, or a ``ConfigError`` that says why it is not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what}: {exc.strerror}", source=str(path)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", source=str(path), line=line) from None
 
 
 def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> M:
@@ -127,6 +185,9 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> 
         problems: list[ConfigError] = []
         for err in exc.errors():
             loc = _normalize(data, tuple(p for p in err["loc"] if isinstance(p, (int, str))))
+            if not loc:  # a rule across the document: its message names the key it is about
+                problems.append(_document_error(_message(dict(err)), node, source))
+                continue
             if err.get("type") == "union_tag_invalid":  # name the tag key itself: expect[0].check
                 loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
             value, has_value = _value_at(data, loc)
@@ -143,6 +204,23 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> 
                 )
             )
         raise (problems[0] if len(problems) == 1 else ConfigErrors(problems)) from None
+
+
+_NAMED = re.compile(r"^(?P<path>[A-Za-z_][\w.\[\]]*)=(?P<value>'[^']*'|\S+) (?P<message>.+)$")
+
+
+def _document_error(message: str, node: yaml.Node | None, source: str) -> ConfigError:
+    """``mailboxes[1].address='a@b.c' is listed twice`` -> that key's line, path and value, and
+    never the whole document (it holds passwords)."""
+    match = _NAMED.match(message)
+    if match is None:
+        return ConfigError(message, source=source)
+    loc: list[int | str] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", match["path"]):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    value = match["value"].strip("'")
+    return ConfigError(match["message"], source=source, line=_key_line(node, tuple(loc)), path=match["path"],
+                       value=value, has_value=True)
 
 
 def load_document(model: type[M], text: str, source: str) -> M:

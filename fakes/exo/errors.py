@@ -7,6 +7,10 @@ class ExoEdgeError(Exception):
     """Root of every error exo-edge raises on purpose."""
 
 
+class UsageError(ExoEdgeError, ValueError):
+    """The caller asked for something that cannot be: an address that is not one, a port in use."""
+
+
 class ConfigError(ExoEdgeError):
     """A tenant or scenario file that cannot be used, naming where and what.
 
@@ -35,8 +39,22 @@ class ConfigError(ExoEdgeError):
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         what = self.path
         if self.has_value:
-            what = f"{what}={self.value!r}" if what else repr(self.value)
+            shown = _shown(self.path, self.value)
+            what = f"{what}={shown}" if what else shown
         return f"{where}: {what}: {self.message}" if what else f"{where}: {self.message}"
+
+
+SECRET_KEYS = ("password", "secret", "token", "key")
+MAX_SHOWN = 80
+
+
+def _shown(path: str, value: object) -> str:
+    """The offending value as an error shows it: cut short, and never a secret."""
+    last = path.rsplit(".", 1)[-1].lower()
+    if any(word in last for word in SECRET_KEYS):
+        return "'********'"
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 class ConfigErrors(ConfigError):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from .documents import load_document, validate
+from .documents import load_document, read_text, validate
 from .errors import ConfigError
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
@@ -226,11 +226,7 @@ class Tenant(_Frozen):
     @classmethod
     def load(cls, path: str | Path) -> Tenant:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the tenant file: {exc.strerror}", source=str(path)) from None
-        return cls.from_yaml(text, str(path))
+        return cls.from_yaml(read_text(path, "tenant file"), str(path))
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> Tenant:
         """A new tenant with ``overrides`` deep-merged over this one: mappings merge, lists

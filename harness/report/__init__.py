@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fakes.exo.secrets import SecretMask
 from harness.runner import CaseResult, Verdict
 
 ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
@@ -30,6 +31,7 @@ class Run:
     results: list[CaseResult] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    secrets: SecretMask = field(default_factory=SecretMask)  # masked in every file written
 
     @property
     def name(self) -> str:
@@ -48,7 +50,8 @@ class Run:
 
 
 def write_json(path: Path, run: Run) -> Path:
-    path.write_text(json.dumps(run.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(run.as_dict(), indent=2, default=str) + "\n"
+    path.write_text(run.secrets.mask(text), encoding="utf-8")
     return path
 
 
@@ -81,7 +84,8 @@ def write_junit(path: Path, run: Run) -> Path:
         if result.transcript:
             ET.SubElement(case, "system-out").text = _transcript_text(result)
     ET.indent(suite)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    text = ET.tostring(suite, encoding="unicode", xml_declaration=True)
+    path.write_text(run.secrets.mask(text) + "\n", encoding="utf-8")
     return path
 
 
@@ -93,7 +97,7 @@ def write_html(path: Path, run: Run) -> Path:
         run=run, results=results, summary=run.summary(), transcript=_transcript_text,
         when=datetime.fromtimestamp(run.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    path.write_text(page, encoding="utf-8")
+    path.write_text(run.secrets.mask(page), encoding="utf-8")
     return path
 
 

@@ -94,3 +94,16 @@ def test_exoedge_run_exits_non_zero_on_a_fail(tmp_path):
     assert "FAIL       submission/auth-login-or-xoauth2" in run.stdout
     assert "PASS       submission/tls-1.3" in run.stdout
     assert list(tmp_path.glob("*/index.html"))
+
+
+def test_under_xdist_each_worker_has_its_edge_and_one_report_holds_every_case(pytester):
+    pytest.importorskip("xdist")
+    catalog(pytester)
+    result = pytester.runpytest_subprocess("-n", "2", "-m", "scenario", "--exo-sender", "reference:tls12-max",
+                                           "--exo-report", "out", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    (report,) = (pytester.path / "out").glob("*/results.json")
+    cases = json.loads(report.read_text())["cases"]
+    assert sorted(c["id"] for c in cases) == ["direct-send/inbox", "submission/delivers", "submission/plain-auth",
+                                              "submission/tls13"]
+    assert {c["id"]: c["verdict"] for c in cases}["submission/tls13"] == "NON-STRICT"

@@ -2,7 +2,8 @@
 
 Every case must be passed by a conformant profile and failed by at least one faulty profile
 (where a fault exists), so no check is one that cannot fail; and each fault must be caught by
-the case written for it.
+the case written for it, by the check named for it, with the verdict its severity gives
+(a "must" case FAILs). ``tox -e mutation`` disables each check in turn and shows this go red.
 """
 
 from __future__ import annotations
@@ -12,53 +13,58 @@ from pathlib import Path
 import pytest
 
 from harness.reference import PROFILES, ReferenceSender
-from harness.runner import Runner, Verdict
+from harness.runner import SEVERITY_VERDICT, CaseResult, Runner, Verdict
 from harness.scenario import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "scenarios")
 NOT_PASSED = {Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO}
 # Cases about the edge itself, which no sender behaviour can fail.
 NO_FAULT_POSSIBLE: set[str] = set()
-# Each deliberate fault, and the case that exists to catch it.
+# Each deliberate fault: the case that exists to catch it, and the check of that case that must fail.
 CAUGHT_BY = {
-    "implicit-tls-465": "submission/port-587-not-465",
-    "tls10-only": "submission/legacy-tls-refused",
-    "tls12-max": "submission/tls-1.3",
-    "no-starttls": "submission/starttls-before-auth",
-    "auth-plain": "submission/auth-login-or-xoauth2",
-    "basic-only": "submission/xoauth2-when-basic-auth-disabled",
-    "no-verify": "submission/certificate-verified",
-    "send-as-other": "submission/sender-is-the-mailbox",
-    "ip-literal": "submission/dns-name-not-ip",
-    "no-retry": "submission/dropped-connection-retried",
-    "retry-storm": "submission/wrong-credentials-no-storm",
-    "bare-lf": "submission/message-well-formed",
-    "direct-send-ip-literal": "direct-send/mx-by-name-port-25-no-auth",
-    "direct-send-auth": "direct-send/mx-by-name-port-25-no-auth",
-    "direct-send-storm": "direct-send/external-recipient-refused",
-    "direct-send-no-retry": "direct-send/transient-retried",
-    "relay-unlisted-ip": "relay/ip-connector-relays-externally",
-    "relay-storm": "relay/ip-not-in-connector-refused",
-    "relay-no-retry": "relay/transient-failure-retried",
-    "relay-cert-tls11": "relay/certificate-connector-tls-1.2",
-    "relay-cert-storm": "relay/wrong-certificate-domain-refused",
+    "implicit-tls-465": ("submission/port-587-not-465", "port"),
+    "tls10-only": ("submission/legacy-tls-refused", "tls"),
+    "tls12-max": ("submission/tls-1.3", "tls"),
+    "no-starttls": ("submission/starttls-before-auth", "starttls_before_auth"),
+    "auth-plain": ("submission/auth-login-or-xoauth2", "auth_mechanism"),
+    "basic-only": ("submission/xoauth2-when-basic-auth-disabled", "auth_mechanism"),
+    "no-verify": ("submission/certificate-verified", "certificate_verified"),
+    "send-as-other": ("submission/sender-is-the-mailbox", "reply"),
+    "ip-literal": ("submission/dns-name-not-ip", "dns_name"),
+    "no-retry": ("submission/dropped-connection-retried", "retried_after_transient"),
+    "retry-storm": ("submission/wrong-credentials-no-storm", "no_auth_storm"),
+    "bare-lf": ("submission/message-well-formed", "well_formed"),
+    "direct-send-ip-literal": ("direct-send/mx-by-name-port-25-no-auth", "dns_name"),
+    "direct-send-auth": ("direct-send/mx-by-name-port-25-no-auth", "no_auth"),
+    "direct-send-storm": ("direct-send/external-recipient-refused", "no_retry_after_permanent"),
+    "direct-send-no-retry": ("direct-send/transient-retried", "retried_after_transient"),
+    "relay-unlisted-ip": ("relay/ip-connector-relays-externally", "stored"),
+    "relay-storm": ("relay/ip-not-in-connector-refused", "no_retry_after_permanent"),
+    "relay-no-retry": ("relay/transient-failure-retried", "retried_after_transient"),
+    "relay-cert-tls11": ("relay/certificate-connector-tls-1.2", "tls"),
+    "relay-cert-storm": ("relay/wrong-certificate-domain-refused", "no_retry_after_permanent"),
 }
 
 
 @pytest.fixture(scope="module")
-def matrix(exo_edge) -> dict[tuple[str, str], Verdict]:
+def results(exo_edge) -> dict[tuple[str, str], CaseResult]:
     from harness.pytest_plugin import reset
 
     reset(exo_edge)
-    verdicts = {}
+    out = {}
     for name, profile in PROFILES.items():
         runner = Runner(exo_edge, ReferenceSender(profile))
         for scenario in CATALOG:
             result = runner.run(scenario)
-            verdicts[(name, scenario.id)] = result.verdict
+            out[(name, scenario.id)] = result
             assert result.verdict != Verdict.ERROR, (name, scenario.id, result.reason)
     reset(exo_edge)
-    return verdicts
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix(results) -> dict[tuple[str, str], Verdict]:
+    return {key: result.verdict for key, result in results.items()}
 
 
 def test_conformant_profiles_pass_every_case_of_their_option(matrix):
@@ -85,8 +91,12 @@ def test_every_case_is_failed_by_some_faulty_profile(matrix):
 
 
 @pytest.mark.parametrize("profile", sorted(CAUGHT_BY))
-def test_each_fault_is_caught_by_its_case(matrix, profile):
-    assert matrix[(profile, CAUGHT_BY[profile])] in NOT_PASSED
+def test_each_fault_is_caught_by_its_case_and_check_with_the_severitys_verdict(results, profile):
+    case_id, check = CAUGHT_BY[profile]
+    result = results[(profile, case_id)]
+    failed = [o.check for o in result.outcomes if o.failed]
+    assert check in failed, (profile, case_id, result.reason)
+    assert result.verdict == SEVERITY_VERDICT[result.scenario.severity], (profile, case_id, result.verdict)
 
 
 def test_every_faulty_profile_is_named_here():

@@ -1,0 +1,63 @@
+"""Secrets stay secret: what a sender prints (its password, its token, their base64 and AUTH
+blobs) never reaches results.json, junit.xml, index.html or the records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+from fakes.exo.secrets import MASK, SecretMask
+from fakes.exo.tokens import xoauth2_payload
+from harness.report import Run, write_reports
+from harness.runner import Runner
+from harness.scenario import load_catalog
+from harness.senders import CommandSender
+
+ROOT = Path(__file__).resolve().parents[2]
+LEAKY = """
+import base64, json, os, sys
+user, password, token = os.environ["EXO_USER"], os.environ["EXO_PASS"], os.environ["EXO_TOKEN"]
+json.dump([user, password, token], open(sys.argv[1], "w"))  # what the test checks for, kept apart
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+print("password", password, "token", token)
+print("~>", b64(password))                                   # swaks --auth LOGIN shows this
+print("~> AUTH PLAIN", b64("\\0" + user + "\\0" + password))
+print("~> AUTH XOAUTH2", b64("user=" + user + "\\x01auth=Bearer " + token + "\\x01\\x01"))
+"""
+
+
+def every_form(user: str, password: str, token: str) -> list[str]:
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    return [password, token, b64(password), b64(f"\0{user}\0{password}"), xoauth2_payload(user, token)]
+
+
+def test_a_sender_that_prints_its_secrets_leaks_none_into_the_reports(edge, tmp_path):
+    script = tmp_path / "leaky.py"
+    script.write_text(LEAKY)
+    (case,) = [c for c in load_catalog(ROOT / "scenarios") if c.id == "submission/port-587-not-465"]
+    handed = tmp_path / "handed.json"
+    runner = Runner(edge, CommandSender(f"{sys.executable} {script} {handed}"))
+    result = runner.run(case)
+    user, password, token = json.loads(handed.read_text())
+    assert password == "Scan-2026!" and token.count(".") == 2  # the sender really had them
+    assert result.sender_result.stdout.count(MASK) >= 5
+    run = Run(sender="leaky", tenant="contoso", edge=edge.describe(), results=[result], secrets=edge.secrets)
+    written = {name: path.read_text() for name, path in write_reports(tmp_path / "report", run).items()}
+    written["records"] = edge.records.path.read_text()
+    for form in every_form(user, password, token):
+        for name, text in written.items():
+            assert form not in text, f"{form[:20]}… in {name}"
+
+
+def test_the_mask_finds_a_secret_inside_any_base64():
+    mask = SecretMask()
+    mask.add("Kopierer#Etage3")
+    for user in ("a@b.example", "mfp-3f@fabrikam.net", "xy@z.example"):
+        for blob in (base64.b64encode(f"\0{user}\0Kopierer#Etage3".encode()).decode(),
+                     xoauth2_payload(user, "Kopierer#Etage3")):
+            masked = mask.mask(blob)
+            assert MASK in masked
+            assert "Kopierer#Etage3" not in base64.b64decode(masked.replace(MASK, "") + "==", validate=False
+                                                              ).decode("latin-1")

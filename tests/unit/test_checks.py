@@ -1,0 +1,237 @@
+"""Each check over hand-built observations (no sockets): it passes what conforms, fails what does
+not with a sentence that says why, and stays out (``None``) where it does not apply."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from fakes.store import StoredMessage
+from harness import checks as C
+from harness.observation import Observation
+
+HOST = "smtp.office365.com"
+_clock = itertools.count(1)
+
+
+def ev(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"kind": kind, **fields}
+
+
+def session(sid: str, endpoint: str, *events: dict[str, Any], peer: str = "127.0.0.5") -> list[dict[str, Any]]:
+    out = [{"session": sid, "t": float(next(_clock)), "kind": "connect", "endpoint": endpoint,
+            "peer": [peer, 40000], "local": ["127.0.0.1", 587]}]
+    for event in events:
+        out.append({"session": sid, "t": float(next(_clock)), **event})
+    out.append({"session": sid, "t": float(next(_clock)), "kind": "disconnect", "error": None})
+    return out
+
+
+def cmd(line: str) -> dict[str, Any]:
+    return ev("command", line=line)
+
+
+def reply(line: str) -> dict[str, Any]:
+    return ev("reply", line=line, code=int(line[:3]))
+
+
+def stored(folder: str, mailbox: str | None, sid: str = "s1", *, delayed: bool = False, kind: str = "message"):
+    return StoredMessage(id="x", session=sid, endpoint="submission", message_id="m", mail_from="a@b.example",
+                         recipient=mailbox or "p@example.org", mailbox=mailbox, folder=folder, kind=kind,
+                         stored_at=1.0, deliver_after=2.0 if delayed else 1.0, spf=None, size=10, path="/dev/null")
+
+
+def observe(*sessions: list[dict[str, Any]], dns: list[dict[str, Any]] = (), stored_copies=(),
+            host: str = HOST) -> Observation:
+    events = [e for s in sessions for e in s] + list(dns)
+    return Observation.build(events, list(stored_copies), host)
+
+
+GOOD_SUBMISSION = session(
+    "s1", "submission",
+    reply("220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready"),
+    cmd("EHLO device"), reply("250 SMTPUTF8"), cmd("STARTTLS"), reply("220 2.0.0 SMTP server ready"),
+    ev("client_hello", versions=["TLSv1.3", "TLSv1.2"], highest_version="TLSv1.3", sni=HOST, cipher_suites=[]),
+    ev("tls", version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", client_certificate=None),
+    cmd("EHLO device"), reply("250 SMTPUTF8"), cmd("AUTH LOGIN <redacted>"), ev("auth_response", line="<redacted>"),
+    ev("auth", mechanism="LOGIN", user="scanner@contoso.com", outcome="success", reason="password"),
+    reply("235 2.7.0 Authentication successful"),
+    cmd("MAIL FROM:<scanner@contoso.com> SIZE=300"), reply("250 2.1.0 Sender OK"),
+    cmd("RCPT TO:<alice@contoso.com>"), reply("250 2.1.5 Recipient OK"), cmd("DATA"),
+    reply("354 Start mail input; end with <CRLF>.<CRLF>"),
+    ev("message", size=300, via="DATA", has_date=True, has_message_id=True, has_from=True, bare_lf=False,
+       longest_line=0),
+    reply("250 2.6.0 <m@device> [InternalId=1] Queued mail for delivery"), cmd("QUIT"),
+    reply("221 2.0.0 Service closing transmission channel"),
+)
+DNS_LOOKUP = [{"session": "dns000001", "t": 0.5, "kind": "dns_query", "name": HOST, "type": "A", "rcode": "NOERROR"}]
+
+
+def edit(events: list[dict[str, Any]], old: dict[str, Any] | None, new: list[dict[str, Any]]) -> list[dict]:
+    """``events`` with the first one equal to ``old`` (ignoring t) replaced by ``new`` (None: appended)."""
+    out = []
+    done = old is None
+    for e in events:
+        core = {k: v for k, v in e.items() if k not in ("session", "t")}
+        if not done and core == old:
+            out += [{"session": e["session"], "t": e["t"], **n} for n in new]
+            done = True
+        else:
+            out.append(e)
+    assert done, f"{old} not found"
+    return out
+
+
+def outcome(check: C._Check, obs: Observation) -> bool | None:
+    result = check.evaluate(obs)
+    assert result.message, "every outcome says why"
+    return result.passed
+
+
+def test_connected():
+    assert outcome(C.Connected(), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.Connected(), observe()) is False
+
+
+def test_port():
+    assert outcome(C.Port(), observe(GOOD_SUBMISSION)) is True
+    trap = session("s2", "implicit-tls", ev("client_hello", implicit_tls=True, versions=["TLSv1.3"]))
+    assert outcome(C.Port(), observe(trap)) is False
+    assert outcome(C.Port(allowed=[587]), observe(session("s3", "submission-25"))) is False
+    assert outcome(C.Port(), observe()) is None
+
+
+def test_dns_name():
+    assert outcome(C.DnsName(), observe(GOOD_SUBMISSION)) is True  # SNI names the host
+    hello = next(e for e in GOOD_SUBMISSION if e["kind"] == "client_hello")
+    no_sni = edit(GOOD_SUBMISSION, {k: v for k, v in hello.items() if k not in ("session", "t")},
+                  [hello | {"sni": None}])
+    assert outcome(C.DnsName(), observe(no_sni)) is False
+    assert outcome(C.DnsName(), observe(no_sni, dns=DNS_LOOKUP)) is True  # looked up instead
+    assert outcome(C.DnsName(), observe()) is None
+
+
+def test_starttls_before_auth():
+    assert outcome(C.StartTlsBeforeAuth(), observe(GOOD_SUBMISSION)) is True
+    plain = session("s2", "submission", cmd("EHLO d"), cmd("AUTH LOGIN <redacted>"), cmd("MAIL FROM:<a@b.example>"))
+    assert outcome(C.StartTlsBeforeAuth(), observe(plain)) is False
+    assert outcome(C.StartTlsBeforeAuth(), observe(session("s3", "submission", cmd("EHLO d")))) is None
+
+
+def test_tls():
+    assert outcome(C.Tls(), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.Tls(minimum="TLSv1.3"), observe(GOOD_SUBMISSION)) is True
+    old = session("s2", "submission", ev("client_hello", versions=["TLSv1"], highest_version="TLSv1"),
+                  ev("tls", version="TLSv1", cipher="x", client_certificate=None))
+    assert outcome(C.Tls(), observe(old)) is False
+    assert outcome(C.Tls(offered_minimum="TLSv1.2"), observe(old)) is False
+    assert outcome(C.Tls(), observe(session("s3", "mx", cmd("EHLO d")))) is False
+    assert outcome(C.Tls(required=False), observe(session("s3", "mx", cmd("EHLO d")))) is True
+
+
+def test_certificate_verified():
+    refused = session("s2", "submission", cmd("STARTTLS"), ev("tls_failed", reason="certificate unknown"))
+    assert outcome(C.CertificateVerified(), observe(refused)) is True
+    assert outcome(C.CertificateVerified(), observe(GOOD_SUBMISSION)) is False  # went on to AUTH
+    assert outcome(C.CertificateVerified(), observe()) is None
+
+
+def auth_session(mechanism: str, result: str) -> list[dict[str, Any]]:
+    return session("s2", "submission", ev("tls", version="TLSv1.3", cipher="x", client_certificate=None),
+                   ev("auth", mechanism=mechanism, user="u", outcome=result, reason="why"))
+
+
+def test_auth_mechanism():
+    assert outcome(C.AuthMechanism(succeeded=True), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.AuthMechanism(), observe(auth_session("PLAIN", "unsupported"))) is False
+    assert outcome(C.AuthMechanism(succeeded=True), observe(auth_session("LOGIN", "failure"))) is False
+    assert outcome(C.AuthMechanism(), observe(session("s3", "submission"))) is None
+    assert outcome(C.AuthMechanism(succeeded=True), observe(session("s3", "submission"))) is False
+
+
+def test_no_auth():
+    mx = session("s2", "mx", cmd("EHLO d"), cmd("MAIL FROM:<a@b.example>"))
+    assert outcome(C.NoAuth(), observe(mx)) is True
+    assert outcome(C.NoAuth(), observe(session("s3", "mx", cmd("AUTH LOGIN <redacted>")))) is False
+    assert outcome(C.NoAuth(), observe()) is None
+
+
+def test_reply():
+    assert outcome(C.Reply(code=235, enhanced="2.7.0", stage="auth"), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.Reply(code=235, stage="mail"), observe(GOOD_SUBMISSION)) is False  # wrong stage
+    assert outcome(C.Reply(code=550, enhanced="5.7.60"), observe(GOOD_SUBMISSION)) is False
+    assert outcome(C.Reply(code=550, enhanced="5.7.60", seen=False), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.Reply(code=250, enhanced="2.6.0", stage="message"), observe(GOOD_SUBMISSION)) is True
+
+
+def test_stored():
+    copies = [stored("Inbox", "alice@contoso.com"), stored("Sent Items", "scanner@contoso.com")]
+    obs = observe(GOOD_SUBMISSION, stored_copies=copies)
+    assert outcome(C.Stored(folder="Inbox", mailbox="alice@contoso.com", count=1), obs) is True
+    assert outcome(C.Stored(folder="Inbox", mailbox="bob@contoso.com"), obs) is False
+    assert outcome(C.Stored(folder="Junk", count=0), obs) is True
+    twice = observe(GOOD_SUBMISSION, stored_copies=[*copies, stored("Inbox", "alice@contoso.com")])
+    assert outcome(C.Stored(folder="Inbox", count=1), twice) is False
+    assert outcome(C.Stored(folder="Inbox", delayed=True), obs) is False
+    late = observe(GOOD_SUBMISSION, stored_copies=[stored("Inbox", "alice@contoso.com", delayed=True)])
+    assert outcome(C.Stored(folder="Inbox", delayed=True), late) is True
+    elsewhere = observe(GOOD_SUBMISSION, stored_copies=[stored("Inbox", "alice@contoso.com", sid="other")])
+    assert outcome(C.Stored(folder="Inbox"), elsewhere) is False  # another session's copy is not this case's
+
+
+def test_retried_after_transient():
+    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK"),
+                    cmd("RCPT TO:<c@d.example>"), reply("451 4.7.500 Server busy"))
+    retry = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK"))
+    assert outcome(C.RetriedAfterTransient(), observe(first, retry)) is True
+    assert outcome(C.RetriedAfterTransient(), observe(first)) is False
+    assert outcome(C.RetriedAfterTransient(within=0.5), observe(first, retry)) is False  # too late
+    assert outcome(C.RetriedAfterTransient(), observe(GOOD_SUBMISSION)) is None
+
+
+def test_no_retry_after_permanent():
+    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied"))
+    again = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied"))
+    assert outcome(C.NoRetryAfterPermanent(), observe(first)) is True
+    assert outcome(C.NoRetryAfterPermanent(), observe(first, again)) is False
+    assert outcome(C.NoRetryAfterPermanent(max_attempts=2), observe(first, again)) is True
+    assert outcome(C.NoRetryAfterPermanent(), observe(GOOD_SUBMISSION)) is None
+
+
+def test_no_auth_storm():
+    failures = [auth_session("LOGIN", "failure") for _ in range(5)]
+    for i, s in enumerate(failures):
+        for e in s:
+            e["session"] = f"f{i}"
+    assert outcome(C.NoAuthStorm(), observe(*failures[:1])) is True
+    assert outcome(C.NoAuthStorm(), observe(*failures)) is False
+    assert outcome(C.NoAuthStorm(), observe(GOOD_SUBMISSION)) is None
+
+
+@pytest.mark.parametrize(("facts", "expected"), [
+    ({}, None),
+    ({"has_date": False}, "no Date header"),
+    ({"bare_lf": True}, "bare LF"),
+    ({"longest_line": 1200}, "a line of 1200 octets"),
+    ({"size": 2_000_000}, "without declaring SIZE="),
+])
+def test_well_formed(facts, expected):
+    message = {"kind": "message", "size": 300, "via": "DATA", "has_date": True, "has_message_id": True,
+               "has_from": True, "bare_lf": False, "longest_line": 0}
+    events = edit(GOOD_SUBMISSION, {k: v for k, v in message.items()}, [message | facts])
+    if "size" in facts:
+        events = edit(events, {"kind": "command", "line": "MAIL FROM:<scanner@contoso.com> SIZE=300"},
+                      [cmd("MAIL FROM:<scanner@contoso.com>")])
+    result = C.WellFormed().evaluate(observe(events))
+    if expected is None:
+        assert result.passed is True
+    else:
+        assert result.passed is False and expected in result.message
+    assert C.WellFormed().evaluate(observe(session("s9", "submission"))).passed is None
+
+
+def test_every_check_has_a_test_here():
+    tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
+    assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
