@@ -222,8 +222,7 @@ class Edge:
                    expires_in: float = 3600, **claims: Any) -> str:
         token = self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
                                  expires_in=expires_in, **claims)
-        self.secrets.add(token)
-        return token
+        return token  # masked by its shape (fakes.exo.secrets)
 
     def hostname(self, name: str) -> str:
         """The name a device is told to use for an endpoint (what SNI and DNS should show)."""

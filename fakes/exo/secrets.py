@@ -4,6 +4,11 @@
 secret as it is, its base64 alone, and inside any longer base64 (an AUTH PLAIN or XOAUTH2 blob),
 whatever its alignment there, as CI systems mask their secrets in logs. Records, results,
 JUnit and HTML all pass through one mask.
+
+Passwords and client secrets are learnt one by one (a tenant has few). Access tokens are minted
+for every case, so they are not learnt by value: any JWT, and any base64 that carries one (an
+XOAUTH2 blob, a JWT encoded again), is masked by its shape, and the cost of masking never grows
+with the number of cases run.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 MASK = "********"
 # base64 runs shorter than this are not masked inside longer base64 (too likely to be chance)
 _MIN_FRAGMENT = 8
+_JWT = r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
 
 
 def encodings(secret: str) -> set[str]:
@@ -32,28 +38,38 @@ def encodings(secret: str) -> set[str]:
     return {f for f in forms if f}
 
 
+def _inside_base64(marker: bytes) -> list[str]:
+    """The base64 of ``marker`` as it reads inside a longer base64 text, at each alignment."""
+    out = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + marker).decode()
+        out.append(encoded[4 if offset else 0:-4])
+    return out
+
+
+# A token by its shape: a JWT, or base64 from "auth=Bearer " (XOAUTH2) or from a JWT header on
+TOKEN_SHAPES = [_JWT, *(re.escape(core) + "[A-Za-z0-9+/]*={0,2}"
+                        for marker in (b"auth=Bearer ", b"eyJhbGciOi", b"eyJ0eXAiOi")
+                        for core in _inside_base64(marker))]
+
+
 class SecretMask:
     def __init__(self) -> None:
         self._forms: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._pattern: re.Pattern[str] = re.compile("|".join(TOKEN_SHAPES))
         self._lock = threading.Lock()
 
     def add(self, *secrets: str | None) -> None:
+        """Passwords and client secrets: masked for the life of the mask."""
         with self._lock:
-            before = len(self._forms)
-            for secret in secrets:
-                if secret and len(secret) >= 4:
-                    self._forms |= encodings(secret)
-            if len(self._forms) != before:
+            fresh = {form for secret in secrets if secret and len(secret) >= 4 for form in encodings(secret)}
+            if not fresh <= self._forms:
+                self._forms |= fresh
                 ordered = sorted(self._forms, key=len, reverse=True)  # longest first
-                self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
-
-    def __bool__(self) -> bool:
-        return self._pattern is not None
+                self._pattern = re.compile("|".join([*TOKEN_SHAPES, *(re.escape(f) for f in ordered)]))
 
     def mask(self, text: str) -> str:
-        pattern = self._pattern
-        return text if pattern is None or not text else pattern.sub(MASK, text)
+        return self._pattern.sub(MASK, text) if text else text
 
     def mask_data(self, data: Any) -> Any:
         """``data`` (JSON-like) with every string masked."""
