@@ -26,9 +26,10 @@ from typing import Any
 
 from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
+from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, SMTP_ENDPOINTS
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
-from fakes.exo.session import EdgeState, Endpoint, Fault
+from fakes.exo.session import EdgeState, Fault
 from fakes.exo.spf import check_host
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
@@ -37,23 +38,6 @@ from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
 from fakes.tls import SERVER_NAMES, LabCA, load_client_hello_parser, server_context
-
-SMTP_ENDPOINTS: dict[str, Endpoint] = {
-    "submission": "submission",
-    "submission-25": "submission",
-    "legacy": "legacy",
-    "mx": "mx",
-}
-ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls", "dns")
-# The names a device is told to use, per endpoint (what SNI and DNS should show).
-ENDPOINT_HOSTNAMES = {
-    "submission": "smtp.office365.com",
-    "submission-25": "smtp.office365.com",
-    "legacy": "smtp-legacy.office365.com",
-    "implicit-tls": "smtp.office365.com",
-}
-WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465,
-                    "mx": 25, "dns": 53}
 
 
 def tenant_guid(tenant: Tenant) -> str:

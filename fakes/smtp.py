@@ -136,7 +136,7 @@ class SmtpConnection(asyncio.Protocol):
         except Exception as exc:  # the edge failed, not the client: say 451 4.3.0 and end
             self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
             log.exception("edge fault in session %s", self.session.id)
-            self._write((R.HARNESS_FAULT.render(self.session.context()),))
+            self._write((R.HARNESS_FAULT.render(self.session.context()),), R.HARNESS_FAULT)
         finally:
             self._finish()
 
@@ -171,7 +171,7 @@ class SmtpConnection(asyncio.Protocol):
             if not await self._store(decision.accepted):
                 lines = (R.HARNESS_FAULT.render(self.session.context()),)
         if lines:
-            self._write(lines)
+            self._write(lines, decision.reply if lines is decision.lines else R.HARNESS_FAULT)
         if decision.read_data:
             self.framer.start_data()
         if decision.start_tls:
@@ -198,16 +198,21 @@ class SmtpConnection(asyncio.Protocol):
 
     # -- output -------------------------------------------------------------------------------------
 
-    def _write(self, lines: tuple[str, ...]) -> None:
-        assert self.rec is not None
-        recorded = []
+    def _write(self, lines: tuple[str, ...], reply: R.Reply | None = None) -> None:
+        """Queue reply lines for the client; record each with the stage it answers and, when it
+        is one reply of the catalog, its name and enhanced code (read back as they are, never
+        parsed out of the text)."""
+        assert self.rec is not None and self.session is not None
+        stage = self.session.stage
         for line in lines:
             shown = line
             for secret in self._secrets:
                 shown = shown.replace(secret, REDACTED)
-            recorded.append(shown)
+            last = line[3:4] != "-"
+            self.rec.event("reply", line=shown, code=int(line[:3]), stage=stage,
+                           name=R.name_of(reply) if last else None,
+                           enhanced=reply.enhanced if reply is not None and last else None)
             self._out.append(line.encode("utf-8", "backslashreplace") + b"\r\n")
-        self.rec.replies(recorded)
 
     def _flush(self) -> None:
         if not self._out or self.transport is None or self.transport.is_closing():

@@ -24,6 +24,7 @@ from typing import Any
 
 import trustme
 
+from fakes.exo.names import TLS_VERSIONS, TLS_WIRE_CODES
 from fakes.exo.tokens import generate_issuer_key
 
 # [C] technical-reference-details-about-encryption: TLS 1.2 suites, strongest first (OpenSSL names).
@@ -43,8 +44,7 @@ SERVER_NAMES = (
     "*.mail.protection.outlook.com",
     "mail.protection.outlook.com",
 )
-_VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2",
-                  0x0304: "TLSv1.3"}
+
 
 
 class LabCA:
@@ -134,8 +134,8 @@ def _capture_client_hello(conn: Any, direction: str, version: Any, content_type:
         conn.exo_client_hello = bytes(data)
 
 
-_TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+# ssl's names for the versions of fakes.exo.names.TLS_VERSIONS that OpenSSL still speaks
+SSL_VERSIONS = {name: getattr(ssl.TLSVersion, name.replace(".", "_")) for name in TLS_VERSIONS[1:]}
 
 
 def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
@@ -144,12 +144,12 @@ def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
                    versions: tuple[str, ...] | None = None) -> ssl.SSLContext:
     """The edge's TLS. ``versions`` narrows what it offers (a scenario's "edge offers only 1.2")."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    chosen = sorted(versions or _TLS_VERSIONS, key=list(_TLS_VERSIONS).index)
+    chosen = sorted(versions or SSL_VERSIONS, key=list(SSL_VERSIONS).index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         # Accept TLS 1.0/1.1 at the handshake so the session can refuse it with 4.7.66 afterwards.
-        ctx.minimum_version = _TLS_VERSIONS[chosen[0]]
-        ctx.maximum_version = _TLS_VERSIONS[chosen[-1]]
+        ctx.minimum_version = SSL_VERSIONS[chosen[0]]
+        ctx.maximum_version = SSL_VERSIONS[chosen[-1]]
     ctx.set_ciphers(":".join(REFERENCE_TLS12_CIPHERS) + ":@SECLEVEL=0")
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     (leaf or ca.issue(*names)).configure_cert(ctx)
@@ -173,7 +173,7 @@ class ClientHello:
 
     @property
     def highest_version(self) -> str:
-        order = list(_VERSION_NAMES.values())
+        order = list(TLS_WIRE_CODES.values())
         known = [v for v in self.versions if v in order]
         return max(known, key=order.index) if known else self.legacy_version
 
@@ -196,11 +196,11 @@ class ClientHello:
         sni = None
         for ext in hello.ext or []:
             if isinstance(ext, TLS_Ext_SupportedVersion_CH):
-                versions = tuple(_VERSION_NAMES.get(v, f"0x{v:04x}") for v in ext.versions
-                                 if v in _VERSION_NAMES)
+                versions = tuple(TLS_WIRE_CODES.get(v, f"0x{v:04x}") for v in ext.versions
+                                 if v in TLS_WIRE_CODES)
             elif isinstance(ext, TLS_Ext_ServerName) and ext.servernames:
                 sni = ext.servernames[0].servername.decode("ascii", "replace")
-        legacy = _VERSION_NAMES.get(hello.version, f"0x{hello.version:04x}")
+        legacy = TLS_WIRE_CODES.get(hello.version, f"0x{hello.version:04x}")
         suites = tuple(_tls_cipher_suites.get(c, f"0x{c:04x}") for c in hello.ciphers or [])
         return cls(legacy, versions or (legacy,), suites, sni)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.observation import TLS_ORDER, Exchange, Observation, tls_at_least, without_suffix
+from harness.observation import TLS_VERSIONS, Exchange, Observation, tls_at_least, without_suffix
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Stage = Literal["banner", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "message", "any"]
@@ -136,7 +136,7 @@ class Tls(_Check):
                 continue
             if not tls_at_least(version, self.minimum):
                 return self.outcome(False, f"negotiated {version}; {self.minimum} or later is required")
-        versions = sorted({s.tls_version for s in obs.smtp if s.tls_version}, key=TLS_ORDER.index)
+        versions = sorted({s.tls_version for s in obs.smtp if s.tls_version}, key=TLS_VERSIONS.index)
         if not versions:
             if self.required:
                 return self.outcome(False, "no TLS session was established")

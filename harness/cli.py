@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fakes.edge import ENDPOINT_NAMES, Edge, EdgeThread
+from fakes.edge import Edge, EdgeThread
 from fakes.exo.errors import ExoEdgeError
+from fakes.exo.names import ENDPOINT_NAMES
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.tls import LabCA

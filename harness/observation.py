@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS, tls_at_least
 from fakes.store import StoredMessage
 
-# The port a device was configured with, by the endpoint it reached (tests use ephemeral ports).
-WELL_KNOWN = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465, "mx": 25}
-TLS_ORDER = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+__all__ = ["TLS_VERSIONS", "Exchange", "Observation", "SessionView", "tls_at_least", "without_suffix"]
+
 
 
 _SUFFIX = re.compile(r" \[[A-Za-z0-9.-]+( \S+Z [0-9A-F]{16})?\]$")
@@ -26,28 +26,18 @@ def without_suffix(line: str) -> str:
     return _SUFFIX.sub("", line)
 
 
-def tls_at_least(version: str | None, minimum: str) -> bool:
-    return version in TLS_ORDER and TLS_ORDER.index(version) >= TLS_ORDER.index(minimum)
-
-
 @dataclass(frozen=True)
 class Exchange:
-    """One reply and the stage it answered: ehlo, starttls, auth, mail, rcpt, data, message, other."""
+    """One reply, as the edge recorded it: the stage it answered (banner, ehlo, starttls, auth,
+    mail, rcpt, data, message, rset, noop, quit, other), its code, enhanced code and catalog name."""
 
     stage: str
     command: str
     code: int
     line: str
     t: float
-
-    @property
-    def enhanced(self) -> str | None:
-        parts = self.line[4:].split(" ", 1)
-        return parts[0] if parts and parts[0][:1].isdigit() and parts[0].count(".") == 2 else None
-
-
-_STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth", "MAIL": "mail",
-           "RCPT": "rcpt", "DATA": "data", "BDAT": "data", "QUIT": "quit", "RSET": "rset", "NOOP": "noop"}
+    enhanced: str | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -62,26 +52,24 @@ class SessionView:
     def build(cls, session_id: str, events: list[dict[str, Any]]) -> SessionView:
         first = events[0]
         view = cls(session_id, first.get("endpoint", "?"), events, (first.get("peer") or ["?"])[0])
-        stage, command = "banner", ""
+        command = ""
         for event in events:
             kind = event["kind"]
             if kind == "command":
                 command = event["line"]
-                stage = _STAGES.get(command.split(" ", 1)[0].upper(), "other")
-            elif kind == "auth_response":
-                stage = "auth"
             elif kind == "message":
-                stage, command = "message", "<end of data>"
+                command = "<end of data>"
             elif kind == "reply":
                 line = event["line"]
                 if line[3:4] == "-":  # continuation lines of a multi-line reply
                     continue
-                view.exchanges.append(Exchange(stage, command, int(event["code"]), line, event["t"]))
+                view.exchanges.append(Exchange(event.get("stage", "other"), command, int(event["code"]), line,
+                                               event["t"], event.get("enhanced"), event.get("name")))
         return view
 
     @property
     def port(self) -> int | None:
-        return WELL_KNOWN.get(self.endpoint)
+        return WELL_KNOWN_PORTS.get(self.endpoint)
 
     def kinds(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] == kind]

@@ -22,13 +22,14 @@ from typing import Literal
 
 from dnslib import QTYPE, DNSRecord
 
+from fakes.exo.names import LEGACY_TLS_VERSIONS
 from fakes.exo.tokens import xoauth2_payload
+from fakes.tls import SSL_VERSIONS
 from harness.senders import Order, SenderResult
 
 Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none"]
 StartTls = Literal["required", "opportunistic", "never"]
-_TLS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-        "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,9 @@ def _context(order: Order, behaviour: Behaviour, server_name: str | None) -> ssl
         ctx.verify_mode = ssl.CERT_NONE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = _TLS[behaviour.tls_min]
-        ctx.maximum_version = _TLS[behaviour.tls_max]
-    if behaviour.tls_min in ("TLSv1", "TLSv1.1"):
+        ctx.minimum_version = SSL_VERSIONS[behaviour.tls_min]
+        ctx.maximum_version = SSL_VERSIONS[behaviour.tls_max]
+    if behaviour.tls_min in LEGACY_TLS_VERSIONS:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     if behaviour.client_certificate and order.cert and order.key:
         ctx.load_cert_chain(order.cert, order.key)

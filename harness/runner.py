@@ -19,6 +19,7 @@ from typing import Any
 from fakes.edge import Edge
 from fakes.exo.errors import ConfigError
 from fakes.exo.lab import MissingRole, Roles, roles
+from fakes.exo.names import WELL_KNOWN_PORTS
 from fakes.exo.session import Fault
 from fakes.exo.tenant import Tenant
 from harness.checks import Outcome
@@ -156,12 +157,10 @@ class Runner:
         endpoint = "submission" if option == "submission" else "mx"
         addr, port = edge.addresses[endpoint]
         user = send.user or _need(lab, "submitter")
-        if endpoint == "submission":
-            ports = {587: port, 25: edge.addresses["submission-25"][1], 465: edge.addresses["implicit-tls"][1]}
-            sender = send.sender or user
-        else:
-            ports = {25: port}
-            sender = send.sender or lab.mx_sender
+        # the ports a device of this option may try (587, 25, 465), mapped to the edge's
+        listeners = ("submission", "submission-25", "implicit-tls") if endpoint == "submission" else ("mx",)
+        ports = {WELL_KNOWN_PORTS[name]: edge.addresses[name][1] for name in listeners}
+        sender = send.sender or (user if endpoint == "submission" else lab.mx_sender)
         box = tenant.mailbox(user)
         password = send.password if send.password is not None else (box.password if box else None)
         cert = key = None

@@ -10,6 +10,7 @@ import ssl
 import warnings
 
 from fakes.edge import Edge
+from fakes.tls import SSL_VERSIONS
 
 SUFFIX = re.compile(
     r" \[[A-Z0-9]+\.[a-z0-9]+\.prod\.outlook\.com \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
@@ -17,12 +18,7 @@ SUFFIX = re.compile(
 MX_SUFFIX = re.compile(
     r" \[[A-Z0-9]+\.mail\.protection\.outlook\.com \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
 )
-TLS_VERSIONS = {
-    "TLSv1": ssl.TLSVersion.TLSv1,
-    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
-    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
-}
+TLS_VERSIONS = SSL_VERSIONS
 MESSAGE = (
     "From: {sender}\r\nTo: {to}\r\nSubject: exo-edge test\r\n"
     "Date: Fri, 27 Nov 2026 02:00:00 +0000\r\nMessage-ID: <{tag}@device.test>\r\n\r\n"

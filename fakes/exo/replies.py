@@ -63,6 +63,18 @@ class Reply:
         return " ".join(parts)
 
 
+def name_of(reply: Reply | None) -> str | None:
+    """A reply's name in this catalog (``SENDER_OK``), as records and reports give it."""
+    if reply is None:
+        return None
+    if not _NAMES:
+        _NAMES.update({id(value): name for name, value in globals().items() if isinstance(value, Reply)})
+    return _NAMES.get(id(reply))
+
+
+_NAMES: dict[int, str] = {}
+
+
 def banner(host: str, now: float, session_id: str | None) -> str:
     """``220 HOST Microsoft ESMTP MAIL Service ready at <RFC 5322 date> [<16 hex>]``.
 

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from . import replies as R
 from . import rules
@@ -62,15 +62,13 @@ from .message import (
     prepend_headers,
     read_headers,
 )
+from .names import LEGACY_TLS_VERSIONS, Endpoint, is_address
 from .quota import QuotaLedger
 from .replies import Reply, ReplyContext
 from .tenant import Mailbox, Tenant
 from .tokens import TokenAuthority, TokenCheck, parse_xoauth2
 from .wire import Line, WireEvent
 
-Endpoint = Literal["submission", "legacy", "mx"]
-LEGACY_TLS_VERSIONS = frozenset({"TLSv1", "TLSv1.1"})
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 # Exchange's receive connectors: MaxProtocolErrors 5; then the client gets 421 4.7.0.
 MAX_PROTOCOL_ERRORS = 5
 # All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
@@ -158,6 +156,12 @@ SEQUENCE: dict[type, tuple[frozenset[Phase], Reply]] = {
     StartTls: (frozenset({Phase.READY, Phase.CONNECTED}), R.NEED_HELO),
 }
 AUTH_PHASES = frozenset({Phase.AUTH_LOGIN_USER, Phase.AUTH_LOGIN_PASSWORD, Phase.AUTH_XOAUTH2})
+# The stage a reply answers, by the event it answers (what records and checks call it).
+STAGES: dict[type, str] = {
+    Hello: "ehlo", StartTls: "starttls", TlsEstablished: "starttls", Auth: "auth", AuthLine: "auth",
+    MailFrom: "mail", RcptTo: "rcpt", Data: "data", ChunkStart: "data", DataEnd: "message",
+    MessageBody: "message", Reset: "rset", Noop: "noop", Quit: "quit",
+}
 # Replies that count toward MAX_PROTOCOL_ERRORS.
 PROTOCOL_ERRORS = frozenset({
     R.UNRECOGNIZED_COMMAND, R.SYNTAX_ERROR, R.LINE_TOO_LONG, R.NEED_HELO, R.NEED_MAIL, R.NEED_RCPT,
@@ -192,6 +196,7 @@ class Session:
         self._body: MessageBuffer | None = None
         self._chunk_refusal: Reply | None = None  # the answer owed after the current BDAT chunk
         self._chunks = 0
+        self.stage = "banner"  # what the latest reply answers: ehlo, auth, mail, rcpt, data, message…
 
     # -- naming -----------------------------------------------------------------------------
 
@@ -251,6 +256,13 @@ class Session:
 
     # -- dispatch -----------------------------------------------------------------------------
 
+    def _stage_of(self, event: Event) -> str:
+        if isinstance(event, ChunkEnd):
+            return "message" if event.last else "data"
+        if isinstance(event, LineTooLong) and self.in_auth_exchange:
+            return "auth"
+        return STAGES.get(type(event), "other")
+
     def receive(self, event: WireEvent) -> Decision:
         """A wire event from ``fakes.exo.wire.Framer``: a line is a command, or the answer to a 334."""
         if isinstance(event, Line):
@@ -260,6 +272,8 @@ class Session:
         return self.handle(event)
 
     def handle(self, event: Event) -> Decision:
+        if not isinstance(event, BodyData | Closed):
+            self.stage = self._stage_of(event)
         if isinstance(event, Closed):
             return self._closed()
         if self.phase is Phase.CLOSED:
@@ -461,7 +475,7 @@ class Session:
 
     def _on_MailFrom(self, event: MailFrom) -> Decision:
         address = event.address.strip()
-        if event.address == MALFORMED_PATH or (address and not _ADDRESS.match(address)):
+        if event.address == MALFORMED_PATH or (address and not is_address(address)):
             return self._say(R.BAD_ADDRESS)
         params = {k.upper(): v for k, v in event.params}
         if not self.is_mx:
@@ -489,7 +503,7 @@ class Session:
 
     def _on_RcptTo(self, event: RcptTo) -> Decision:
         address = event.address.strip().lower()
-        if not _ADDRESS.match(address):
+        if not is_address(address):
             return self._say(R.BAD_ADDRESS)
         refusal = _rcpt_parameter_refusal({k.upper(): v for k, v in event.params})
         if refusal:

@@ -17,14 +17,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from .documents import load_document, read_text, validate
 from .errors import ConfigError
+from .names import MX_SUFFIX, is_address
 
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
 _DOMAIN = re.compile(r"^([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
+    if not is_address(value):
         raise ValueError("is not an email address")
     return value.lower()
 
@@ -190,7 +190,7 @@ class Tenant(_Frozen):
     @property
     def mx_host(self) -> str:
         """``contoso.com`` -> ``contoso-com.mail.protection.outlook.com``."""
-        return self.accepted_domains[0].replace(".", "-") + ".mail.protection.outlook.com"
+        return self.accepted_domains[0].replace(".", "-") + MX_SUFFIX
 
     @property
     def initial_domain(self) -> str:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .names import SUBMISSION_NAMES
 from .tenant import Tenant
 
 # Exchange Online Protection's published ranges (the include's real content, abridged).
 EOP_SPF = ("v=spf1 ip4:40.92.0.0/15 ip4:40.107.0.0/16 ip4:52.100.0.0/14 ip4:104.47.0.0/17 "
            "ip6:2a01:111:f400::/48 ip6:2a01:111:f403::/49 -all")
-SUBMISSION_NAMES = ("smtp.office365.com", "smtp-legacy.office365.com")
 APEXES = ("office365.com", "protection.outlook.com")
 TTL = 300
 

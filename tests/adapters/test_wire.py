@@ -278,3 +278,15 @@ def test_connections_over_the_edge_wide_cap_hear_421_4_3_2(edge):
             assert first.banner.startswith("220 ") and second.banner.startswith("421 4.3.2 ")
     finally:
         edge.state.max_connections = cap
+
+
+def test_replies_are_recorded_with_their_stage_name_and_enhanced_code(edge, since):
+    body = message(SCANNER, ALICE)
+    with RawClient(edge).login() as client:
+        client.send(transaction() + b"BDAT 10\r\n" + body[:10] + b"BDAT %d LAST\r\n" % (len(body) - 10) + body[10:]
+                    + b"XYZZY\r\n").replies(5)
+    replies = [(e["stage"], e["name"], e["enhanced"]) for e in edge.records.window(since)
+               if e["kind"] == "reply" and e["line"][3:4] != "-"]
+    assert ("mail", "SENDER_OK", "2.1.0") in replies and ("rcpt", "RECIPIENT_OK", "2.1.5") in replies
+    assert ("data", "CHUNK_RECEIVED", "2.6.0") in replies and ("message", "QUEUED", "2.6.0") in replies
+    assert ("auth", "AUTH_OK", "2.7.0") in replies and ("other", "UNRECOGNIZED_COMMAND", "5.3.3") in replies

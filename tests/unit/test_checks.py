@@ -4,6 +4,7 @@ not with a sentence that says why, and stays out (``None``) where it does not ap
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -33,8 +34,11 @@ def cmd(line: str) -> dict[str, Any]:
     return ev("command", line=line)
 
 
-def reply(line: str) -> dict[str, Any]:
-    return ev("reply", line=line, code=int(line[:3]))
+def reply(line: str, stage: str = "other") -> dict[str, Any]:
+    """A reply as the edge records it: with the stage it answers and its enhanced code."""
+    word = line[4:].split(" ", 1)[0]
+    enhanced = word if re.fullmatch(r"\d\.\d{1,3}\.\d{1,3}", word) else None
+    return ev("reply", line=line, code=int(line[:3]), stage=stage, enhanced=enhanced)
 
 
 def stored(folder: str, mailbox: str | None, sid: str = "s1", *, delayed: bool = False, kind: str = "message"):
@@ -51,20 +55,22 @@ def observe(*sessions: list[dict[str, Any]], dns: list[dict[str, Any]] = (), sto
 
 GOOD_SUBMISSION = session(
     "s1", "submission",
-    reply("220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready"),
-    cmd("EHLO device"), reply("250 SMTPUTF8"), cmd("STARTTLS"), reply("220 2.0.0 SMTP server ready"),
+    reply("220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready", "banner"),
+    cmd("EHLO device"), reply("250 SMTPUTF8", "ehlo"),
+    cmd("STARTTLS"), reply("220 2.0.0 SMTP server ready", "starttls"),
     ev("client_hello", versions=["TLSv1.3", "TLSv1.2"], highest_version="TLSv1.3", sni=HOST, cipher_suites=[]),
     ev("tls", version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", client_certificate=None),
-    cmd("EHLO device"), reply("250 SMTPUTF8"), cmd("AUTH LOGIN <redacted>"), ev("auth_response", line="<redacted>"),
+    cmd("EHLO device"), reply("250 SMTPUTF8", "ehlo"),
+    cmd("AUTH LOGIN <redacted>"), ev("auth_response", line="<redacted>"),
     ev("auth", mechanism="LOGIN", user="scanner@contoso.com", outcome="success", reason="password"),
-    reply("235 2.7.0 Authentication successful"),
-    cmd("MAIL FROM:<scanner@contoso.com> SIZE=300"), reply("250 2.1.0 Sender OK"),
-    cmd("RCPT TO:<alice@contoso.com>"), reply("250 2.1.5 Recipient OK"), cmd("DATA"),
-    reply("354 Start mail input; end with <CRLF>.<CRLF>"),
+    reply("235 2.7.0 Authentication successful", "auth"),
+    cmd("MAIL FROM:<scanner@contoso.com> SIZE=300"), reply("250 2.1.0 Sender OK", "mail"),
+    cmd("RCPT TO:<alice@contoso.com>"), reply("250 2.1.5 Recipient OK", "rcpt"), cmd("DATA"),
+    reply("354 Start mail input; end with <CRLF>.<CRLF>", "data"),
     ev("message", size=300, via="DATA", has_date=True, has_message_id=True, has_from=True, bare_lf=False,
        longest_line=0),
-    reply("250 2.6.0 <m@device> [InternalId=1] Queued mail for delivery"), cmd("QUIT"),
-    reply("221 2.0.0 Service closing transmission channel"),
+    reply("250 2.6.0 <m@device> [InternalId=1] Queued mail for delivery", "message"), cmd("QUIT"),
+    reply("221 2.0.0 Service closing transmission channel", "quit"),
 )
 DNS_LOOKUP = [{"session": "dns000001", "t": 0.5, "kind": "dns_query", "name": HOST, "type": "A", "rcode": "NOERROR"}]
 
@@ -182,9 +188,9 @@ def test_stored():
 
 
 def test_retried_after_transient():
-    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK"),
-                    cmd("RCPT TO:<c@d.example>"), reply("451 4.7.500 Server busy"))
-    retry = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK"))
+    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK", "mail"),
+                    cmd("RCPT TO:<c@d.example>"), reply("451 4.7.500 Server busy", "rcpt"))
+    retry = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK", "mail"))
     assert outcome(C.RetriedAfterTransient(), observe(first, retry)) is True
     assert outcome(C.RetriedAfterTransient(), observe(first)) is False
     assert outcome(C.RetriedAfterTransient(within=0.5), observe(first, retry)) is False  # too late
@@ -192,8 +198,8 @@ def test_retried_after_transient():
 
 
 def test_no_retry_after_permanent():
-    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied"))
-    again = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied"))
+    first = session("s1", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied", "mail"))
+    again = session("s2", "submission", cmd("MAIL FROM:<a@b.example>"), reply("550 5.1.8 Access denied", "mail"))
     assert outcome(C.NoRetryAfterPermanent(), observe(first)) is True
     assert outcome(C.NoRetryAfterPermanent(), observe(first, again)) is False
     assert outcome(C.NoRetryAfterPermanent(max_attempts=2), observe(first, again)) is True

@@ -1,0 +1,48 @@
+"""Where the edge is and what it speaks, by name: one home for each such fact.
+
+Endpoints and the host names devices are told, their well-known ports, TLS versions in order,
+and the syntax of an email address (the same for the wire and for tenant files).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Endpoint = Literal["submission", "legacy", "mx"]  # what a session plays
+
+SUBMISSION_HOST = "smtp.office365.com"
+LEGACY_HOST = "smtp-legacy.office365.com"
+SUBMISSION_NAMES = (SUBMISSION_HOST, LEGACY_HOST)
+MX_SUFFIX = ".mail.protection.outlook.com"  # contoso.com -> contoso-com.mail.protection.outlook.com
+
+# The edge's listeners by name, and the session each SMTP one runs.
+SMTP_ENDPOINTS: dict[str, Endpoint] = {
+    "submission": "submission", "submission-25": "submission", "legacy": "legacy", "mx": "mx",
+}
+ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls", "dns")
+ENDPOINT_HOSTNAMES = {  # the MX's name is the tenant's (mx_host)
+    "submission": SUBMISSION_HOST, "submission-25": SUBMISSION_HOST, "legacy": LEGACY_HOST,
+    "implicit-tls": SUBMISSION_HOST,
+}
+# The port a device is configured with for each listener (tests bind ephemeral ones instead).
+WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465, "mx": 25,
+                    "dns": 53}
+
+# TLS versions as Python's ssl module names them, oldest first, and as they appear on the wire.
+TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+TLS_WIRE_CODES = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+LEGACY_TLS_VERSIONS = frozenset({"SSLv3", "TLSv1", "TLSv1.1"})  # refused with 4.7.66 at submission
+MINIMUM_TLS = "TLSv1.2"
+
+
+def tls_at_least(version: str | None, minimum: str) -> bool:
+    return version in TLS_VERSIONS and TLS_VERSIONS.index(version) >= TLS_VERSIONS.index(minimum)
+
+
+# An email address: local@domain with a dot in the domain; UTF-8 allowed (RFC 6531, SMTPUTF8).
+_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@(?:[^@\s<>()\[\],;:\"\\.]+\.)+[^@\s<>()\[\],;:\"\\.]{2,}$")
+
+
+def is_address(text: str) -> bool:
+    return bool(_ADDRESS.match(text))
