@@ -345,7 +345,12 @@ def test_certificate_is_for_smtp_office365_com(edge):
         cert = device.sock.getpeercert()
     names = [v for k, v in cert["subjectAltName"]]
     assert "smtp.office365.com" in names and "*.mail.protection.outlook.com" in names
-    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED  # the handshake checked that name
+    with Device(edge) as device:  # and a client that expects another name refuses it
+        device.ehlo()
+        device._host = "smtp.gmail.com"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            device.starttls(context=client_context(edge))
 
 
 def test_submission_to_a_domain_that_does_not_exist_bounces_with_5_4_310(edge):

@@ -107,3 +107,15 @@ def test_under_xdist_each_worker_has_its_edge_and_one_report_holds_every_case(py
     assert sorted(c["id"] for c in cases) == ["direct-send/inbox", "submission/delivers", "submission/plain-auth",
                                               "submission/tls13"]
     assert {c["id"]: c["verdict"] for c in cases}["submission/tls13"] == "NON-STRICT"
+
+
+def test_the_catalog_collects_with_only_the_package_installed():
+    """The README's first command installs no test extras: no ini option or import of the
+    project may need them when a user runs ``pytest -m scenario`` in the checkout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:timeout", "-p", "no:xdist", "-p", "no:cacheprovider",
+         "-m", "scenario", "--collect-only", "-q"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "INTERNALERROR" not in done.stdout and "scenarios/submission/port-587-not-465" in done.stdout

@@ -109,3 +109,9 @@ def test_every_bad_file_of_a_catalog_is_reported_together(tmp_path):
         load_catalog(tmp_path)
     text = str(info.value)
     assert "a.yaml:8: expect[0].folder='Attic'" in text and "b.yaml:2: option='smtp'" in text
+
+
+def test_a_scenario_with_a_key_given_twice_is_refused(tmp_path):
+    text = GOOD.replace("severity: must\n", "") + "severity: must\nseverity: info\n"
+    with pytest.raises(ConfigError, match=r"case.yaml:\d+: severity: given twice"):
+        load_scenario(write(tmp_path, text), tmp_path)

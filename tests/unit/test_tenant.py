@@ -89,3 +89,40 @@ def test_connector_needs_exactly_one_way_to_match():
     with pytest.raises(ConfigError, match=r"connectors\[0\].*one"):
         Tenant.from_yaml(GOOD + "connectors:\n  - name: both\n    sender_ip_ranges: [127.0.0.9/32]\n"
                                 "    certificate_domain: relay.fabrikam.com\n", "t.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD + "tenant: contoso\n", "<tenant>:9: tenant: given twice (first on line 2)"),
+    (GOOD.replace("  - address: bob@fabrikam.com", "  - address: printer@fabrikam.com\n    password: hunter2-x"),
+     "<tenant>:8: mailboxes[1].address='printer@fabrikam.com': is listed twice"),
+    (GOOD + "x: &a [1, 2]\ny: *a\n", "<tenant>:10: aliases (*a) are not allowed"),
+    (GOOD + "z: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32 levels"),
+    (GOOD.replace("tenant: fabrikam", "tenant: " + "f" * 300), "tenant='ffffffffffffffff"),
+])
+def test_bad_files_are_one_line_with_no_secret_and_no_traceback(text, expected):
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(text)
+    message = str(info.value)
+    assert expected in message and "\n" not in message
+    assert "hunter2" not in message and "'p'" not in message and len(message) < 300
+
+
+def test_a_password_in_an_error_is_masked():
+    bad = GOOD.replace('password: "p"', "password: [not, text]")
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(bad)
+    assert "mailboxes[0].password='********'" in str(info.value)
+
+
+def test_a_file_that_is_not_utf8_says_so(tmp_path):
+    path = tmp_path / "tenant.yaml"
+    path.write_bytes(GOOD.replace("fabrikam.com]", "b\xfcro.com]").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"tenant.yaml:3: not UTF-8 text \(byte 0xfc\)"):
+        Tenant.load(path)
+
+
+def test_a_billion_laughs_is_refused_before_it_expands():
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(9))
+    with pytest.raises(ConfigError, match="aliases"):
+        Tenant.from_yaml(bomb)
