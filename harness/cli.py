@@ -73,22 +73,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the catalog against one sender, print a line per case, write the reports."""
+    from harness.catalog import Catalog
     from harness.report import Run, write_reports
     from harness.runner import Runner, Verdict
-    from harness.scenario import load_catalog
     from harness.senders import parse_sender
 
     tenant = _tenant(args.tenant)
     sender = parse_sender(args.sender, args.option, args.connector)
-    scenarios = [s for s in load_catalog(Path(args.scenarios), tenant)
-                 if not args.case or any(pattern in s.id for pattern in args.case)]
+    catalog = Catalog.choose(Path(args.scenarios) if args.scenarios else None, args.catalog_mode)
+    scenarios = [s for s in catalog.load(tenant) if not args.case or any(pattern in s.id for pattern in args.case)]
     if not scenarios:
-        print(f"exoedge run: no scenario under {args.scenarios} matches", file=sys.stderr)
+        where = ", ".join(str(root) for root in catalog.roots)
+        print(f"exoedge run: no scenario in {where} matches {' or '.join(args.case)}", file=sys.stderr)
         return 2
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="exo-edge-"))
     with EdgeThread(Edge(tenant, state_dir=state_dir, host=args.host, ports=_ports(args.port))) as edge:
         runner = Runner(edge, sender, tenant=tenant)
-        run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe(), secrets=edge.secrets)
+        run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe(), secrets=edge.secrets,
+                  catalog=catalog.describe())
         width = max(len(s.id) for s in scenarios)
         try:
             for scenario in scenarios:
@@ -166,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the option a command, python or manual sender uses")
     run.add_argument("--connector", choices=["ip", "certificate"], help="relay senders: which connector")
     run.add_argument("--tenant")
-    run.add_argument("--scenarios", default="scenarios", help="the catalog directory (default ./scenarios)")
+    run.add_argument("--scenarios", metavar="DIR", help="your own scenario directory (default: the bundled "
+                                                        "catalog alone)")
+    run.add_argument("--catalog-mode", choices=["add", "replace"], default="add",
+                     help="add: your cases join the bundled catalog (same id: yours wins); replace: only yours")
     run.add_argument("--case", action="append", default=[], metavar="TEXT", help="only cases whose id has TEXT")
     run.add_argument("--report", default="reports", help="where reports/<run>/ is written")
     run.add_argument("--state-dir", help="CA, records and store (default: a temporary directory)")

@@ -1,9 +1,11 @@
 """pytest integration of exo-edge (registered through the ``pytest11`` entry point).
 
-- Collects ``scenarios/**/*.yaml`` as items marked ``scenario``: ``pytest -m scenario`` runs the
-  catalog against ``--exo-sender`` (``reference:NAME``, ``command:...``, ``python:mod:fn``,
-  ``manual``). FAIL fails the item, ERROR errors it (in setup), SKIP skips it; NON-STRICT and
-  INFO pass with the verdict in ``user_properties``, so ``--junitxml`` and xdist carry it.
+- Collects the scenario catalog as items marked ``scenario``: the one bundled with exo-edge, plus
+  (or instead of) the user's ``--exo-scenarios DIR``. ``pytest -m scenario`` runs it against
+  ``--exo-sender`` (``reference:NAME``, ``command:...``, ``python:mod:fn``, ``manual``); asked
+  to run scenarios and finding none is a usage error, never a silent empty run. FAIL fails the
+  item, ERROR errors it (in setup), SKIP skips it; NON-STRICT and INFO pass with the verdict in
+  ``user_properties``, so ``--junitxml`` and xdist carry it.
 - Writes ``results.json``, ``junit.xml`` and ``index.html`` under ``--exo-report`` at the end.
 - ``exo_edge``: the one running edge of the session (the scenarios use it too);
   ``exo_edge_clean``: the same edge reset for one test.
@@ -23,6 +25,7 @@ import pytest
 from fakes.edge import Edge, EdgeThread
 from fakes.exo.errors import ConfigError, ExoEdgeError
 from fakes.exo.tenant import Tenant, default_tenant
+from harness.catalog import MODES, Catalog
 from harness.runner import CaseResult, Runner, Verdict
 from harness.scenario import Scenario, load_scenario
 from harness.senders import Sender, parse_sender
@@ -33,6 +36,7 @@ RUNNER = pytest.StashKey[Runner]()
 RESULTS = pytest.StashKey[list[CaseResult]]()
 SENDER = pytest.StashKey[Sender]()
 TEMP_STATE = pytest.StashKey[Path]()
+CATALOG = pytest.StashKey[Catalog]()
 WORKER_EDGE = pytest.StashKey[dict[str, Any]]()  # xdist: where a worker's edge listened
 
 
@@ -46,14 +50,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--exo-tenant", help="tenant YAML (default: the bundled contoso tenant)")
     group.addoption("--exo-report", help="directory for results.json, junit.xml, index.html (ini: exo_report)")
     group.addoption("--exo-state-dir", help="CA, records and store of the edge (default: a temporary directory)")
+    group.addoption("--exo-scenarios", metavar="DIR",
+                    help="your own scenario directory (ini: exo_scenarios; default: the bundled catalog alone)")
+    group.addoption("--exo-catalog-mode", choices=list(MODES),
+                    help="add: your cases join the bundled catalog (same id: yours wins); replace: only "
+                         "yours run (ini: exo_catalog_mode; default add)")
     parser.addini("exo_sender", "default --exo-sender", default="reference:submission")
     parser.addini("exo_option", "default --exo-option", default="submission")
     parser.addini("exo_report", "default --exo-report", default="reports")
-    parser.addini("exo_scenarios", "the scenario catalog directory", default="scenarios")
+    parser.addini("exo_scenarios", "your own scenario directory, relative to the rootdir", default="")
+    parser.addini("exo_catalog_mode", "add | replace: how exo_scenarios joins the bundled catalog",
+                  default="add")
 
 
 def _option(config: pytest.Config, name: str) -> Any:
-    value = config.getoption(f"--exo-{name}")
+    value = config.getoption(f"--exo-{name.replace('_', '-')}")
     return value if value is not None else config.getini(f"exo_{name}")
 
 
@@ -66,6 +77,37 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"--exo-tenant: {exc}") from None
     config.stash[SENDER] = _sender(config)  # a bad --exo-sender is a usage error before anything runs
+    config.stash[CATALOG] = catalog = _catalog(config)
+    if _scenarios_wanted(config):
+        # the bundled catalog lives in the package, outside the user's tree: collect it too
+        for root in catalog.roots:
+            if not any(Path(arg).resolve() in (root, *root.parents) for arg in config.args if Path(arg).exists()):
+                config.args.append(str(root))
+
+
+def _catalog(config: pytest.Config) -> Catalog:
+    user = _option(config, "scenarios")
+    try:
+        return Catalog.choose(Path(config.rootpath, user) if user else None, _option(config, "catalog_mode"))
+    except ExoEdgeError as exc:
+        raise pytest.UsageError(f"--exo-scenarios: {exc}") from None
+
+
+def _scenarios_wanted(config: pytest.Config) -> bool:
+    """Asked for scenarios: ``-m scenario``, or an exo-edge option given on the command line."""
+    explicit = any(config.getoption(f"--exo-{name}") is not None for name in ("sender", "scenarios"))
+    return explicit or "scenario" in (config.getoption("markexpr") or "")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or not _scenarios_wanted(config):
+        return
+    if not any(isinstance(item, ScenarioItem) for item in session.items):
+        where = ", ".join(str(root) for root in config.stash[CATALOG].roots)
+        raise pytest.UsageError(f"no scenario was collected: looked in {where} (options --exo-scenarios and "
+                                "--exo-catalog-mode, ini exo_scenarios); check the path and the -m and -k "
+                                "expressions")
 
 
 def _sender(config: pytest.Config) -> Sender:
@@ -105,15 +147,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    root = Path(parent.config.rootpath, parent.config.getini("exo_scenarios")).resolve()
-    if file_path.suffix == ".yaml" and root in file_path.resolve().parents:
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
+    if file_path.suffix != ".yaml":
+        return None
+    catalog = parent.config.stash[CATALOG]
+    root = catalog.root_of(file_path)
+    if root is None:
+        return None
+    case_id = file_path.resolve().relative_to(root).with_suffix("").as_posix()
+    if catalog.files().get(case_id) != file_path.resolve():
+        return None  # a case of the bundled catalog that the user's catalog replaces
+    return ScenarioFile.from_parent(parent, path=file_path)
 
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
-        root = Path(self.config.rootpath, self.config.getini("exo_scenarios")).resolve()
+        root = self.config.stash[CATALOG].root_of(self.path)
+        assert root is not None
         try:
             scenario = load_scenario(self.path.resolve(), root, self.config.stash[TENANT])
         except ConfigError as exc:
@@ -187,7 +236,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     runner = config.stash.get(RUNNER, None)
     edge = runner.edge.describe() if runner is not None else config.stash.get(WORKER_EDGE, {})
     run = Run(sender=config.stash[SENDER].name, tenant=config.stash[TENANT].tenant, edge=edge,
-              results=sorted(results, key=lambda r: r.started), started=min(r.started for r in results))
+              results=sorted(results, key=lambda r: r.started), started=min(r.started for r in results),
+              catalog=config.stash[CATALOG].describe())
     if runner is not None:
         run.secrets = runner.edge.secrets
     directory = Path(config.rootpath, _option(config, "report"), run.name)
@@ -206,9 +256,12 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         return
     config = node.config
     config.stash.setdefault(WORKER_EDGE, json.loads(output["exo_edge"]))
-    root = Path(config.rootpath, config.getini("exo_scenarios")).resolve()
+    catalog = config.stash[CATALOG]
     for data in json.loads(output["exo_cases"]):
-        config.stash[RESULTS].append(_restored(data, load_scenario(Path(data["path"]), root)))
+        path = Path(data["path"])
+        root = catalog.root_of(path)
+        assert root is not None, path
+        config.stash[RESULTS].append(_restored(data, load_scenario(path, root)))
 
 
 def _portable(result: CaseResult) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Run:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     secrets: SecretMask = field(default_factory=SecretMask)  # masked in every file written
+    catalog: dict[str, Any] = field(default_factory=dict)  # sources, version and digest
 
     @property
     def name(self) -> str:
@@ -43,7 +44,8 @@ class Run:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run": self.name, "sender": self.sender, "tenant": self.tenant, "edge": self.edge,
+            "run": self.name, "sender": self.sender, "tenant": self.tenant, "catalog": self.catalog,
+            "edge": self.edge,
             "started": self.started, "finished": self.finished, "summary": self.summary(),
             "cases": [r.as_dict() for r in self.results],
         }

@@ -25,7 +25,7 @@ advice: do better
 
 
 def catalog(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nexo_scenarios = scenarios\n")
+    pytester.makeini("[pytest]\nexo_scenarios = scenarios\nexo_catalog_mode = replace\n")
     cases = {
         "submission/delivers": dict(title="delivers", option="submission", severity="must", check="connected",
                                     extra=""),
@@ -119,3 +119,39 @@ def test_the_catalog_collects_with_only_the_package_installed():
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "INTERNALERROR" not in done.stdout and "scenarios/submission/port-587-not-465" in done.stdout
+
+
+def test_in_a_users_own_repository_the_bundled_catalog_runs(pytester):
+    """No scenarios/ of its own: `pytest -m scenario` runs the catalog that ships with exo-edge."""
+    pytester.makepyfile(test_app="def test_app():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-m", "scenario", "-k", "port-587 or send-as-denied",
+                                           "--exo-sender", "reference:submission", "--exo-report", "out",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, deselected=35)  # 34 other cases and test_app
+    (report,) = (pytester.path / "out").glob("*/results.json")
+    data = json.loads(report.read_text())
+    assert data["catalog"]["sources"] == ["bundled"] and len(data["catalog"]["digest"]) == 64
+    assert sorted(c["id"] for c in data["cases"]) == ["submission/port-587-not-465", "submission/send-as-denied"]
+
+
+def test_a_users_catalog_adds_to_the_bundled_one_and_replaces_a_case_by_its_id(pytester):
+    mine = pytester.path / "mine" / "submission"
+    mine.mkdir(parents=True)
+    (mine / "my-own-case.yaml").write_text(CASE.format(title="mine", option="submission", severity="must",
+                                                       check="connected", extra=""))
+    (mine / "port-587-not-465.yaml").write_text(CASE.format(title="my port case", option="submission",
+                                                            severity="must", check="connected", extra=""))
+    result = pytester.runpytest_subprocess("-m", "scenario", "--exo-scenarios", "mine", "--collect-only", "-q",
+                                           "-p", "no:cacheprovider")
+    lines = [line for line in result.outlines if "::" in line]
+    assert any("mine/submission/my-own-case.yaml" in line for line in lines)
+    port = [line for line in lines if line.endswith("submission/port-587-not-465")]
+    assert len(port) == 1 and "mine/" in port[0]  # the user's case, not the bundled one
+    assert len(lines) == 37  # the bundled catalog's 36 cases, one replaced, one added
+
+
+def test_asking_for_scenarios_and_finding_none_is_a_usage_error(pytester):
+    result = pytester.runpytest_subprocess("-m", "scenario", "-k", "no-such-case", "--exo-sender",
+                                           "reference:submission", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: no scenario was collected: looked in *scenarios*-k expressions"])
