@@ -64,3 +64,35 @@ def test_pytest_m_scenario_from_the_wheel_with_a_command_sender(installed, tmp_p
     assert len(verdicts) >= 36 and "submission/port-587-not-465" in "".join(verdicts)
     assert set(verdicts.values()) <= {"PASS", "SKIP"}
     assert list((tmp_path / "reports").glob("*/index.html"))
+
+
+def readme_recipes() -> dict[str, list[str]]:
+    """The shell commands of each CI recipe in the README, in order."""
+    import re
+
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    out = {}
+    for name, block in re.findall(r"<!-- recipe: (\w+) -->\n```yaml\n(.*?)```", text, re.S):
+        document = yaml.safe_load(block)
+        if name == "github":
+            steps = document["jobs"]["exo-edge"]["steps"]
+            out[name] = [step["run"] for step in steps if "run" in step]
+        else:
+            out[name] = list(document["exo-edge"]["script"])
+    return out
+
+
+@pytest.mark.parametrize("recipe", ["github", "gitlab"])
+def test_the_readme_recipes_work_as_written(installed, tmp_path, recipe):
+    commands = readme_recipes()[recipe]
+    assert commands[0] == "pip install exo-edge"  # here: the wheel built from this checkout, installed above
+    shutil.copy(APP_SENDER, tmp_path / "send.py")
+    env_path = f"{installed / 'bin'}:/usr/bin:/bin"
+    for command in commands[1:]:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={"PATH": env_path, "HOME": str(tmp_path)}, check=False)
+        assert done.returncode == 0, command + "\n" + done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "reports" / "junit.xml").exists()
+    assert list((tmp_path / "reports").glob("*/index.html"))
