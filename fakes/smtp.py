@@ -261,10 +261,10 @@ class SmtpConnection(asyncio.Protocol):
 
     async def _start_tls(self) -> None:
         assert self.session is not None and self.rec is not None
-        self._flush()  # the 220 goes out in the clear
-        dropped = self.framer.discard()
+        dropped = self.framer.discard()  # sent before the client could have seen the 220
         if dropped:
             self.rec.event("discarded", octets=dropped, reason="sent after STARTTLS, before the handshake")
+        self._flush()  # the 220 goes out in the clear
         context = self.listener.tls_context
         if context is None:
             raise RuntimeError(f"no TLS context on the {self.listener.endpoint} endpoint")
