@@ -15,6 +15,7 @@ Endpoints by name, each on an ephemeral port unless a port is given:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import random
 import threading
@@ -34,10 +35,11 @@ from fakes.exo.spf import check_host
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone
+from fakes.pki import SERVER_LEAVES
 from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import SERVER_NAMES, LabCA, load_client_hello_parser, server_context
+from fakes.tls import LabCA, load_client_hello_parser, server_context
 
 
 def tenant_guid(tenant: Tenant) -> str:
@@ -105,7 +107,6 @@ class Edge:
         self.addresses: dict[str, tuple[str, int]] = {}
         self._servers: list[Any] = []
         self._tls_cache: dict[tuple[tuple[str, ...] | None, str], dict[bool, Any]] = {}
-        self._leaf: Any = None
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -113,7 +114,6 @@ class Edge:
     async def start(self) -> None:
         if self._started:
             return
-        self._leaf = self.ca.issue(*SERVER_NAMES)
         contexts = self._contexts()
         await asyncio.to_thread(load_client_hello_parser)
         name = "?"
@@ -173,21 +173,30 @@ class Edge:
 
     def _contexts(self, versions: tuple[str, ...] | None = None,
                   certificate: str = "valid") -> dict[bool, Any]:
-        """Server TLS contexts, keyed by "is the MX" (the MX asks for client certificates)."""
+        """Server TLS contexts, keyed by "is the MX" (the MX asks for client certificates, which
+        are always checked against the lab's own root)."""
         key = (versions, certificate)
         if key not in self._tls_cache:
-            if certificate == "wrong-name":
-                ca, leaf = self.ca, self.ca.issue("mail.wrong-name.example")
-            elif certificate == "unknown-ca":
-                ca = self.ca.stranger()
-                leaf = ca.issue(*SERVER_NAMES)
-            else:
-                ca, leaf = self.ca, self._leaf
+            leaves = {kind: self._leaf(kind, certificate) for kind in SERVER_LEAVES}
             self._tls_cache[key] = {
-                False: server_context(ca, leaf=leaf, versions=versions),
-                True: server_context(self.ca, leaf=leaf, versions=versions, request_client_certificate=True),
+                False: server_context(self.ca, leaf=leaves["submission"], versions=versions),
+                True: server_context(self.ca, leaf=leaves["mx"], versions=versions,
+                                     request_client_certificate=True),
             }
         return self._tls_cache[key]
+
+    def _leaf(self, kind: str, certificate: str) -> tuple[Path, Path]:
+        """The server certificate a scenario asks for: valid, for another name, from a CA no
+        device trusts, or expired (all from the same machinery, in the same shape)."""
+        common_name, names = SERVER_LEAVES[kind]
+        if certificate == "wrong-name":
+            return self.ca.issue("mail.wrong-name.example")
+        if certificate == "unknown-ca":
+            return self.ca.stranger().issue(common_name, *names, tag=f"{kind}-unknown-ca")
+        if certificate == "expired":
+            started = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)
+            return self.ca.issue(common_name, *names, not_before=started, tag=f"{kind}-expired")
+        return self.ca.server_leaf(kind)
 
     def configure_tls(self, versions: tuple[str, ...] | None = None, certificate: str = "valid") -> None:
         """What the edge offers from the next connection on: TLS versions, and which certificate."""

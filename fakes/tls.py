@@ -1,8 +1,8 @@
 """TLS as Exchange Online's edge does it, on a lab CA that devices import once.
 
-- ``LabCA.open(state_dir)``: a trustme CA kept in the state directory (ca.pem, ca.key), so a
-  device that imported it keeps trusting the edge across restarts; beside it the issuer key for
-  XOAUTH2 tokens.
+- ``LabCA.open(state_dir)``: the lab's root, intermediate and server leaves (``fakes.pki``) kept in
+  the state directory, so a device that imported the root (ca.pem) keeps trusting the edge
+  across restarts; beside them the issuer key for XOAUTH2 tokens.
 - ``server_context(...)``: TLS 1.2 and 1.3 with the reference's TLS 1.2 cipher suites, and
   TLS 1.0/1.1 accepted at the handshake only, so that the session can answer 4.7.66.
 - ``ClientHello``: what a client offered (versions, cipher suites, SNI), parsed with scapy from
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import os
 import ssl
@@ -22,10 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import trustme
-
 from fakes.exo.names import TLS_VERSIONS, TLS_WIRE_CODES
 from fakes.exo.tokens import generate_issuer_key
+from fakes.pki import LEAF_DAYS, RENEW_BEFORE, SERVER_LEAVES, Authority, Leaf
 
 # [C] technical-reference-details-about-encryption: TLS 1.2 suites, strongest first (OpenSSL names).
 REFERENCE_TLS12_CIPHERS = (
@@ -38,20 +38,13 @@ REFERENCE_TLS12_CIPHERS = (
     "AES256-GCM-SHA384",
     "AES128-GCM-SHA256",
 )
-SERVER_NAMES = (
-    "smtp.office365.com",
-    "smtp-legacy.office365.com",
-    "*.mail.protection.outlook.com",
-    "mail.protection.outlook.com",
-)
-
-
 
 class LabCA:
-    """The harness's certificate authority and token issuer key, kept in one directory."""
+    """The lab's certificate authority (``fakes.pki``: root, intermediate, leaves) and the
+    XOAUTH2 token issuer key, kept in one directory."""
 
-    def __init__(self, ca: trustme.CA, directory: Path | None, issuer_key: bytes) -> None:
-        self.ca = ca
+    def __init__(self, authority: Authority, directory: Path, issuer_key: bytes) -> None:
+        self.authority = authority
         self.directory = directory
         self.issuer_key = issuer_key
 
@@ -59,40 +52,78 @@ class LabCA:
     def open(cls, directory: Path) -> LabCA:
         """The CA and issuer key of ``directory``, made there on first use. Several processes
         (``serve``, ``ca``, ``token``) may start at once on a fresh directory: an exclusive lock
-        makes them agree on one CA and one key, and each file appears whole, 0600 from the start."""
+        makes them agree on one CA and one key, and each file appears whole, 0600 from the start.
+        Server leaves due to expire within a month are renewed here."""
         directory = private_directory(directory)
-        cert, key, issuer = directory / "ca.pem", directory / "ca.key", directory / "token-issuer.key"
         with _locked(directory / ".lock"):
-            if not (cert.exists() and key.exists()):
-                ca = trustme.CA(organization_name="exo-edge lab CA", key_type=trustme.KeyType.RSA)
-                _write_atomically(key, ca.private_key_pem.bytes(), 0o600)
-                _write_atomically(cert, ca.cert_pem.bytes(), 0o644)  # devices import this one
+            authority = cls._authority(directory)
+            issuer = directory / "token-issuer.key"
             if not issuer.exists():
                 _write_atomically(issuer, generate_issuer_key(), 0o600)
-            ca = trustme.CA.from_pem(cert.read_bytes(), key.read_bytes())
-            return cls(ca, directory, issuer.read_bytes())
+            ca = cls(authority, directory, issuer.read_bytes())
+            for kind in SERVER_LEAVES:
+                ca._server_leaf_files(kind, renew=True)
+            return ca
+
+    @staticmethod
+    def _authority(directory: Path) -> Authority:
+        files = [directory / n for n in ("ca.pem", "ca.key", "intermediate.pem", "intermediate.key")]
+        if all(f.exists() for f in files):
+            return Authority(*(f.read_bytes() for f in files))
+        if files[0].exists() and files[1].exists():  # a root from before intermediates: keep it
+            authority = Authority(files[0].read_bytes(), files[1].read_bytes(), b"", b"").with_new_intermediate()
+        else:
+            authority = Authority.create()
+        for path, data, mode in zip(files, (authority.root_pem, authority.root_key_pem,
+                                            authority.intermediate_pem, authority.intermediate_key_pem),
+                                    (0o644, 0o600, 0o644, 0o600), strict=True):
+            _write_atomically(path, data, mode)
+        return authority
 
     @property
     def cert_path(self) -> Path:
-        assert self.directory is not None
+        """The root: the one file a device imports."""
         return self.directory / "ca.pem"
+
+    def _server_leaf_files(self, kind: str, *, renew: bool = False) -> tuple[Path, Path]:
+        cert, key = self.directory / f"{kind}.pem", self.directory / f"{kind}.key"
+        fresh = cert.exists() and key.exists() and not Leaf(cert.read_bytes(), b"").expires_within(RENEW_BEFORE)
+        if renew and not fresh:
+            common_name, names = SERVER_LEAVES[kind]
+            self._write_leaf(self.authority.issue(common_name, *names), cert, key)
+        return cert, key
+
+    def server_leaf(self, kind: str) -> tuple[Path, Path]:
+        """Certificate chain and key files of the submission or MX leaf."""
+        return self._server_leaf_files(kind)
+
+    @staticmethod
+    def _write_leaf(leaf: Leaf, cert: Path, key: Path) -> tuple[Path, Path]:
+        cert.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(cert, leaf.chain_pem, 0o644)
+        _write_atomically(key, leaf.key_pem, 0o600)
+        return cert, key
+
+    def issue(self, common_name: str, *names: str, days: int = LEAF_DAYS,
+              not_before: datetime.datetime | None = None, tag: str = "") -> tuple[Path, Path]:
+        """Another leaf of this CA (a wrong name, an expired one), written under ``leaves/``."""
+        stem = self.directory / "leaves" / f"{tag or common_name}"
+        return self._write_leaf(self.authority.issue(common_name, *names, days=days, not_before=not_before),
+                                stem.with_suffix(".pem"), stem.with_suffix(".key"))
 
     def stranger(self) -> LabCA:
         """A CA no device trusts, for "the certificate is from an unknown CA" scenarios."""
-        return LabCA(trustme.CA(organization_name="unknown CA", key_type=trustme.KeyType.RSA), None,
-                     self.issuer_key)
-
-    def issue(self, *names: str) -> trustme.LeafCert:
-        return self.ca.issue_cert(*names, key_type=trustme.KeyType.RSA)
+        directory = private_directory(self.directory / "stranger")
+        return LabCA(Authority.create("unknown"), directory, self.issuer_key)
 
     def client_certificate(self, name: str, directory: Path) -> tuple[Path, Path]:
-        """A client certificate for ``name`` (CN and SAN), written as cert and key files."""
-        leaf = self.ca.issue_cert(name, common_name=name, key_type=trustme.KeyType.RSA)
-        directory.mkdir(parents=True, exist_ok=True)
-        cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-        _write_atomically(cert, leaf.cert_chain_pems[0].bytes(), 0o644)
-        _write_atomically(key, leaf.private_key_pem.bytes(), 0o600)
-        return cert, key
+        """A client certificate for ``name`` (CN and SAN) with its chain, written as cert and key files."""
+        return self._write_leaf(self.authority.issue(name, name), directory / f"{name}.pem", directory / f"{name}.key")
+
+    def configure_trust(self, ctx: ssl.SSLContext) -> None:
+        """Trust the lab root; the intermediate is there too so that a client certificate sent
+        without its chain (many devices send the leaf alone) still reaches the root."""
+        ctx.load_verify_locations(cadata=(self.authority.root_pem + self.authority.intermediate_pem).decode())
 
 
 def private_directory(directory: Path) -> Path:
@@ -138,9 +169,7 @@ def _capture_client_hello(conn: Any, direction: str, version: Any, content_type:
 SSL_VERSIONS = {name: getattr(ssl.TLSVersion, name.replace(".", "_")) for name in TLS_VERSIONS[1:]}
 
 
-def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
-                   request_client_certificate: bool = False,
-                   leaf: trustme.LeafCert | None = None,
+def server_context(ca: LabCA, *, leaf: tuple[Path, Path], request_client_certificate: bool = False,
                    versions: tuple[str, ...] | None = None) -> ssl.SSLContext:
     """The edge's TLS. ``versions`` narrows what it offers (a scenario's "edge offers only 1.2")."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -152,10 +181,10 @@ def server_context(ca: LabCA, *, names: tuple[str, ...] = SERVER_NAMES,
         ctx.maximum_version = SSL_VERSIONS[chosen[-1]]
     ctx.set_ciphers(":".join(REFERENCE_TLS12_CIPHERS) + ":@SECLEVEL=0")
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    (leaf or ca.issue(*names)).configure_cert(ctx)
+    ctx.load_cert_chain(*leaf)  # the leaf and the intermediate: the chain a device must build
     if request_client_certificate:
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        ca.ca.configure_trust(ctx)
+        ca.configure_trust(ctx)
     ctx._msg_callback = _capture_client_hello  # type: ignore[attr-defined]
     return ctx
 

@@ -92,7 +92,7 @@ class QuotaSeed(_Strict):
 
 class EdgeVariation(_Strict):
     tls_versions: list[TlsVersion] | None = Field(None, description="the only versions the edge offers")
-    certificate: Literal["valid", "wrong-name", "unknown-ca"] = "valid"
+    certificate: Literal["valid", "wrong-name", "unknown-ca", "expired"] = "valid"
 
 
 class Send(_Strict):

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_processes_starting_together_on_a_fresh_directory_agree_on_one_ca_and_key(tmp_path):
     state = tmp_path / "state"
-    code = ("import sys; from pathlib import Path; from fakes.tls import LabCA; "
-            "ca = LabCA.open(Path(sys.argv[1])); print(ca.ca.cert_pem.bytes().hex()[-64:], ca.issuer_key.hex()[-64:])")
+    code = ("import sys; from pathlib import Path; from fakes.tls import LabCA; ca = LabCA.open(Path(sys.argv[1])); "
+            "print(ca.cert_path.read_bytes().hex()[-64:], ca.issuer_key.hex()[-64:])")
     runs = [subprocess.Popen([sys.executable, "-c", code, str(state)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
             for _ in range(6)]
     seen = {run.communicate(timeout=60)[0] for run in runs}
