@@ -2,12 +2,14 @@
 
 Each connection gets a ``SessionRecord``; its events (connect, ClientHello, TLS, commands and
 replies, AUTH outcome, message stored, disconnect, harness faults) are appended to one JSON-lines
-file and kept in memory for the harness. Every event has ``session``, ``t`` and ``kind``.
+file; the newest ``IN_MEMORY`` of them are also kept in memory, for the harness's windows.
+Every event has ``session``, ``t`` and ``kind``.
 Secrets never reach it: AUTH payloads are replaced before an event is written.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 REDACTED = "<redacted>"
+# Events kept in memory for the harness (a scenario's window is a few hundred); all are on disk.
+IN_MEMORY = 50_000
 
 
 def redact_command(line: str) -> str:
@@ -32,12 +36,14 @@ class RecordLog:
     """All sessions of one edge. Thread-safe: the edge's loop writes, the harness reads."""
 
     def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time,
-                 mask: Callable[[str], str] | None = None) -> None:
+                 mask: Callable[[str], str] | None = None, in_memory: int = IN_MEMORY) -> None:
         self.path = path
         self.clock = clock
         self.mask = mask  # replaces known secrets in each line before it is kept or written
         self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
+        # the newest events, for the harness's windows; every event is in the file
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=in_memory)
+        self._dropped = 0  # events that have left memory (still on disk)
         self._file: TextIO | None = None
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
@@ -60,32 +66,40 @@ class RecordLog:
             line = self.mask(line)
         event = json.loads(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
+            if len(self._events) == self._events.maxlen:
+                self._dropped += 1
             self._events.append(event)
             if self._file is not None:
                 self._file.write(line + "\n")
             self._changed.notify_all()
 
+    def _since(self, since: int) -> list[dict[str, Any]]:
+        """Events from absolute position ``since`` on, of those still in memory."""
+        start = max(since - self._dropped, 0)
+        events = self._events
+        return [events[i] for i in range(start, len(events))]  # indexing near the end is cheap
+
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._events[since:])
+            return self._since(since)
 
     def window(self, since: int = 0) -> list[dict[str, Any]]:
         """The events of the sessions that began after ``since`` (and DNS queries made since):
         a late event of an older session (its disconnect, say) is not part of the window."""
         with self._lock:
-            return _window(self._events[since:])
+            return _window(self._since(since))
 
     def mark(self) -> int:
         """A position to read from later: ``log.events(since=log.mark())``."""
         with self._lock:
-            return len(self._events)
+            return self._dropped + len(self._events)
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
                  since: int = 0) -> bool:
         """Block until ``predicate(window(since))`` holds, or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while not predicate(_window(self._events[since:])):
+            while not predicate(_window(self._since(since))):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
     path          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox, folder);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session);
 """
 
 
@@ -102,12 +103,15 @@ class MailStore:
         return [row[0] for row in rows]
 
     def messages(self, *, mailbox: str | None = None, folder: str | None = None,
-                 session: str | None = None) -> list[StoredMessage]:
+                 session: str | None = None, sessions: list[str] | None = None) -> list[StoredMessage]:
         query, args = "SELECT * FROM messages WHERE 1=1", []
         for column, value in (("mailbox", mailbox), ("folder", folder), ("session", session)):
             if value is not None:
                 query += f" AND {column} = ?"
                 args.append(value.lower() if column == "mailbox" else value)
+        if sessions is not None:  # the copies of these sessions only: a window, not the whole store
+            query += f" AND session IN ({','.join('?' * len(sessions))})"
+            args.extend(sessions)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY stored_at, rowid", args).fetchall()
         return [StoredMessage(*row) for row in rows]

@@ -227,7 +227,9 @@ class Runner:
             result = self.sender.send(order)
             self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
             expected_host = order.host
-            obs = Observation.build(self.edge.records.window(mark), self.edge.store.messages(), expected_host)
+            events = self.edge.records.window(mark)
+            sessions = sorted({e["session"] for e in events if e["kind"] == "connect"})
+            obs = Observation.build(events, self.edge.store.messages(sessions=sessions), expected_host)
             outcomes = [check.evaluate(obs) for check in scenario.expect]
         finally:
             self._restore()

@@ -21,7 +21,11 @@ MINUTE = 60.0
 
 @dataclass
 class _MailboxUse:
-    recipients: deque[tuple[float, int]] = field(default_factory=deque)
+    # recipients by the minute they were sent in, oldest first, and their running total: the
+    # daily check costs the same after a million messages (a minute's precision at the edge of
+    # the 24 hours)
+    recipients: deque[list[int]] = field(default_factory=deque)
+    recipients_total: int = 0
     # minute index -> messages scheduled for delivery in that minute
     scheduled: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     sessions: list[str] = field(default_factory=list)
@@ -57,10 +61,20 @@ class QuotaLedger:
     # -- recipients per day -----------------------------------------------------------------
 
     def recipients_today(self, mailbox: str, now: float) -> int:
-        window = self._use[mailbox.lower()].recipients
-        while window and window[0][0] <= now - DAY:
-            window.popleft()
-        return sum(n for _, n in window)
+        use = self._use[mailbox.lower()]
+        window = use.recipients
+        while window and (window[0][0] + 1) * MINUTE <= now - DAY:
+            use.recipients_total -= window.popleft()[1]
+        return use.recipients_total
+
+    @staticmethod
+    def _count(use: _MailboxUse, now: float, recipients: int) -> None:
+        minute = int(now // MINUTE)
+        if use.recipients and use.recipients[-1][0] == minute:
+            use.recipients[-1][1] += recipients
+        else:
+            use.recipients.append([minute, recipients])
+        use.recipients_total += recipients
 
     def would_exceed_daily(self, mailbox: str, recipients: int, now: float) -> bool:
         return self.recipients_today(mailbox, now) + recipients > self.limits.recipients_per_day
@@ -70,7 +84,7 @@ class QuotaLedger:
     def record_submission(self, mailbox: str, recipients: int, now: float) -> float:
         """Count an accepted message; returns when it may be delivered (``now`` unless throttled)."""
         use = self._use[mailbox.lower()]
-        use.recipients.append((now, recipients))
+        self._count(use, now, recipients)
         minute = int(now // MINUTE)
         for old in [m for m in use.scheduled if m < minute - 1]:
             del use.scheduled[old]
@@ -93,7 +107,7 @@ class QuotaLedger:
             raise ValueError("quota seeds must be >= 0")
         use = self._use[mailbox.lower()]
         if recipients_today:
-            use.recipients.append((now, recipients_today))
+            self._count(use, now, recipients_today)
         if messages_this_minute:
             use.scheduled[int(now // MINUTE)] += messages_this_minute
 

@@ -24,7 +24,8 @@ def test_rolling_24_hours_of_recipients():
     ledger.seed("a@x.com", now=T0, recipients_today=8)
     assert not ledger.would_exceed_daily("a@x.com", 2, T0 + 1)
     assert ledger.would_exceed_daily("a@x.com", 3, T0 + 1)
-    assert not ledger.would_exceed_daily("a@x.com", 10, T0 + DAY + 1)  # the seed has rolled out
+    assert ledger.would_exceed_daily("a@x.com", 3, T0 + DAY - 1)
+    assert not ledger.would_exceed_daily("a@x.com", 10, T0 + DAY + 60)  # rolled out (to the minute)
 
 
 def test_concurrency_counts_live_sessions_in_order():
@@ -40,3 +41,16 @@ def test_concurrency_counts_live_sessions_in_order():
 def test_seeds_must_not_be_negative():
     with pytest.raises(ValueError):
         QuotaLedger(Limits()).seed("a@x.com", now=T0, recipients_today=-1)
+
+
+def test_the_daily_count_forgets_what_is_older_than_a_day_and_keeps_no_history_per_message():
+    from fakes.exo.quota import DAY, QuotaLedger
+    from fakes.exo.tenant import default_tenant
+
+    ledger = QuotaLedger(default_tenant().limits)
+    start = 1_800_000_000.0
+    for i in range(10_000):  # a message every 10 s for a day and more
+        ledger.record_submission("scanner@contoso.com", 1, start + 10 * i)
+    now = start + 10 * 9_999
+    assert ledger.recipients_today("scanner@contoso.com", now) == pytest.approx(DAY / 10, abs=7)
+    assert len(ledger._use["scanner@contoso.com"].recipients) <= 24 * 60 + 1  # one bucket a minute

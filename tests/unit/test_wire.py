@@ -142,3 +142,18 @@ def test_long_lines_and_bare_lf_are_found_as_a_line_by_line_reading_would(lines)
     by_lines = max((len(line) for line in content.replace(b"\r", b"\n").split(b"\n")), default=0)
     assert longest_line_over(content) == (by_lines if by_lines > 998 else 0)
     assert has_bare_lf(content) == (b"\n" in content.replace(b"\r\n", b""))
+
+
+def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk(tmp_path):
+    from fakes.record import RecordLog
+
+    log = RecordLog(tmp_path / "records.jsonl", in_memory=100)
+    session = log.open_session("mx", ("127.0.0.1", 1), ("127.0.0.1", 25))
+    for i in range(1000):
+        session.event("noop", i=i)
+    mark = log.mark()
+    session.event("noop", i="last")
+    assert mark == 1001 and [e["i"] for e in log.events(mark)] == ["last"]
+    assert len(log.events(0)) == 100  # what is older has left memory, not the file
+    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 1002
+    log.close()
