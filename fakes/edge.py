@@ -27,6 +27,7 @@ from typing import Any
 
 from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
+from fakes.exo.identity import IdentityPlatform
 from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, SMTP_ENDPOINTS
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
@@ -35,6 +36,7 @@ from fakes.exo.spf import check_host
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone
+from fakes.identity import IdentityServer
 from fakes.pki import SERVER_LEAVES
 from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
@@ -89,7 +91,7 @@ class Edge:
         self.tokens = TokenAuthority(self.ca.issuer_key, tenant_guid(self.tenant))
         # every password of the tenant and every token minted here is masked in what is written
         self.secrets = SecretMask()
-        self.secrets.add(*(box.password for box in self.tenant.mailboxes))
+        self.secrets.add(*(box.password for box in self.tenant.mailboxes), *(app.secret for app in self.tenant.apps))
         self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock, mask=self.secrets.mask)
         self.store = MailStore(self.state_dir / "store")
         self.state = EdgeState(
@@ -102,6 +104,7 @@ class Edge:
             mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
         )
         self.state.spf = self.spf
+        self.identity = IdentityPlatform(lambda: self.tenant, self.tokens, clock)
         self.zone = build_zone(self.tenant, [self.advertise])
         self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -128,6 +131,11 @@ class Edge:
             trap = ImplicitTlsTrap(self.records)
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
+            name = "identity"
+            https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=("TLSv1.2", "TLSv1.3"))
+            identity = IdentityServer(self.identity, self.records, https)
+            self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])
+            self._servers.append(identity)
             self._rebuild_zone()
             name = "dns"
             dns = DnsServer(lambda: self.zone, self.records)
@@ -148,6 +156,8 @@ class Edge:
         servers, self._servers = self._servers, []
         for server in reversed(servers):
             await server.stop()
+        if servers:
+            await asyncio.sleep(0)  # one turn of the loop: the connections just closed are let go
         self._started = False
 
     def close(self) -> None:
@@ -160,7 +170,7 @@ class Edge:
     def set_tenant(self, tenant: Tenant) -> None:
         """Serve another tenant configuration from the next event on (no restart)."""
         self.tenant = tenant
-        self.secrets.add(*(box.password for box in tenant.mailboxes))
+        self.secrets.add(*(box.password for box in tenant.mailboxes), *(app.secret for app in tenant.apps))
         self.state.tenant = tenant
         self.state.ledger.limits = tenant.limits
         self._rebuild_zone()

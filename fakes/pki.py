@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from fakes.exo.names import LEGACY_HOST, MX_SUFFIX, SUBMISSION_HOST
+from fakes.exo.names import IDENTITY_HOST, IDENTITY_NAMES, LEGACY_HOST, MX_SUFFIX, SUBMISSION_HOST
 
 ROOT_YEARS = 10
 LAST_ROOT_DAY = datetime.datetime(2037, 12, 31, tzinfo=datetime.UTC)
@@ -35,7 +35,8 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 
 SUBMISSION_LEAF = ("outlook.com", (SUBMISSION_HOST, LEGACY_HOST, "outlook.com"))
 MX_LEAF = (MX_SUFFIX[1:], ("*" + MX_SUFFIX, MX_SUFFIX[1:]))
-SERVER_LEAVES = {"submission": SUBMISSION_LEAF, "mx": MX_LEAF}
+IDENTITY_LEAF = (IDENTITY_HOST, IDENTITY_NAMES)
+SERVER_LEAVES = {"submission": SUBMISSION_LEAF, "mx": MX_LEAF, "identity": IDENTITY_LEAF}
 
 
 def _now() -> datetime.datetime:

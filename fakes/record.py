@@ -120,7 +120,8 @@ class RecordLog:
 
 
 def _window(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    began = {e["session"] for e in events if e["kind"] == "connect" or e["kind"].startswith("dns_")}
+    began = {e["session"] for e in events
+             if e["kind"] == "connect" or e["kind"] == "identity" or e["kind"].startswith("dns_")}
     return [e for e in events if e["session"] in began]
 
 

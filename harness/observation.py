@@ -119,14 +119,17 @@ class Observation:
     stored: list[StoredMessage]
     expected_host: str
     harness_faults: list[dict[str, Any]]
+    identity: list[dict[str, Any]] = field(default_factory=list)  # requests to login.microsoftonline.com
 
     @classmethod
     def build(cls, events: list[dict[str, Any]], stored: list[StoredMessage], expected_host: str) -> Observation:
         grouped: dict[str, list[dict[str, Any]]] = {}
-        dns = []
+        dns, identity = [], []
         for event in events:
             if event["kind"] in ("dns_query", "dns_malformed"):
                 dns.append(event)
+            elif event["kind"] == "identity":
+                identity.append(event)
             else:
                 grouped.setdefault(event["session"], []).append(event)
         sessions = [SessionView.build(sid, evs) for sid, evs in grouped.items() if evs[0]["kind"] == "connect"]
@@ -138,6 +141,7 @@ class Observation:
             stored=[m for m in stored if m.session in ids],
             expected_host=expected_host,
             harness_faults=[e for e in events if e["kind"] == "harness_fault"],
+            identity=identity,
         )
 
     @property

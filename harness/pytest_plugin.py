@@ -303,4 +303,5 @@ def reset(edge: Edge, tenant: Tenant | None = None) -> None:
     edge.clear_faults()
     edge.configure_tls()
     edge.state.ledger.reset()
+    edge.identity.reset()
     edge.store.clear()

@@ -131,6 +131,7 @@ class Runner:
         edge.set_tenant(tenant)
         edge.clear_faults()
         edge.state.ledger.reset()
+        edge.identity.reset()
         now = edge.state.clock()
         for seed in scenario.quota:
             edge.state.ledger.seed(seed.mailbox, now=now, recipients_today=seed.recipients_today,

@@ -14,20 +14,23 @@ Endpoint = Literal["submission", "legacy", "mx"]  # what a session plays
 SUBMISSION_HOST = "smtp.office365.com"
 LEGACY_HOST = "smtp-legacy.office365.com"
 SUBMISSION_NAMES = (SUBMISSION_HOST, LEGACY_HOST)
+IDENTITY_HOST = "login.microsoftonline.com"
+DEVICE_LOGIN_HOSTS = ("www.microsoft.com", "microsoft.com")  # verification_uri https://www.microsoft.com/link
+IDENTITY_NAMES = (IDENTITY_HOST, *DEVICE_LOGIN_HOSTS)
 MX_SUFFIX = ".mail.protection.outlook.com"  # contoso.com -> contoso-com.mail.protection.outlook.com
 
 # The edge's listeners by name, and the session each SMTP one runs.
 SMTP_ENDPOINTS: dict[str, Endpoint] = {
     "submission": "submission", "submission-25": "submission", "legacy": "legacy", "mx": "mx",
 }
-ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls", "dns")
+ENDPOINT_NAMES = (*SMTP_ENDPOINTS, "implicit-tls", "identity", "dns")
 ENDPOINT_HOSTNAMES = {  # the MX's name is the tenant's (mx_host)
     "submission": SUBMISSION_HOST, "submission-25": SUBMISSION_HOST, "legacy": LEGACY_HOST,
-    "implicit-tls": SUBMISSION_HOST,
+    "implicit-tls": SUBMISSION_HOST, "identity": IDENTITY_HOST,
 }
 # The port a device is configured with for each listener (tests bind ephemeral ones instead).
 WELL_KNOWN_PORTS = {"submission": 587, "submission-25": 25, "legacy": 587, "implicit-tls": 465, "mx": 25,
-                    "dns": 53}
+                    "identity": 443, "dns": 53}
 
 # TLS versions as Python's ssl module names them, oldest first, and as they appear on the wire.
 TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")

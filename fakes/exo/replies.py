@@ -288,3 +288,82 @@ NDR_DOMAIN_NONEXISTENT = Reply(
 NDR_RECIPIENT_NOT_FOUND = Reply(550, "5.1.10",
                                 "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
                                 "NDR; fs:40138770286", "C+O")
+
+
+# --- the identity platform (login.microsoftonline.com) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityReply:
+    """An error of the Microsoft identity platform v2.0: HTTP status, OAuth ``error``, AADSTS code."""
+
+    status: int
+    error: str
+    aadsts: int
+    text: str
+    source: str
+    confirmed: str
+
+    def description(self, **fields: str) -> str:
+        return f"AADSTS{self.aadsts}: {self.text.format(**fields) if fields else self.text}"
+
+
+# [O] learn.microsoft.com/answers 981553 (2022), the shape and text of EXO-REFERENCE 3a
+AUTHORIZATION_PENDING = IdentityReply(
+    400, "authorization_pending", 70016,
+    "The provided request has not yet been authorized by the user. The user must input their code.",
+    "EXO-REFERENCE 3a; learn.microsoft.com/answers 981553", "O")
+# Microsoft lists these errors (entra-docs v2-oauth2-device-code.md); the AADSTS codes and texts
+# are the ones public error logs show for them, UNCONFIRMED where marked.
+AUTHORIZATION_DECLINED = IdentityReply(
+    400, "authorization_declined", 70000, "The user denied the authorization request.",
+    "entra-docs v2-oauth2-device-code.md", "C (error); text UNCONFIRMED")
+EXPIRED_DEVICE_CODE = IdentityReply(
+    400, "expired_token", 70020,
+    "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
+    "entra-docs v2-oauth2-device-code.md; public error logs", "C (error); O (text)")
+BAD_VERIFICATION_CODE = IdentityReply(
+    400, "bad_verification_code", 70019, "Verification code expired or is not valid.",
+    "entra-docs v2-oauth2-device-code.md", "C (error); text UNCONFIRMED")
+UNKNOWN_CLIENT = IdentityReply(
+    400, "unauthorized_client", 700016,
+    "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen "
+    "if the application has not been installed by the administrator of the tenant or consented to by any "
+    "user in the tenant. You may have sent your authentication request to the wrong tenant.",
+    "public error logs (AADSTS700016)", "O")
+APP_DISABLED = IdentityReply(
+    400, "unauthorized_client", 7000112, "Application '{client_id}'({name}) is disabled.",
+    "public error logs (AADSTS7000112)", "O")
+INVALID_CLIENT_SECRET = IdentityReply(
+    401, "invalid_client", 7000215,
+    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "
+    "not the client secret ID, for a secret added to app '{client_id}'.",
+    "public error logs (AADSTS7000215)", "O")
+INVALID_SCOPE = IdentityReply(
+    400, "invalid_scope", 70011,
+    "The provided request must include a 'scope' input parameter. The provided value for the input parameter "
+    "'scope' is not valid. The scope {scope} is not valid.",
+    "public error logs (AADSTS70011)", "O")
+UNSUPPORTED_GRANT = IdentityReply(
+    400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '{grant}'.",
+    "public error logs (AADSTS70003)", "O (text partly UNCONFIRMED)")
+REFRESH_TOKEN_REVOKED = IdentityReply(
+    400, "invalid_grant", 50173,
+    "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might "
+    "have changed or reset their password.",
+    "public error logs (AADSTS50173)", "O")
+REFRESH_TOKEN_EXPIRED = IdentityReply(
+    400, "invalid_grant", 700082,
+    "The refresh token has expired due to inactivity. The token was issued on {issued} and was inactive for "
+    "{inactive}.",
+    "public error logs (AADSTS700082)", "O")
+INVALID_CREDENTIALS = IdentityReply(
+    400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.",
+    "public error logs (AADSTS50126)", "O")
+MISSING_PARAMETER = IdentityReply(
+    400, "invalid_request", 900144, "The request body must contain the following parameter: '{name}'.",
+    "public error logs (AADSTS900144)", "O")
+UNKNOWN_TENANT = IdentityReply(
+    400, "invalid_tenant", 90002,
+    "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the "
+    "correct cloud.", "public error logs (AADSTS90002)", "O")

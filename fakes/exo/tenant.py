@@ -124,6 +124,27 @@ class Limits(_Frozen):
     max_connections_per_source: Annotated[int, Field(ge=1)] = 20
 
 
+class App(_Frozen):
+    """An app registration in Entra ID: what a device or an app signs in as."""
+
+    client_id: Annotated[str, Field(min_length=1)]
+    name: str = "Lab device"
+    secret: str | None = Field(None, repr=False)  # client credentials; masked wherever a run writes
+    redirect_uris: tuple[str, ...] = ()
+    delegated_scopes: tuple[str, ...] = ("SMTP.Send", "offline_access", "openid", "profile", "email")
+    send_as_app: bool = False  # SMTP.SendAsApp granted, with admin consent (app-only)
+    disabled: bool = False
+
+
+class Identity(_Frozen):
+    """Token lifetimes of the identity platform; short ones let a scenario see an expiry."""
+
+    access_token_lifetime: Annotated[int, Field(ge=1)] = 3599
+    refresh_token_lifetime: Annotated[int, Field(ge=1)] = 90 * 24 * 3600
+    device_code_lifetime: Annotated[int, Field(ge=1)] = 900
+    polling_interval: Annotated[int, Field(ge=1)] = 5
+
+
 class Dns(_Frozen):
     """The tenant's public DNS as the lab server publishes it."""
 
@@ -157,6 +178,8 @@ class Tenant(_Frozen):
     connectors: tuple[Connector, ...] = ()
     dns: Dns = Dns()
     lab: Lab = Lab()
+    apps: tuple[App, ...] = ()
+    identity: Identity = Identity()
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
@@ -206,6 +229,9 @@ class Tenant(_Frozen):
             if box.address == address:
                 return box
         return None
+
+    def app(self, client_id: str) -> App | None:
+        return next((app for app in self.apps if app.client_id == client_id), None)
 
     def smtp_auth_enabled(self, box: Mailbox) -> bool:
         """The per-mailbox setting overrides the org's (Set-CASMailbox beats Set-TransportConfig)."""

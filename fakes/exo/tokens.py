@@ -9,6 +9,8 @@ Checking takes the time as an argument, so expiry is tested without waiting.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +49,9 @@ class TokenAuthority:
         self._public = self._key.public_key()
         self.tenant_id = tenant_id
         self.issuer = f"https://sts.windows.net/{tenant_id}/"
+        der = self._public.public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.key_id = base64.urlsafe_b64encode(hashlib.sha256(der).digest()[:20]).decode().rstrip("=")
 
     def mint(
         self,
@@ -76,7 +81,25 @@ class TokenAuthority:
             claims.update(upn=mailbox, preferred_username=mailbox, scp=" ".join(scp))
         else:
             raise ValueError("a token is for a mailbox (delegated) or an app_id (app-only)")
-        return jwt.encode(claims, self._key, algorithm="RS256")  # type: ignore[arg-type]
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})  # type: ignore[arg-type]
+
+    @property
+    def v2_issuer(self) -> str:
+        return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+
+    def id_token(self, *, now: float, mailbox: str, client_id: str, lifetime: float = 3600) -> str:
+        """An OpenID Connect ID token (v2.0) for the signed-in mailbox, for the app that asked."""
+        claims = {"aud": client_id, "iss": self.v2_issuer, "tid": self.tenant_id, "iat": int(now),
+                  "nbf": int(now) - 60, "exp": int(now + lifetime), "ver": "2.0",
+                  "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{client_id}/{mailbox}")),
+                  "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, mailbox)), "preferred_username": mailbox,
+                  "name": mailbox.partition("@")[0]}
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})  # type: ignore[arg-type]
+
+    def jwks(self) -> dict[str, Any]:
+        """The JSON Web Key Set that verifies every token minted here."""
+        key = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._public))  # type: ignore[arg-type]
+        return {"keys": [{**key, "kid": self.key_id, "use": "sig", "alg": "RS256"}]}
 
     def check(self, token: str, *, user: str, now: float) -> TokenCheck:
         try:

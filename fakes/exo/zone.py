@@ -16,13 +16,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from .names import SUBMISSION_NAMES
+from .names import IDENTITY_NAMES, SUBMISSION_NAMES
 from .tenant import Tenant
 
 # Exchange Online Protection's published ranges (the include's real content, abridged).
 EOP_SPF = ("v=spf1 ip4:40.92.0.0/15 ip4:40.107.0.0/16 ip4:52.100.0.0/14 ip4:104.47.0.0/17 "
            "ip6:2a01:111:f400::/48 ip6:2a01:111:f403::/49 -all")
-APEXES = ("office365.com", "protection.outlook.com")
+APEXES = ("office365.com", "protection.outlook.com", "microsoftonline.com", "microsoft.com")
 TTL = 300
 
 
@@ -68,7 +68,7 @@ def spf_record(tenant: Tenant) -> str:
 def build_zone(tenant: Tenant, addresses: list[str]) -> Zone:
     """The zone for ``tenant`` with the edge's names resolving to ``addresses``."""
     zone = Zone(apexes=(*tenant.accepted_domains, *APEXES))
-    for name in (*SUBMISSION_NAMES, tenant.mx_host):
+    for name in (*SUBMISSION_NAMES, *IDENTITY_NAMES, tenant.mx_host):
         for address in addresses:
             rtype = "AAAA" if ipaddress.ip_address(address).version == 6 else "A"
             zone.add(name, rtype, address)

@@ -1,0 +1,179 @@
+"""The HTTPS adapter for login.microsoftonline.com (and microsoft.com/link) over ``fakes.exo.identity``.
+
+aiohttp serves, on the lab CA's certificate for login.microsoftonline.com, www.microsoft.com and
+microsoft.com, the shapes of the Microsoft identity platform v2.0 that a device's OAuth client
+uses: the OpenID configuration and its keys, the device authorization and token endpoints, and
+the device login page where a person in the lab types the code and signs in. Every decision is
+``IdentityPlatform``'s; every request is recorded (kind ``identity``: endpoint, grant, client,
+outcome, never a secret), so a check can judge, say, how fast a device polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import weakref
+import ssl
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from fakes.exo import replies as R
+from fakes.exo.identity import DEVICE_CODE_GRANT, Grant, IdentityPlatform, Refusal, new_trace
+from fakes.exo.names import IDENTITY_HOST
+from fakes.record import RecordLog
+
+_PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
+
+
+class IdentityServer:
+    """One HTTPS listener; ``stop`` may be called any number of times."""
+
+    endpoint = "identity"
+
+    def __init__(self, platform: IdentityPlatform, records: RecordLog, tls_context: ssl.SSLContext) -> None:
+        self.platform = platform
+        self.records = records
+        self.tls_context = tls_context
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        # the connections of clients that keep theirs open (HTTP keep-alive): dropped at stop
+        self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
+
+    @web.middleware
+    async def _remember_transport(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.transport is not None:
+            self._transports.add(request.transport)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._remember_transport])
+        app.add_routes([
+            web.get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
+            web.get("/{tenant}/discovery/v2.0/keys", self.keys),
+            web.get("/common/discovery/instance", self.instance_discovery),
+            web.post("/{tenant}/oauth2/v2.0/devicecode", self.devicecode),
+            web.post("/{tenant}/oauth2/v2.0/token", self.token),
+            web.get("/link", self.login_page),
+            web.post("/link", self.login),
+            web.get("/devicelogin", self.login_page),
+        ])
+        return app
+
+    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.tls_context)
+        await site.start()
+        bound = self._runner.addresses[0]
+        return bound[0], bound[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+            for transport in list(self._transports):
+                transport.abort()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _record(self, request: web.Request, what: str, **fields: Any) -> None:
+        peer = request.remote or "?"
+        self.records.append({"session": f"idp{next(self._ids):06d}", "t": self.platform.clock(),
+                             "kind": "identity", "peer": peer, "endpoint": what, **fields})
+
+    def _tenant_refusal(self, request: web.Request) -> web.Response | None:
+        tenant = request.match_info.get("tenant", "")
+        if self.platform.knows_tenant(tenant):
+            return None
+        return self._refused(Refusal(R.UNKNOWN_TENANT, {"tenant": tenant}))
+
+    def _refused(self, refusal: Refusal) -> web.Response:
+        trace, correlation = new_trace()
+        return web.json_response(refusal.body(self.platform.clock(), trace, correlation), status=refusal.reply.status)
+
+    def _answer(self, request: web.Request, what: str, form: dict[str, str], result: Grant | Refusal) -> web.Response:
+        self._record(request, what, grant_type=form.get("grant_type"), client_id=form.get("client_id"),
+                     scope=form.get("scope"), outcome="ok" if isinstance(result, Grant) else result.reply.error,
+                     aadsts=None if isinstance(result, Grant) else result.reply.aadsts)
+        if isinstance(result, Refusal):
+            return self._refused(result)
+        return web.json_response(result.body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    # -- the endpoints ---------------------------------------------------------------------------
+
+    async def openid_configuration(self, request: web.Request) -> web.Response:
+        refused = self._tenant_refusal(request)
+        if refused:
+            return refused
+        base = f"https://{request.host}/{request.match_info['tenant']}"
+        return web.json_response({
+            "issuer": self.platform.tokens.v2_issuer,
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "grant_types_supported": ["client_credentials", "refresh_token", DEVICE_CODE_GRANT],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "tenant_region_scope": "EU", "cloud_instance_name": "microsoftonline.com",
+        })
+
+    async def keys(self, request: web.Request) -> web.Response:
+        return self._tenant_refusal(request) or web.json_response(self.platform.tokens.jwks())
+
+    async def instance_discovery(self, request: web.Request) -> web.Response:
+        """What MSAL asks before it trusts an authority (the real answer's shape, for this host)."""
+        return web.json_response({
+            "tenant_discovery_endpoint": f"https://{request.host}/common/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": IDENTITY_HOST, "preferred_cache": IDENTITY_HOST,
+                          "aliases": [IDENTITY_HOST, request.host]}],
+        })
+
+    async def devicecode(self, request: web.Request) -> web.Response:
+        refused = self._tenant_refusal(request)
+        if refused:
+            return refused
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        return self._answer(request, "devicecode", form, self.platform.device_code(form))
+
+    async def token(self, request: web.Request) -> web.Response:
+        refused = self._tenant_refusal(request)
+        if refused:
+            return refused
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if request.headers.get("Authorization", "").startswith("Basic "):  # client_secret_basic
+            user, _, secret = base64.b64decode(request.headers["Authorization"][6:]).decode().partition(":")
+            form.setdefault("client_id", unquote(user))
+            form.setdefault("client_secret", unquote(secret))
+        return self._answer(request, "token", form, self.platform.token(form))
+
+    # -- the device login page (microsoft.com/link) -----------------------------------------------
+
+    def _page(self, **fields: Any) -> web.Response:
+        html = _PAGES.get_template("device-login.html").render(tenant=self.platform.tenant.tenant, **fields)
+        return web.Response(text=html, content_type="text/html")
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        return self._page(code=request.query.get("otc", ""), login="", error=None, done=None)
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        code, login = str(form.get("otc", "")), str(form.get("login", ""))
+        approve = form.get("consent", "accept") != "decline"
+        problem = self.platform.sign_in(code, login, str(form.get("password", "")), approve=approve)
+        self._record(request, "device-login", user=login, outcome="ok" if problem is None else problem.error,
+                     approved=approve)
+        if problem is not None:
+            return self._page(code=code, login=login, error=problem.description(), done=None)
+        return self._page(done="You have signed in to the device" if approve else "You declined to sign in")
+
+
