@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import weakref
 import ssl
+import weakref
 from typing import Any
 from urllib.parse import unquote
 

@@ -26,8 +26,9 @@ class _MailboxUse:
     # the 24 hours)
     recipients: deque[list[int]] = field(default_factory=deque)
     recipients_total: int = 0
-    # minute index -> messages scheduled for delivery in that minute
-    scheduled: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # when the latest deliveries were scheduled, at most messages_per_minute of them: the rate is
+    # a sliding minute (no minute boundary for a burst to straddle)
+    scheduled: deque[float] = field(default_factory=deque)
     sessions: list[str] = field(default_factory=list)
 
 
@@ -85,13 +86,17 @@ class QuotaLedger:
         """Count an accepted message; returns when it may be delivered (``now`` unless throttled)."""
         use = self._use[mailbox.lower()]
         self._count(use, now, recipients)
-        minute = int(now // MINUTE)
-        for old in [m for m in use.scheduled if m < minute - 1]:
-            del use.scheduled[old]
-        while use.scheduled[minute] >= self.limits.messages_per_minute:
-            minute += 1
-        use.scheduled[minute] += 1
-        return max(now, minute * MINUTE)
+        return self._schedule(use, now)
+
+    def _schedule(self, use: _MailboxUse, now: float) -> float:
+        """At most N deliveries in any minute: the N+1st waits until a minute after the first
+        of the last N (carried over, never refused)."""
+        limit = self.limits.messages_per_minute
+        when = now if len(use.scheduled) < limit else max(now, use.scheduled[-limit] + MINUTE)
+        use.scheduled.append(when)
+        while len(use.scheduled) > limit:
+            use.scheduled.popleft()
+        return when
 
     # -- seeding ------------------------------------------------------------------------------
 
@@ -109,7 +114,8 @@ class QuotaLedger:
         if recipients_today:
             self._count(use, now, recipients_today)
         if messages_this_minute:
-            use.scheduled[int(now // MINUTE)] += messages_this_minute
+            for _ in range(min(messages_this_minute, self.limits.messages_per_minute)):
+                self._schedule(use, now)
 
     def reset(self) -> None:
         sessions = {box: use.sessions for box, use in self._use.items()}

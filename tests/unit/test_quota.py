@@ -12,11 +12,12 @@ T0 = 1_800_000_000.0
 
 def test_thirty_a_minute_then_carried_over_to_the_next_minutes():
     ledger = QuotaLedger(Limits())
-    start = T0 - T0 % 60
-    times = [ledger.record_submission("a@x.com", 1, start + 1) for _ in range(65)]
-    assert times[:30] == [start + 1] * 30
+    start = T0 - T0 % 60 + 59  # one second before a minute boundary: the burst is still held back
+    times = [ledger.record_submission("a@x.com", 1, start) for _ in range(65)]
+    assert times[:30] == [start] * 30
     assert times[30:60] == [start + 60] * 30
     assert times[60:] == [start + 120] * 5
+    assert len(ledger._use["a@x.com"].scheduled) == 30  # no history beyond the last minute's worth
 
 
 def test_rolling_24_hours_of_recipients():
