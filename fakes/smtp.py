@@ -27,6 +27,7 @@ from typing import Any
 from fakes.exo import replies as R
 from fakes.exo import session as S
 from fakes.exo.commands import escaped
+from fakes.exo.events import Acceptance
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
@@ -179,7 +180,7 @@ class SmtpConnection(asyncio.Protocol):
         if decision.close:
             self._closing = True
 
-    async def _store(self, accepted: S.Acceptance) -> bool:
+    async def _store(self, accepted: Acceptance) -> bool:
         """Put every copy on disk; True once they are there (and their record written)."""
         assert self.session is not None and self.rec is not None
         listener = self.listener

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakes.exo.session import Acceptance
+from fakes.exo.events import Acceptance
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from . import replies as R
 from .events import (
     Auth,
     Data,
@@ -23,7 +24,12 @@ from .events import (
     StartTls,
     Unknown,
 )
+from .replies import Reply
 
+# ESMTP parameters of the advertised extensions (SIZE, 8BITMIME/BINARYMIME, SMTPUTF8, DSN, AUTH).
+_BODY_TYPES = frozenset({"7BIT", "8BITMIME", "BINARYMIME"})
+_NOTIFY = re.compile(r"^(NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY))*)$", re.I)
+_XTEXT = re.compile(r"^([!-*,-<>-~]|\+[0-9A-F]{2})+$")
 _PATH = re.compile(r"^(?P<kw>FROM|TO)\s*:\s*(?P<addr><[^>]*>|[^\s<>]+)\s*(?P<params>.*)$", re.I)
 MALFORMED_PATH = "<malformed>"
 
@@ -72,3 +78,39 @@ def parse_command(raw: bytes) -> Event:
         takes_no_argument = verb in ("DATA", "RSET", "STARTTLS")
         return Malformed(line) if arg and takes_no_argument else simple[verb]()
     return Unknown(word)  # echoed as sent
+
+
+def mail_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
+    """MAIL FROM parameters: SIZE, BODY, SMTPUTF8, RET and ENVID (DSN), AUTH (RFC 4954)."""
+    for key, value in params.items():
+        if key == "SIZE":
+            ok = value is not None and value.isdigit() and len(value) <= 15
+        elif key == "BODY":
+            ok = value is not None and value.upper() in _BODY_TYPES
+        elif key == "SMTPUTF8":
+            ok = value is None
+        elif key == "RET":
+            ok = value is not None and value.upper() in ("FULL", "HDRS")
+        elif key == "ENVID":
+            ok = value is not None and len(value) <= 100 and bool(_XTEXT.match(value))
+        elif key == "AUTH":
+            ok = value is not None
+        else:
+            return R.UNSUPPORTED_PARAMETER
+        if not ok:
+            return R.SYNTAX_ERROR
+    return None
+
+
+def rcpt_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
+    """RCPT TO parameters: NOTIFY and ORCPT (DSN, RFC 3461)."""
+    for key, value in params.items():
+        if key == "NOTIFY":
+            ok = value is not None and bool(_NOTIFY.match(value))
+        elif key == "ORCPT":
+            ok = value is not None and ";" in value and bool(_XTEXT.match(value.partition(";")[2] or "-"))
+        else:
+            return R.UNSUPPORTED_PARAMETER
+        if not ok:
+            return R.SYNTAX_ERROR
+    return None

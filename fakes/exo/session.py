@@ -13,18 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import acceptance, rules
 from . import replies as R
-from . import rules
-from .commands import MALFORMED_PATH, parse_command
+from .commands import MALFORMED_PATH, mail_parameter_refusal, parse_command, rcpt_parameter_refusal
 from .events import (
     SILENT,
-    Acceptance,
     Auth,
     AuthLine,
     BodyData,
@@ -34,7 +32,6 @@ from .events import (
     Data,
     DataEnd,
     Decision,
-    Delivery,
     Event,
     Fault,
     Hello,
@@ -52,14 +49,10 @@ from .events import (
     Unknown,
 )
 from .message import (
-    Failure,
     MessageBuffer,
-    NonDeliveryReport,
     has_bare_lf,
     header_block,
     message_facts,
-    new_message_id,
-    prepend_headers,
     read_headers,
 )
 from .names import LEGACY_TLS_VERSIONS, Endpoint, is_address
@@ -73,10 +66,6 @@ from .wire import Line, WireEvent
 MAX_PROTOCOL_ERRORS = 5
 # All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
 MAX_CONNECTIONS = 4096
-# ESMTP parameters of the advertised extensions (SIZE, 8BITMIME/BINARYMIME, SMTPUTF8, DSN, AUTH).
-_BODY_TYPES = frozenset({"7BIT", "8BITMIME", "BINARYMIME"})
-_NOTIFY = re.compile(r"^(NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY))*)$", re.I)
-_XTEXT = re.compile(r"^([!-*,-<>-~]|\+[0-9A-F]{2})+$")
 
 @dataclass
 class EdgeState:
@@ -238,12 +227,12 @@ class Session:
             self.phase = Phase.CLOSED
             return Decision((), close=True, delay=fault.delay, notes=note)
         if fault.reply is not None:
-            decision = self._say(fault.reply, close=fault.close, notes=note)
+            decision = self.say(fault.reply, close=fault.close, notes=note)
             return replace(decision, delay=fault.delay)
         self._pending_delay += fault.delay
         return None
 
-    def _say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
+    def say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
         notes = fields.pop("notes", {})
         if reply in PROTOCOL_ERRORS:
             self.protocol_errors += 1
@@ -293,36 +282,36 @@ class Session:
             self.phase = Phase.CLOSED
             self._release()
             minutes, seconds = divmod(int(self.state.clock() - self.started), 60)
-            return self._say(R.TIMED_OUT, close=True,
+            return self.say(R.TIMED_OUT, close=True,
                              duration=f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}")
         if isinstance(event, TlsEstablished):
             return self._tls_established(event)
         if self._legacy_refused and not isinstance(event, Quit):
             self.phase = Phase.CLOSED
-            return self._say(R.LEGACY_TLS, close=True)
+            return self.say(R.LEGACY_TLS, close=True)
         if isinstance(event, LineTooLong):
             if self.in_auth_exchange:  # an over-long AUTH answer ends the exchange; commands go on
                 self.phase = Phase.READY
-                return self._say(R.LINE_TOO_LONG, notes=self._auth_note(self.auth_mechanism or "", "",
+                return self.say(R.LINE_TOO_LONG, notes=self._auth_note(self.auth_mechanism or "", "",
                                                                        "failure", "line too long"))
-            return self._say(R.LINE_TOO_LONG)
+            return self.say(R.LINE_TOO_LONG)
         if self.in_auth_exchange:
             if isinstance(event, AuthLine):
                 return self._auth_line(event.line)
-            return self._say(R.SYNTAX_ERROR)
+            return self.say(R.SYNTAX_ERROR)
         if isinstance(event, AuthLine):
-            return self._say(R.UNRECOGNIZED_COMMAND, command=event.line[:32])
+            return self.say(R.UNRECOGNIZED_COMMAND, command=event.line[:32])
         if isinstance(event, Malformed):
-            return self._say(R.SYNTAX_ERROR)
+            return self.say(R.SYNTAX_ERROR)
         if self.phase is Phase.CHUNKING and isinstance(event, Data | MailFrom | RcptTo):
-            return self._say(R.BDAT_SEQUENCE)
+            return self.say(R.BDAT_SEQUENCE)
         rule = SEQUENCE.get(type(event))
         if rule and self.phase not in rule[0]:
             if self.phase is Phase.CONNECTED and not isinstance(event, StartTls):
-                return self._say(R.NEED_HELO)
+                return self.say(R.NEED_HELO)
             if isinstance(event, Auth) and self.user is not None:
-                return self._say(R.ALREADY_AUTHENTICATED)
-            return self._say(rule[1])
+                return self.say(R.ALREADY_AUTHENTICATED)
+            return self.say(rule[1])
         handler = getattr(self, "_on_" + type(event).__name__)
         decision: Decision = handler(event)
         if self._pending_delay:
@@ -348,13 +337,13 @@ class Session:
 
     def _on_StartTls(self, event: StartTls) -> Decision:
         if self.tls_version:
-            return self._say(R.TLS_ALREADY)
+            return self.say(R.TLS_ALREADY)
         if self.phase is Phase.CONNECTED:
-            return self._say(R.NEED_HELO)
+            return self.say(R.NEED_HELO)
         injected = self._injected("starttls")
         if injected:
             return injected
-        decision = self._say(R.STARTTLS_READY)
+        decision = self.say(R.STARTTLS_READY)
         return Decision(decision.lines, reply=R.STARTTLS_READY, start_tls=True)
 
     def _tls_established(self, event: TlsEstablished) -> Decision:
@@ -367,7 +356,7 @@ class Session:
             self.attribution = rules.attribute(
                 self.state.tenant, self.peer_ip, event.certificate_names or None, event.version
             )
-            notes["attribution"] = self._attribution_note()
+            notes["attribution"] = self.attribution_note()
         elif event.version in LEGACY_TLS_VERSIONS and not (
             self.endpoint == "legacy" and self.state.tenant.org.allow_legacy_tls_clients
         ):
@@ -376,7 +365,7 @@ class Session:
             notes["legacy_tls"] = event.version
         return Decision((), notes=notes)
 
-    def _attribution_note(self) -> dict[str, Any]:
+    def attribution_note(self) -> dict[str, Any]:
         connector = self.attribution.connector
         return {"connector": connector.name if connector else None, "reason": self.attribution.reason}
 
@@ -386,9 +375,9 @@ class Session:
         mechanism = event.mechanism.upper()
         if self.is_mx or not self.tls_version or mechanism not in ("LOGIN", "XOAUTH2"):
             # AUTH is advertised only after STARTTLS, and only LOGIN and XOAUTH2.
-            return self._say(R.UNRECOGNIZED_AUTH, notes=self._auth_note(mechanism, "", "unsupported"))
+            return self.say(R.UNRECOGNIZED_AUTH, notes=self._auth_note(mechanism, "", "unsupported"))
         if self.user is not None:
-            return self._say(R.ALREADY_AUTHENTICATED)
+            return self.say(R.ALREADY_AUTHENTICATED)
         injected = self._injected("auth")
         if injected:
             return injected
@@ -412,15 +401,15 @@ class Session:
         mechanism = self.auth_mechanism or ""
         if line.strip() == "*":
             self.phase = Phase.READY
-            return self._say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "cancelled"))
+            return self.say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "cancelled"))
         try:
             decoded = base64.b64decode(line.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             self.phase = Phase.READY
             if mechanism == "XOAUTH2":
-                return self._say(R.XOAUTH2_MALFORMED,
+                return self.say(R.XOAUTH2_MALFORMED,
                                  notes=self._auth_note(mechanism, "", "failure", "not base64"))
-            return self._say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "failure", "not base64"))
+            return self.say(R.AUTH_CANCELLED, notes=self._auth_note(mechanism, "", "failure", "not base64"))
         if self.phase is Phase.AUTH_LOGIN_USER:
             self._login_user = decoded
             self.phase = Phase.AUTH_LOGIN_PASSWORD
@@ -435,21 +424,21 @@ class Session:
         box = tenant.mailbox(user)
         refusal = rules.basic_auth_refusal(tenant, box, password)
         if refusal:
-            return self._say(refusal, notes=self._auth_note("LOGIN", user, "failure", refusal.text))
+            return self.say(refusal, notes=self._auth_note("LOGIN", user, "failure", refusal.text))
         assert box is not None
         return self._authenticated(box, "LOGIN", "password")
 
     def _finish_xoauth2(self, decoded: str) -> Decision:
         parsed = parse_xoauth2(decoded)
         if parsed is None:
-            return self._say(R.XOAUTH2_MALFORMED,
+            return self.say(R.XOAUTH2_MALFORMED,
                              notes=self._auth_note("XOAUTH2", "", "failure", "malformed XOAUTH2 data"))
         user, token = parsed
         tenant = self.state.tenant
         box = tenant.mailbox(user)
         authority = self.state.tokens
         if authority is None:
-            return self._say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure",
+            return self.say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure",
                                                                     "the edge has no token issuer"))
         check = authority.check(token, user=user, now=self.state.clock())
         if check.ok and box is None:
@@ -458,17 +447,17 @@ class Session:
             check = TokenCheck(False, f"app {check.app_id} has no FullAccess to {user}")
         reason = check.reason
         if not check.ok:
-            return self._say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure", reason))
+            return self.say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure", reason))
         assert box is not None
         refusal = rules.smtp_auth_refusal(tenant, box)
         if refusal:
-            return self._say(refusal, notes=self._auth_note("XOAUTH2", user, "failure", refusal.text))
+            return self.say(refusal, notes=self._auth_note("XOAUTH2", user, "failure", refusal.text))
         return self._authenticated(box, "XOAUTH2", check.reason)
 
     def _authenticated(self, box: Mailbox, mechanism: str, how: str) -> Decision:
         self.user = box
         self.state.ledger.open_session(box.address, self.id)
-        decision = self._say(R.AUTH_OK, notes=self._auth_note(mechanism, box.address, "success", how))
+        decision = self.say(R.AUTH_OK, notes=self._auth_note(mechanism, box.address, "success", how))
         return decision
 
     # -- the transaction ------------------------------------------------------------------------
@@ -476,61 +465,61 @@ class Session:
     def _on_MailFrom(self, event: MailFrom) -> Decision:
         address = event.address.strip()
         if event.address == MALFORMED_PATH or (address and not is_address(address)):
-            return self._say(R.BAD_ADDRESS)
+            return self.say(R.BAD_ADDRESS)
         params = {k.upper(): v for k, v in event.params}
         if not self.is_mx:
             if not self.tls_version:
-                return self._say(R.STARTTLS_REQUIRED)
+                return self.say(R.STARTTLS_REQUIRED)
             if self.user is None:
-                return self._say(R.NOT_AUTHENTICATED)
+                return self.say(R.NOT_AUTHENTICATED)
         elif self.attribution.connector and self.attribution.connector.require_tls and not self.tls_version:
-            return self._say(R.CONNECTOR_REQUIRES_TLS)
-        refusal = _mail_parameter_refusal(params)
+            return self.say(R.CONNECTOR_REQUIRES_TLS)
+        refusal = mail_parameter_refusal(params)
         if refusal:
-            return self._say(refusal)
+            return self.say(refusal)
         if not address.isascii() and "SMTPUTF8" not in params:
-            return self._say(R.NEEDS_SMTPUTF8)
+            return self.say(R.NEEDS_SMTPUTF8)
         size = params.get("SIZE")
         if size is not None and int(size) > self.state.tenant.limits.max_message_size:
-            return self._say(R.MESSAGE_TOO_LARGE)
+            return self.say(R.MESSAGE_TOO_LARGE)
         injected = self._injected("mail")
         if injected:
             return injected
         self.mail_from = address.lower()
         self.mail_params = params
         self.phase = Phase.MAIL
-        return self._say(R.SENDER_OK)
+        return self.say(R.SENDER_OK)
 
     def _on_RcptTo(self, event: RcptTo) -> Decision:
         address = event.address.strip().lower()
         if not is_address(address):
-            return self._say(R.BAD_ADDRESS)
-        refusal = _rcpt_parameter_refusal({k.upper(): v for k, v in event.params})
+            return self.say(R.BAD_ADDRESS)
+        refusal = rcpt_parameter_refusal({k.upper(): v for k, v in event.params})
         if refusal:
-            return self._say(refusal)
+            return self.say(refusal)
         if not address.isascii() and "SMTPUTF8" not in self.mail_params:
-            return self._say(R.NEEDS_SMTPUTF8)
+            return self.say(R.NEEDS_SMTPUTF8)
         if address in self.recipients:  # named twice: accepted again, delivered once
-            return self._say(R.RECIPIENT_OK)
+            return self.say(R.RECIPIENT_OK)
         if len(self.recipients) >= self.state.tenant.limits.max_recipients_per_message:
-            return self._say(R.TOO_MANY_RECIPIENTS)
+            return self.say(R.TOO_MANY_RECIPIENTS)
         if self.is_mx:
             refusal = rules.mx_recipient_refusal(
                 self.state.tenant, self.attribution, self.mail_from or "", address,
                 bool(self.certificate_names),
             )
             if refusal:
-                return self._say(refusal, notes={"attribution": self._attribution_note()})
+                return self.say(refusal, notes={"attribution": self.attribution_note()})
         injected = self._injected("rcpt")
         if injected:
             return injected
         self.recipients.append(address)
         self.phase = Phase.RCPT
-        return self._say(R.RECIPIENT_OK)
+        return self.say(R.RECIPIENT_OK)
 
     def _on_Data(self, event: Data) -> Decision:
         if (self.mail_params.get("BODY") or "").upper() == "BINARYMIME":
-            return self._say(R.BINARYMIME_NEEDS_BDAT)
+            return self.say(R.BINARYMIME_NEEDS_BDAT)
         injected = self._injected("data")
         if injected:
             return injected
@@ -560,13 +549,13 @@ class Session:
         if refusal is not None:
             if self.phase is Phase.RCPT:  # the transaction's first chunk was refused: it is over
                 self._end_transaction()
-            return self._say(refusal)
+            return self.say(refusal)
         assert self._body is not None
         self._chunks += 1
         self.phase = Phase.CHUNKING
         if self._body.over_limit:
             self._end_transaction()
-            return self._say(R.MESSAGE_TOO_LARGE)
+            return self.say(R.MESSAGE_TOO_LARGE)
         if not event.last:
             return Decision((R.CHUNK_RECEIVED.render(size=str(event.size)),), reply=R.CHUNK_RECEIVED)
         return self._finish_message(via_bdat=True)
@@ -593,109 +582,18 @@ class Session:
         limits = self.state.tenant.limits
         content = body.data
         if body.over_limit:
-            return self._say(R.MESSAGE_TOO_LARGE)
+            return self.say(R.MESSAGE_TOO_LARGE)
         if len(header_block(content)) > limits.max_header_size:
-            return self._say(R.HEADERS_TOO_LARGE)
+            return self.say(R.HEADERS_TOO_LARGE)
         if not via_bdat and has_bare_lf(content):  # BDAT carries octets as they are (RFC 3030)
-            return self._say(R.BARE_LF)
+            return self.say(R.BARE_LF)
         injected = self._injected("message")
         if injected:
             return injected
         headers = read_headers(content)
         if self.is_mx:
-            return self._accept_at_mx(content, headers)
-        return self._accept_submission(content, headers)
-
-    def _accept_submission(self, content: bytes | bytearray, headers: Any) -> Decision:
-        box = self.user
-        assert box is not None and self.mail_from is not None
-        tenant, ledger, now = self.state.tenant, self.state.ledger, self.state.clock()
-        refusal = rules.send_as_refusal(tenant, box, {self.mail_from, *headers.from_addresses})
-        if refusal:
-            return self._say(refusal)
-        if ledger.over_concurrency(box.address, self.id):
-            return self._say(R.THREAD_LIMIT)
-        if ledger.would_exceed_daily(box.address, len(self.recipients), now):
-            return self._say(R.DAILY_QUOTA)
-        deliver_after = ledger.record_submission(box.address, len(self.recipients), now)
-        stamped, message_id = self._stamp(content, headers, [])
-        deliveries = [Delivery("Sent Items", box.address, box.address, now)]
-        failures = []
-        for rcpt in self.recipients:
-            kind = rules.classify_recipient(tenant, rcpt)
-            if kind == "internal":
-                deliveries.append(Delivery("Inbox", rcpt, rcpt, deliver_after))
-            elif kind == "external":
-                failure = _undeliverable(rcpt)
-                if failure:
-                    failures.append(failure)
-                else:
-                    deliveries.append(Delivery("Outbound", None, rcpt, deliver_after))
-            else:
-                failures.append(_failure(rcpt, R.NDR_RECIPIENT_NOT_FOUND))
-        if failures:
-            deliveries.append(self._report(box.address, failures, stamped, deliver_after))
-        return self._queued(stamped, message_id, deliveries, delayed=deliver_after > now)
-
-    def _accept_at_mx(self, content: bytes | bytearray, headers: Any) -> Decision:
-        if not headers.from_addresses:
-            return self._say(R.MISSING_FROM_HEADER)
-        tenant, now = self.state.tenant, self.state.clock()
-        domain = (self.mail_from or "").rpartition("@")[2] or (headers.from_addresses[0].rpartition("@")[2])
-        spf = self.state.spf(self.peer_ip, domain)
-        header_from = headers.from_addresses[0].rpartition("@")[2]
-        results = (f"spf={spf} (sender IP is {self.peer_ip}) smtp.mailfrom={domain}; dkim=none (message not "
-                   f"signed) header.d=none;dmarc=none action=none header.from={header_from};")
-        stamped, message_id = self._stamp(content, headers, [("Authentication-Results", results)])
-        deliveries, failures = [], []
-        for rcpt in self.recipients:
-            kind = rules.classify_recipient(tenant, rcpt)
-            folder = rules.mx_folder(kind, self.attribution, spf)
-            failure = _undeliverable(rcpt) if folder == "Outbound" else None
-            if failure:
-                failures.append(failure)
-            else:
-                deliveries.append(Delivery(folder, None if folder == "Outbound" else rcpt, rcpt, now))
-        if failures:
-            # bounced later, after the 250: to the sending mailbox, or out to a sender outside the tenant
-            sender = tenant.mailbox(self.mail_from or "")
-            ndr = self._report(sender.address if sender else self.mail_from or "", failures, stamped, now)
-            deliveries.append(ndr if sender else replace(ndr, folder="Outbound", mailbox=None))
-        decision = self._queued(stamped, message_id, deliveries, delayed=False, spf=spf)
-        return Decision(decision.lines, reply=decision.reply, accepted=decision.accepted,
-                        notes={"spf": spf, "attribution": self._attribution_note()})
-
-    def _report(self, sender: str, failures: list[Failure], content: bytes, when: float) -> Delivery:
-        """The one NDR of a message, for all its failed recipients (rendered when stored)."""
-        report = NonDeliveryReport(
-            postmaster=f"postmaster@{self.state.tenant.initial_domain}", to=sender, failures=tuple(failures),
-            original_headers=bytes(header_block(content)), now=when, host=self.state.suffix_host,
-        )
-        return Delivery("Inbox", sender, report.recipients, when, content=report)
-
-    def _stamp(self, content: bytes | bytearray, headers: Any,
-               extra: list[tuple[str, str]]) -> tuple[bytes, str]:
-        """Add the Received line (and a Message-ID where the sender gave none)."""
-        message_id = headers.message_id or new_message_id(self.host, self.state.new_id().lower())
-        added = [("Received", f"from [{self.peer_ip}] by {self.host} with "
-                              f"{'ESMTPSA' if self.user else 'ESMTPS' if self.tls_version else 'ESMTP'}; "
-                              f"id {self.id}"), *extra]
-        if headers.message_id is None:
-            added.append(("Message-ID", message_id))
-        return prepend_headers(content, added), message_id.strip().strip("<>")
-
-    def _queued(self, content: bytes, message_id: str, deliveries: list[Delivery], *, delayed: bool,
-                spf: str | None = None) -> Decision:
-        acceptance = Acceptance(
-            message_id=message_id, mail_from=self.mail_from or "", recipients=tuple(self.recipients),
-            content=content, deliveries=tuple(deliveries), delayed=delayed, spf=spf,
-        )
-        text = R.QUEUED.render(
-            self.context(), message_id=message_id.encode("ascii", "backslashreplace").decode(),
-            internal_id=str(int(self.state.clock() * 1000) % 10**13),
-            hostname=self.state.suffix_host, size=str(len(content)), seconds="0.000", rate="0.000",
-        )
-        return Decision((text,), reply=R.QUEUED, accepted=acceptance)
+            return acceptance.at_mx(self, content, headers)
+        return acceptance.at_submission(self, content, headers)
 
     # -- the rest -------------------------------------------------------------------------------
 
@@ -704,18 +602,18 @@ class Session:
         self._reset_transaction()
         if self.phase is not Phase.CONNECTED:
             self.phase = Phase.READY
-        return self._say(R.RESET)
+        return self.say(R.RESET)
 
     def _on_Noop(self, event: Noop) -> Decision:
-        return self._say(R.OK)
+        return self.say(R.OK)
 
     def _on_Quit(self, event: Quit) -> Decision:
         self.phase = Phase.CLOSED
         self._release()
-        return self._say(R.CLOSING, close=True)
+        return self.say(R.CLOSING, close=True)
 
     def _on_Unknown(self, event: Unknown) -> Decision:
-        return self._say(R.UNRECOGNIZED_COMMAND, command=event.verb)
+        return self.say(R.UNRECOGNIZED_COMMAND, command=event.verb)
 
     def _on_TlsEstablished(self, event: TlsEstablished) -> Decision:  # dispatched early, see handle
         return self._tls_established(event)
@@ -738,51 +636,3 @@ class Session:
         self.mail_from = None
         self.mail_params = {}
         self.recipients = []
-
-
-def _failure(recipient: str, status: Reply, **fields: str) -> Failure:
-    return Failure(recipient, status.enhanced or "", status.text.format(**fields))
-
-
-def _undeliverable(recipient: str) -> Failure | None:
-    """Out to the internet, where a domain under .invalid (RFC 2606) never exists: it bounces."""
-    domain = recipient.rpartition("@")[2]
-    if rules.domain_does_not_exist(domain):
-        return _failure(recipient, R.NDR_DOMAIN_NONEXISTENT, domain=domain)
-    return None
-
-
-def _mail_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
-    """MAIL FROM parameters: SIZE, BODY, SMTPUTF8, RET and ENVID (DSN), AUTH (RFC 4954)."""
-    for key, value in params.items():
-        if key == "SIZE":
-            ok = value is not None and value.isdigit() and len(value) <= 15
-        elif key == "BODY":
-            ok = value is not None and value.upper() in _BODY_TYPES
-        elif key == "SMTPUTF8":
-            ok = value is None
-        elif key == "RET":
-            ok = value is not None and value.upper() in ("FULL", "HDRS")
-        elif key == "ENVID":
-            ok = value is not None and len(value) <= 100 and bool(_XTEXT.match(value))
-        elif key == "AUTH":
-            ok = value is not None
-        else:
-            return R.UNSUPPORTED_PARAMETER
-        if not ok:
-            return R.SYNTAX_ERROR
-    return None
-
-
-def _rcpt_parameter_refusal(params: dict[str, str | None]) -> Reply | None:
-    """RCPT TO parameters: NOTIFY and ORCPT (DSN, RFC 3461)."""
-    for key, value in params.items():
-        if key == "NOTIFY":
-            ok = value is not None and bool(_NOTIFY.match(value))
-        elif key == "ORCPT":
-            ok = value is not None and ";" in value and bool(_XTEXT.match(value.partition(";")[2] or "-"))
-        else:
-            return R.UNSUPPORTED_PARAMETER
-        if not ok:
-            return R.SYNTAX_ERROR
-    return None
