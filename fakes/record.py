@@ -20,6 +20,37 @@ from pathlib import Path
 from typing import Any, TextIO
 
 REDACTED = "<redacted>"
+
+# Every kind of event the edge records and the fields it may carry: the one vocabulary of what
+# happened, checked as each event is written (an unknown kind or field is the edge's own bug).
+EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, fields in {
+    # a connection, from first to last
+    "connect": "endpoint peer local",
+    "refused": "reason peer",  # over a connection limit: 421 4.3.2 and closed
+    "client_hello": "legacy_version versions cipher_suites sni highest_version implicit_tls unparsed error",
+    "tls": "version cipher client_certificate",
+    "tls_failed": "reason",
+    "legacy_tls": "value",  # TLS 1.0/1.1 negotiated: the next command gets 4.7.66
+    "discarded": "octets reason",  # bytes pipelined after STARTTLS
+    "command": "line",
+    "auth_response": "line",  # always <redacted>
+    "auth": "mechanism user outcome reason",
+    "attribution": "connector reason",  # which inbound connector (if any) the MX attributed
+    "spf": "value",
+    "fault": "stage reply drop delay",  # injected by a scenario
+    "message": "size via chunks has_date has_message_id has_from bare_lf header_bytes longest_line",
+    "stored": "message_id mail_from recipients delayed copies folders",
+    "reply": "line code stage name enhanced",
+    "harness_fault": "error traceback",
+    "plaintext": "first_bytes",  # port 465 without TLS
+    "silent": "waited",  # port 465, nothing sent
+    "disconnect": "error",
+    # outside SMTP sessions
+    "dns_query": "peer transport name type rcode answers",
+    "dns_malformed": "peer size transport",
+    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved",
+}.items()}
+_ALWAYS = frozenset({"session", "t", "kind"})
 # Events kept in memory for the harness (a scenario's window is a few hundred); all are on disk.
 IN_MEMORY = 50_000
 
@@ -61,6 +92,9 @@ class RecordLog:
         return record
 
     def append(self, event: dict[str, Any]) -> None:
+        allowed = EVENTS.get(event["kind"])
+        if allowed is None or not event.keys() - _ALWAYS <= allowed:
+            raise ValueError(f"not in the record vocabulary: {event['kind']} {sorted(event.keys() - _ALWAYS)}")
         line = json.dumps(event, default=str, ensure_ascii=False)
         if self.mask is not None:
             line = self.mask(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -150,10 +151,12 @@ def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk
     log = RecordLog(tmp_path / "records.jsonl", in_memory=100)
     session = log.open_session("mx", ("127.0.0.1", 1), ("127.0.0.1", 25))
     for i in range(1000):
-        session.event("noop", i=i)
+        session.command(f"NOOP {i}")
     mark = log.mark()
-    session.event("noop", i="last")
-    assert mark == 1001 and [e["i"] for e in log.events(mark)] == ["last"]
+    session.command("QUIT")
+    assert mark == 1001 and [e["line"] for e in log.events(mark)] == ["QUIT"]
     assert len(log.events(0)) == 100  # what is older has left memory, not the file
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 1002
+    with pytest.raises(ValueError, match="not in the record vocabulary"):
+        session.event("tls", version="TLSv1.3", colour="blue")  # one vocabulary, checked on write
     log.close()
