@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
+import json
 import smtplib
+import socket
 import ssl
 import time
+import urllib.parse
 import warnings
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
-from typing import Literal
+from typing import Any, Literal
 
 from dnslib import QTYPE, DNSRecord
 
@@ -27,7 +31,9 @@ from fakes.exo.tokens import xoauth2_payload
 from fakes.tls import SSL_VERSIONS
 from harness.senders import Order, SenderResult
 
-Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none"]
+Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code"]
+OAUTH_SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 StartTls = Literal["required", "opportunistic", "never"]
 
 
@@ -47,6 +53,7 @@ class Behaviour:
     storm: int = 0  # retry any failure this many times at once, without a pause
     bare_lf: bool = False
     send_as_other: bool = False  # write noreply@<the ordered sender's domain> as the sender
+    oauth_scope: str = OAUTH_SCOPE  # device-code: what it asks the identity platform for
     declare_size: bool = True
 
 
@@ -80,6 +87,9 @@ _PROFILES = [
             "retries 4xx with backoff"),
     Profile("submission-oauth", "submission", "127.0.0.6", "587, STARTTLS, TLS 1.2+, XOAUTH2 only",
             replace(Behaviour(), auth="xoauth2")),
+    Profile("oauth-device", "submission", "127.0.0.7",
+            "gets its own token with a device code (the person at the device signs in on microsoft.com/link), "
+            "then 587, STARTTLS, TLS 1.2+, AUTH XOAUTH2", replace(Behaviour(), auth="device-code")),
     Profile("direct-send", "direct-send", None,
             "the tenant MX on 25, opportunistic STARTTLS, no AUTH, from an SPF-listed address", MX),
     Profile("relay-ip", "relay", None, "the tenant MX on 25 from an address in an IP connector",
@@ -112,6 +122,10 @@ _PROFILES = [
             replace(Behaviour(), retries=0, storm=10), fault="retries in a tight loop"),
     Profile("bare-lf", "submission", "127.0.0.52", "ends body lines with a bare LF",
             replace(Behaviour(), bare_lf=True), fault="bare LF line endings"),
+    Profile("oauth-wrong-scope", "submission", "127.0.0.53",
+            "asks for a Microsoft Graph scope instead of SMTP.Send, then falls back to a password",
+            replace(Behaviour(), auth="device-code", oauth_scope="https://graph.microsoft.com/Mail.Send"),
+            fault="asks the identity platform for the wrong scope"),
     # faulty: direct send
     Profile("direct-send-ip-literal", "direct-send", None, "direct send to the MX's IP address",
             replace(MX, resolve=False), fault="IP literal instead of the MX host"),
@@ -213,6 +227,14 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> N
     if behaviour.auth == "xoauth2":
         _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token or "")), 235)
         return
+    if behaviour.auth == "device-code":
+        try:
+            token = device_code_token(order, behaviour)
+        except _Outcome:
+            client.login(order.user, order.password or "")  # a device whose OAuth setup failed tries its password
+            return
+        _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, token)), 235)
+        return
     if not client.has_extn("auth"):
         # a naive device sends AUTH LOGIN whether or not the server offered it
         user = base64.b64encode(order.user.encode()).decode()
@@ -229,6 +251,59 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> N
         raise _Outcome("permanent", f"{exc.smtp_code} {error.decode(errors='replace')}") from None
     except smtplib.SMTPException as exc:
         raise _Outcome("permanent", str(exc)) from None
+
+
+class _LabHttps(http.client.HTTPSConnection):
+    """HTTPS to the edge's identity address, naming the host the device was told (SNI and the
+    certificate check), as a device whose DNS is the lab's would."""
+
+    def __init__(self, order: Order, name: str) -> None:
+        super().__init__(name, timeout=min(10.0, order.timeout))
+        self._address = order.identity.rsplit(":", 1)
+        self._lab_context = ssl.create_default_context(cafile=order.cafile)
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address[0], int(self._address[1])), self.timeout)
+        self.sock = self._lab_context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _post(order: Order, name: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    connection = _LabHttps(order, name)
+    try:
+        connection.request("POST", path, urllib.parse.urlencode(form),
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(body)
+    except ValueError:
+        return response.status, {"page": body.decode(errors="replace")}
+
+
+def device_code_token(order: Order, behaviour: Behaviour) -> str:
+    """The device code flow as a device runs it (RFC 8628 at login.microsoftonline.com): ask for a
+    code, show it to the person (who signs in on microsoft.com/link), poll every ``interval``."""
+    identity = order.authority.split("://", 1)[1].split("/", 1)[0]
+    tenant = order.authority.rstrip("/").rsplit("/", 1)[1]
+    status, code = _post(order, identity, f"/{tenant}/oauth2/v2.0/devicecode",
+                         {"client_id": order.client_id, "scope": behaviour.oauth_scope})
+    if status != 200:
+        raise _Outcome("permanent", f"device code refused: {code.get('error_description', code)}")
+    # the person at the device reads the code off its screen and signs in
+    _post(order, "www.microsoft.com", "/link", {"otc": code["user_code"], "login": order.user,
+                                                "password": order.password or "", "consent": "accept"})
+    deadline = time.monotonic() + min(float(code["expires_in"]), order.timeout)
+    while True:
+        status, answer = _post(order, identity, f"/{tenant}/oauth2/v2.0/token",
+                               {"grant_type": DEVICE_CODE_GRANT, "client_id": order.client_id,
+                                "device_code": code["device_code"]})
+        if status == 200:
+            return str(answer["access_token"])
+        if answer.get("error") != "authorization_pending" or time.monotonic() + code["interval"] > deadline:
+            raise _Outcome("permanent", f"no token: {answer.get('error_description', answer)}")
+        time.sleep(float(code["interval"]))  # the pace the platform asked for
 
 
 def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = True) -> str:
@@ -332,6 +407,11 @@ class ReferenceSender:
     @property
     def source_role(self) -> str | None:
         return self.profile.source_role
+
+    @property
+    def oauth(self) -> bool:
+        """Gets its own tokens from the identity platform (runs the OAuth cases, and only those)."""
+        return self.profile.behaviour.auth == "device-code"
 
     def send(self, order: Order) -> SenderResult:
         start = time.monotonic()

@@ -19,7 +19,7 @@ from typing import Any
 from fakes.edge import Edge
 from fakes.exo.errors import ConfigError
 from fakes.exo.lab import MissingRole, Roles, roles
-from fakes.exo.names import WELL_KNOWN_PORTS
+from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
 from fakes.exo.session import Fault
 from fakes.exo.tenant import Tenant
 from harness.checks import Outcome
@@ -169,12 +169,16 @@ class Runner:
             cert, key = self._client_certificate(_need(lab, "certificate_domain"))
         default_to = _need(lab, "external") if option == "relay" else _need(lab, "internal")
         dns_host, dns_port = edge.addresses["dns"]
+        identity_host, identity_port = edge.addresses["identity"]
+        client_id = _need(lab, "device_app") if scenario.sign_in == "oauth" else lab.device_app or ""
         return Order(
             host=edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
             sender=sender, to=tuple(send.to) or (default_to,), subject=send.subject, user=user,
             password=password, token=edge.mint_token(user) if send.token and box else None,
             cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,
             source_addr=self._source(option, lab), count=send.count, size=send.size, timeout=scenario.timeout,
+            identity=f"{identity_host}:{identity_port}", authority=f"https://{IDENTITY_HOST}/{lab.domain}",
+            client_id=client_id,
         )
 
     def _source(self, option: str, lab: Roles) -> str:
@@ -210,6 +214,11 @@ class Runner:
             mine = self.sender.option + (f" ({self.sender.connector} connector)" if self.sender.connector else "")
             return CaseResult(scenario, self.sender.name, Verdict.SKIP,
                               f"a {wanted} case; this sender uses {mine}", started=started)
+        oauth = getattr(self.sender, "oauth", None)  # None: unknown (a command), so it runs
+        if oauth is not None and (scenario.sign_in == "oauth") != oauth:
+            why = ("an OAuth case; this sender signs in with a password or a token it is handed" if not oauth
+                   else "a case for senders that sign in with a password; this one gets its own OAuth tokens")
+            return CaseResult(scenario, self.sender.name, Verdict.SKIP, why, started=started)
         try:
             scenario = scenario.cast(roles(self.tenant))
             tenant = self._apply(scenario)

@@ -28,6 +28,8 @@ from harness.checks import Check, TlsVersion
 
 Option = Literal["submission", "direct-send", "relay", "any"]
 Severity = Literal["must", "should", "info"]
+# OAuth cases are SMTP AUTH submission cases, kept together under scenarios/oauth/
+OPTION_FOLDERS = {"submission": ("submission", "oauth"), "direct-send": ("direct-send",), "relay": ("relay",)}
 FaultStage = Literal["ehlo", "starttls", "auth", "mail", "rcpt", "data", "message"]
 REPLY_NAMES = sorted(name for name, value in vars(R).items() if isinstance(value, R.Reply))
 
@@ -117,6 +119,8 @@ class Scenario(_Strict):
     severity: Severity = "must"
     connector: Literal["ip", "certificate"] | None = Field(
         None, description="relay cases: which kind of connector the sender must match")
+    sign_in: Literal["any", "oauth"] = Field(
+        "any", description="oauth: a case for senders that get their own tokens from the identity platform")
     reference: list[Reference] = Field(min_length=1)
     tenant: dict[str, Any] = Field(default_factory=dict, description="overrides deep-merged over the tenant")
     quota: list[QuotaSeed] = Field(default_factory=list)
@@ -131,15 +135,20 @@ class Scenario(_Strict):
     id: str = Field("", exclude=True)
     path: str = Field("", exclude=True)
 
-    def applies_to(self, option: str, connector: str | None) -> bool:
+    def applies_to(self, option: str, connector: str | None, oauth: bool | None = None) -> bool:
+        """For a sender of this option (and connector); ``oauth``: whether it gets its own tokens
+        (None: not known, as for a command, which then runs every case of its option)."""
         if self.option not in ("any", option):
+            return False
+        if oauth is not None and (self.sign_in == "oauth") != oauth:
             return False
         return self.connector is None or connector is None or self.connector == connector
 
     def cast(self, lab: Roles) -> Scenario:
         """This scenario with its ``{role}`` placeholders filled from a tenant's roles."""
-        data = self.model_dump(mode="json", by_alias=True, exclude={"id", "path"}, exclude_unset=True)
-        filled = Scenario.model_validate(cast(data, lab))
+        # references are quotations, kept to the letter ("{tenant}" in a URL is Microsoft's)
+        data = self.model_dump(mode="json", by_alias=True, exclude={"id", "path", "reference"}, exclude_unset=True)
+        filled = Scenario.model_validate({**cast(data, lab), "reference": [r.model_dump() for r in self.reference]})
         return filled.model_copy(update={"id": self.id, "path": self.path})
 
 
@@ -165,10 +174,10 @@ def load_scenario(path: Path, root: Path, tenant: Tenant | None = None) -> Scena
     scenario = load_document(Scenario, text, str(path))
     case_id = path.relative_to(root).with_suffix("").as_posix()
     option_dir = case_id.split("/", 1)[0]
-    if scenario.option != "any" and option_dir != scenario.option:
+    if scenario.option != "any" and option_dir not in OPTION_FOLDERS[scenario.option]:
         raise ConfigError(f"a {scenario.option} case must live under scenarios/{scenario.option}/",
                           source=str(path), line=None, path="option", value=scenario.option, has_value=True)
-    unknown = _unknown_role(scenario.model_dump(mode="json", by_alias=True, exclude={"id", "path"}))
+    unknown = _unknown_role(scenario.model_dump(mode="json", by_alias=True, exclude={"id", "path", "reference"}))
     if unknown:
         key, value, name = unknown
         raise ConfigError(f"{{{name}}} is not a role; known: {', '.join(sorted(ROLE_NAMES))}",

@@ -38,6 +38,9 @@ class Order:
     cert: str | None = None
     key: str | None = None
     source_addr: str = "127.0.0.1"
+    identity: str = ""  # the lab's login.microsoftonline.com, "addr:port"
+    authority: str = ""  # https://login.microsoftonline.com/<tenant domain>
+    client_id: str = ""  # the tenant's app a device signs in as (device code flow)
     count: int = 1
     size: int = 0
     timeout: float = 15.0
@@ -50,6 +53,7 @@ class Order:
             "EXO_CAFILE": self.cafile, "EXO_CERT": self.cert or "", "EXO_KEY": self.key or "",
             "EXO_SOURCE_ADDR": self.source_addr, "EXO_COUNT": str(self.count), "EXO_SIZE": str(self.size),
             "EXO_DNS": self.dns, "EXO_PORTS": ",".join(f"{k}={v}" for k, v in sorted(self.ports.items())),
+            "EXO_IDENTITY": self.identity, "EXO_AUTHORITY": self.authority, "EXO_CLIENT_ID": self.client_id,
         }
         return values
 

@@ -36,6 +36,7 @@ ROLE_DESCRIPTIONS = {  # each reads after "the tenant has no"
     "spf_source": "address of this host in its SPF record to send direct send from (dns.spf_ip4)",
     "ip_connector_source": "address of this host in an IP connector (connectors[].sender_ip_ranges)",
     "unlisted_source": "address of this host outside every connector and the SPF record (lab.unlisted_source)",
+    "device_app": "app a device signs in as with a device code (apps[] with SMTP.Send and no secret)",
 }
 ROLE_NAMES = frozenset(ROLE_DESCRIPTIONS)
 
@@ -55,6 +56,7 @@ class Roles:
     spf_source: str | None
     ip_connector_source: str | None
     unlisted_source: str | None
+    device_app: str | None
 
     def value(self, name: str) -> str | None:
         if name not in ROLE_NAMES:
@@ -151,4 +153,6 @@ def roles(tenant: Tenant) -> Roles:
         spf_source=lab.spf_source or (_loopback_in(tenant.dns.spf_ip4) if tenant.dns.spf else None),
         ip_connector_source=ip_connector,
         unlisted_source=unlisted,
+        device_app=next((app.client_id for app in tenant.apps
+                         if not app.secret and not app.disabled and "SMTP.Send" in app.delegated_scopes), None),
     )

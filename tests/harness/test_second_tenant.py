@@ -38,7 +38,8 @@ def test_conformant_reference_senders_pass_every_case_on_another_tenant(fabrikam
     assert not [r.reason for r in results.values() if r.verdict == Verdict.SKIP and "not applicable" in r.reason]
     passed = [cid for cid, r in results.items() if r.verdict == Verdict.PASS]
     option = PROFILES[profile].option
-    assert len(passed) == len([c for c in CATALOG if c.applies_to(option, PROFILES[profile].connector)])
+    sender = ReferenceSender(PROFILES[profile])
+    assert len(passed) == len([c for c in CATALOG if c.applies_to(option, sender.connector, sender.oauth)])
 
 
 def test_a_command_sender_is_handed_the_tenants_mailbox_and_password(fabrikam_edge, tmp_path):

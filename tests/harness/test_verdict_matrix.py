@@ -34,6 +34,7 @@ CAUGHT_BY = {
     "no-retry": ("submission/dropped-connection-retried", "retried_after_transient"),
     "retry-storm": ("submission/wrong-credentials-no-storm", "no_auth_storm"),
     "bare-lf": ("submission/message-well-formed", "well_formed"),
+    "oauth-wrong-scope": ("oauth/device-code-then-xoauth2", "oauth_device_flow"),
     "direct-send-ip-literal": ("direct-send/mx-by-name-port-25-no-auth", "dns_name"),
     "direct-send-auth": ("direct-send/mx-by-name-port-25-no-auth", "no_auth"),
     "direct-send-storm": ("direct-send/external-recipient-refused", "no_retry_after_permanent"),

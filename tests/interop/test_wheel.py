@@ -62,7 +62,9 @@ def test_pytest_m_scenario_from_the_wheel_with_a_command_sender(installed, tmp_p
     verdicts = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}.get("verdict")
                 for case in cases}
     assert len(verdicts) >= 36 and "submission/port-587-not-465" in "".join(verdicts)
-    assert set(verdicts.values()) <= {"PASS", "SKIP"}
+    # the app signs in with a password: the OAuth case says it should get tokens of its own
+    assert {name: v for name, v in verdicts.items() if v not in ("PASS", "SKIP")} == {
+        "oauth/device-code-then-xoauth2": "NON-STRICT"}
     assert list((tmp_path / "reports").glob("*/index.html"))
 
 

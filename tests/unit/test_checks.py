@@ -238,6 +238,23 @@ def test_well_formed(facts, expected):
     assert C.WellFormed().evaluate(observe(session("s9", "submission"))).passed is None
 
 
+def identity_event(endpoint: str, outcome: str, **fields: Any) -> dict[str, Any]:
+    return {"session": f"idp{next(_clock)}", "t": float(next(_clock)), "kind": "identity", "endpoint": endpoint,
+            "outcome": outcome, **fields}
+
+
+def test_oauth_device_flow():
+    grant = "urn:ietf:params:oauth:grant-type:device_code"
+    signed_in = [identity_event("devicecode", "ok"), identity_event("token", "authorization_pending", grant_type=grant),
+                 identity_event("token", "ok", grant_type=grant)]
+    assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=signed_in)) is True
+    assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION)) is False  # a password, no token asked for
+    refused = [identity_event("devicecode", "invalid_scope", aadsts=70011, scope="https://graph.microsoft.com/x")]
+    assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=refused)) is False
+    never = [identity_event("devicecode", "ok"), identity_event("token", "authorization_pending", grant_type=grant)]
+    assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=never)) is False
+
+
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
