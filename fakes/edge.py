@@ -8,8 +8,9 @@ store is written from a worker thread.
 Endpoints by name, each on an ephemeral port unless a port is given:
 ``submission`` (smtp.office365.com:587), ``submission-25`` (the same on 25),
 ``legacy`` (smtp-legacy.office365.com:587), ``implicit-tls`` (the 465 trap),
-``mx`` (<tenant>.mail.protection.outlook.com:25, direct send and connector relay) and ``dns``
-(the lab DNS server, UDP and TCP on one port).
+``mx`` (<tenant>.mail.protection.outlook.com:25, direct send and connector relay), ``identity``
+(login.microsoftonline.com:443 and the device login page) and ``dns`` (the lab DNS server, UDP
+and TCP on one port). Names, ports and host names live in ``fakes.exo.names``.
 """
 
 from __future__ import annotations
