@@ -109,6 +109,16 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
                 detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
                 lines.append(f"*  {kind}: {detail}")
         out.append({"session": session.id, "endpoint": session.endpoint, "peer": session.peer, "lines": lines})
+    if obs.identity:  # what the sender asked login.microsoftonline.com, in order
+        lines = []
+        for event in obs.identity:
+            asked = ", ".join(f"{k}={event[k]}" for k in ("grant_type", "client_id", "scope", "user")
+                              if event.get(k))
+            answer = event.get("outcome")
+            lines.append(f"C: {event.get('endpoint')} {asked}".rstrip())
+            lines.append(f"S: {answer}" + (f" (AADSTS{event['aadsts']})" if event.get("aadsts") else ""))
+        out.append({"session": "identity", "endpoint": "identity", "peer": obs.identity[0].get("peer", "?"),
+                    "lines": lines})
     return out
 
 
