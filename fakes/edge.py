@@ -28,12 +28,13 @@ from typing import Any
 
 from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
+from fakes.exo.events import Fault
 from fakes.exo.identity import IdentityPlatform
 from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, SMTP_ENDPOINTS
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
-from fakes.exo.session import EdgeState, Fault
 from fakes.exo.spf import check_host
+from fakes.exo.state import EdgeState
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone

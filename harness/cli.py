@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the simulated Exchange Online edge")
-    serve.add_argument("--tenant", help="tenant YAML file (default: the bundled contoso tenant)")
+    serve.add_argument("--tenant", help="tenant YAML file (default: the tenant bundled with exo-edge)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--advertise", metavar="ADDRESS",
                        help="the address the lab DNS gives out for the edge's names (default: --host; "

@@ -47,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--exo-option", choices=["submission", "direct-send", "relay"],
                     help="the option a command/python/manual sender uses (ini: exo_option)")
     group.addoption("--exo-connector", choices=["ip", "certificate"], help="relay senders: which connector")
-    group.addoption("--exo-tenant", help="tenant YAML (default: the bundled contoso tenant)")
+    group.addoption("--exo-tenant", help="tenant YAML (default: the tenant bundled with exo-edge)")
     group.addoption("--exo-report", help="directory for results.json, junit.xml, index.html (ini: exo_report)")
     group.addoption("--exo-state-dir", help="CA, records and store of the edge (default: a temporary directory)")
     group.addoption("--exo-scenarios", metavar="DIR",

@@ -303,7 +303,9 @@ def device_code_token(order: Order, behaviour: Behaviour) -> str:
             return str(answer["access_token"])
         if answer.get("error") != "authorization_pending" or time.monotonic() + code["interval"] > deadline:
             raise _Outcome("permanent", f"no token: {answer.get('error_description', answer)}")
-        time.sleep(float(code["interval"]))  # the pace the platform asked for
+        # the device's own pace, which a check judges (RFC 8628: at least `interval` between polls);
+        # not a harness waiting for something
+        time.sleep(float(code["interval"]))
 
 
 def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = True) -> str:
@@ -380,7 +382,7 @@ def deliver(order: Order, profile: Profile, message: bytes, log: list[str]) -> b
             if not b.storm:
                 return False
             continue
-        time.sleep(b.backoff * 2**attempt)
+        time.sleep(b.backoff * 2**attempt)  # the device's backoff, judged by retried_after_transient
     return False
 
 

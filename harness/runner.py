@@ -18,9 +18,9 @@ from typing import Any
 
 from fakes.edge import Edge
 from fakes.exo.errors import ConfigError
+from fakes.exo.events import Fault
 from fakes.exo.lab import MissingRole, Roles, roles
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
-from fakes.exo.session import Fault
 from fakes.exo.tenant import Tenant
 from harness.checks import Outcome
 from harness.observation import Observation

@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from . import acceptance, rules
@@ -33,7 +31,6 @@ from .events import (
     DataEnd,
     Decision,
     Event,
-    Fault,
     Hello,
     LineTooLong,
     MailFrom,
@@ -56,68 +53,14 @@ from .message import (
     read_headers,
 )
 from .names import LEGACY_TLS_VERSIONS, Endpoint, is_address
-from .quota import QuotaLedger
 from .replies import Reply, ReplyContext
-from .tenant import Mailbox, Tenant
-from .tokens import TokenAuthority, TokenCheck, parse_xoauth2
+from .state import EdgeState
+from .tenant import Mailbox
+from .tokens import TokenCheck, parse_xoauth2
 from .wire import Line, WireEvent
 
 # Exchange's receive connectors: MaxProtocolErrors 5; then the client gets 421 4.7.0.
 MAX_PROTOCOL_ERRORS = 5
-# All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
-MAX_CONNECTIONS = 4096
-
-@dataclass
-class EdgeState:
-    """What every session of one edge shares: the tenant, the ledger, the clock, the names."""
-
-    tenant: Tenant
-    ledger: QuotaLedger
-    clock: Callable[[], float]
-    new_id: Callable[[], str]  # 16 upper-case hex digits
-    tokens: TokenAuthority | None = None
-    machine: str = "AM3PR05CA0094"
-    region: str = "eurprd05"
-    mx_machine: str = "AM5EUR02FT017"
-    spf: Callable[[str, str], str] = lambda ip, domain: "none"
-    faults: list[Fault] = field(default_factory=list)
-    max_connections: int = MAX_CONNECTIONS
-    open_connections: Counter[str] = field(default_factory=Counter)
-
-    def admit(self, peer_ip: str) -> Reply | None:
-        """Count a new connection in, or say why it is refused (per source, and in all)."""
-        if (self.open_connections[peer_ip] >= self.tenant.limits.max_connections_per_source
-                or self.open_connections.total() >= self.max_connections):
-            return R.TOO_MANY_CONNECTIONS
-        self.open_connections[peer_ip] += 1
-        return None
-
-    def release(self, peer_ip: str) -> None:
-        self.open_connections[peer_ip] -= 1
-        if self.open_connections[peer_ip] <= 0:
-            del self.open_connections[peer_ip]
-
-    @property
-    def submission_host(self) -> str:
-        return f"{self.machine}.outlook.office365.com"
-
-    @property
-    def suffix_host(self) -> str:
-        return f"{self.machine}.{self.region}.prod.outlook.com"
-
-    @property
-    def mx_server_host(self) -> str:
-        return f"{self.mx_machine}.mail.protection.outlook.com"
-
-    def take_fault(self, stage: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.stage == stage and (fault.remaining is None or fault.remaining > 0):
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                return fault
-        return None
-
-
 # --- the machine -------------------------------------------------------------------------------
 
 

@@ -363,7 +363,7 @@ def test_submission_to_a_domain_that_does_not_exist_bounces_with_5_4_310(edge):
 def test_an_injected_delay_holds_the_reply_back(edge):
     import time
 
-    from fakes.exo.session import Fault
+    from fakes.exo.events import Fault
 
     edge.inject(Fault(stage="ehlo", delay=0.3))
     with Device(edge) as device:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from harness.runner import Runner, Verdict
@@ -22,7 +21,6 @@ def test_the_person_is_told_what_to_send_and_the_device_is_judged(exo_edge_clean
         prompts.append(text)
 
         def device() -> None:
-            time.sleep(0.3)  # a person is not instant
             with Device(edge, source="127.0.0.70") as d:
                 d.secure()
                 d.login("scanner@contoso.com", "Scan-2026!")

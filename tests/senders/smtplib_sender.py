@@ -71,7 +71,7 @@ def main() -> int:
                 if code is not None and code >= 500:
                     failures += 1
                     break
-                time.sleep(0.1 * 2**attempt)
+                time.sleep(0.1 * 2**attempt)  # the app's backoff before a retry: what a check judges
             except ssl.SSLError as exc:
                 print(f"TLS: {exc}", file=sys.stderr)
                 failures += 1

@@ -1,0 +1,68 @@
+"""What every session of one edge shares: the tenant, the quota ledger, the clock, the server
+names, injected faults and the count of open connections (with the caps on it)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import replies as R
+from .events import Fault
+from .quota import QuotaLedger
+from .replies import Reply
+from .tenant import Tenant
+from .tokens import TokenAuthority
+
+# All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
+MAX_CONNECTIONS = 4096
+
+@dataclass
+class EdgeState:
+    """What every session of one edge shares: the tenant, the ledger, the clock, the names."""
+
+    tenant: Tenant
+    ledger: QuotaLedger
+    clock: Callable[[], float]
+    new_id: Callable[[], str]  # 16 upper-case hex digits
+    tokens: TokenAuthority | None = None
+    machine: str = "AM3PR05CA0094"
+    region: str = "eurprd05"
+    mx_machine: str = "AM5EUR02FT017"
+    spf: Callable[[str, str], str] = lambda ip, domain: "none"
+    faults: list[Fault] = field(default_factory=list)
+    max_connections: int = MAX_CONNECTIONS
+    open_connections: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, peer_ip: str) -> Reply | None:
+        """Count a new connection in, or say why it is refused (per source, and in all)."""
+        if (self.open_connections[peer_ip] >= self.tenant.limits.max_connections_per_source
+                or self.open_connections.total() >= self.max_connections):
+            return R.TOO_MANY_CONNECTIONS
+        self.open_connections[peer_ip] += 1
+        return None
+
+    def release(self, peer_ip: str) -> None:
+        self.open_connections[peer_ip] -= 1
+        if self.open_connections[peer_ip] <= 0:
+            del self.open_connections[peer_ip]
+
+    @property
+    def submission_host(self) -> str:
+        return f"{self.machine}.outlook.office365.com"
+
+    @property
+    def suffix_host(self) -> str:
+        return f"{self.machine}.{self.region}.prod.outlook.com"
+
+    @property
+    def mx_server_host(self) -> str:
+        return f"{self.mx_machine}.mail.protection.outlook.com"
+
+    def take_fault(self, stage: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.stage == stage and (fault.remaining is None or fault.remaining > 0):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
