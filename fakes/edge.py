@@ -28,7 +28,7 @@ from typing import Any
 
 from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
-from fakes.exo.events import Fault
+from fakes.exo.events import Fault, MidRun
 from fakes.exo.identity import IdentityPlatform
 from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, SMTP_ENDPOINTS
 from fakes.exo.quota import QuotaLedger
@@ -89,12 +89,16 @@ class Edge:
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
+        self._clock = clock
+        self.clock_offset = 0.0  # seconds the service's clock was moved ahead (MidRun.advance_clock); never back
+        clock = self.clock
         self.ca = LabCA.open(self.state_dir)
         self.tokens = TokenAuthority(self.ca.issuer_key, tenant_guid(self.tenant))
         # every password of the tenant and every token minted here is masked in what is written
         self.secrets = SecretMask()
         self.secrets.add(*(box.password for box in self.tenant.mailboxes), *(app.secret for app in self.tenant.apps))
-        self.records = RecordLog(self.state_dir / "records.jsonl", clock=clock, mask=self.secrets.mask)
+        # what was seen, stamped with the wall clock (a scenario's clock jump is the service's, not the lab's)
+        self.records = RecordLog(self.state_dir / "records.jsonl", clock=self._clock, mask=self.secrets.mask)
         self.store = MailStore(self.state_dir / "store")
         self.state = EdgeState(
             tenant=self.tenant,
@@ -217,6 +221,44 @@ class Edge:
             if isinstance(server, SmtpListener):
                 server.tls_context = contexts[server.endpoint == "mx"]
 
+    def clock(self) -> float:
+        """The service's time: the wall clock, moved ahead by what scenarios asked for."""
+        return self._clock() + self.clock_offset
+
+    def during(self, steps: list[MidRun] | tuple[MidRun, ...]) -> None:
+        """Do each step once that many messages have been stored from now on (in the loop's
+        thread, before the 250 for the message that triggers it); ``during(())`` ends them."""
+        if not steps:
+            self.state.on_stored = None
+            return
+        stored = 0
+
+        def on_stored() -> None:
+            nonlocal stored
+            stored += 1
+            for step in steps:
+                if step.after_stored == stored:
+                    self.do(step)
+
+        self.state.on_stored = on_stored
+
+    def do(self, step: MidRun) -> None:
+        """One mid-run step, at once."""
+        tenant = self.tenant
+        if step.revoke_sign_in:
+            self.identity.revoke(step.revoke_sign_in)
+        if step.disable_app:
+            tenant = tenant.model_copy(update={"apps": tuple(
+                app.model_copy(update={"disabled": True}) if app.client_id == step.disable_app else app
+                for app in tenant.apps)})
+        if step.require_mfa:
+            tenant = tenant.model_copy(update={"mailboxes": tuple(
+                box.model_copy(update={"mfa_required": True}) if box.address == step.require_mfa.lower() else box
+                for box in tenant.mailboxes)})
+        if tenant is not self.tenant:
+            self.set_tenant(tenant)
+        self.clock_offset += step.advance_clock
+
     def inject(self, fault: Fault) -> None:
         self.state.faults.append(fault)
 
@@ -225,7 +267,7 @@ class Edge:
 
     def mint_token(self, mailbox: str | None = None, *, app_id: str | None = None,
                    expires_in: float = 3600, **claims: Any) -> str:
-        token = self.tokens.mint(now=self.state.clock(), mailbox=mailbox, app_id=app_id,
+        token = self.tokens.mint(now=self.clock(), mailbox=mailbox, app_id=app_id,
                                  expires_in=expires_in, **claims)
         return token  # masked by its shape (fakes.exo.secrets)
 

@@ -16,13 +16,13 @@ import itertools
 import ssl
 import weakref
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo import replies as R
-from fakes.exo.identity import DEVICE_CODE_GRANT, Grant, IdentityPlatform, Refusal, new_trace
+from fakes.exo.identity import DEVICE_CODE_GRANT, Authorization, Grant, IdentityPlatform, Refusal, flow_id, new_trace
 from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
 
@@ -58,6 +58,8 @@ class IdentityServer:
             web.get("/common/discovery/instance", self.instance_discovery),
             web.post("/{tenant}/oauth2/v2.0/devicecode", self.devicecode),
             web.post("/{tenant}/oauth2/v2.0/token", self.token),
+            web.get("/{tenant}/oauth2/v2.0/authorize", self.authorize_page),
+            web.post("/{tenant}/oauth2/v2.0/authorize", self.authorize),
             web.get("/link", self.login_page),
             web.post("/link", self.login),
             web.get("/devicelogin", self.login_page),
@@ -83,7 +85,7 @@ class IdentityServer:
 
     def _record(self, request: web.Request, what: str, **fields: Any) -> None:
         peer = request.remote or "?"
-        self.records.append({"session": f"idp{next(self._ids):06d}", "t": self.platform.clock(),
+        self.records.append({"session": f"idp{next(self._ids):06d}", "t": self.records.clock(),
                              "kind": "identity", "peer": peer, "endpoint": what, **fields})
 
     def _tenant_refusal(self, request: web.Request) -> web.Response | None:
@@ -97,9 +99,12 @@ class IdentityServer:
         return web.json_response(refusal.body(self.platform.clock(), trace, correlation), status=refusal.reply.status)
 
     def _answer(self, request: web.Request, what: str, form: dict[str, str], result: Grant | Refusal) -> web.Response:
+        granted = result.body if isinstance(result, Grant) else {}
+        device_code = form.get("device_code") or granted.get("device_code")
         self._record(request, what, grant_type=form.get("grant_type"), client_id=form.get("client_id"),
                      scope=form.get("scope"), outcome="ok" if isinstance(result, Grant) else result.reply.error,
-                     aadsts=None if isinstance(result, Grant) else result.reply.aadsts)
+                     aadsts=None if isinstance(result, Grant) else result.reply.aadsts,
+                     flow=flow_id(device_code) if device_code else None, interval=granted.get("interval"))
         if isinstance(result, Refusal):
             return self._refused(result)
         return web.json_response(result.body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
@@ -121,7 +126,8 @@ class IdentityServer:
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "grant_types_supported": ["client_credentials", "refresh_token", DEVICE_CODE_GRANT],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", DEVICE_CODE_GRANT],
+            "code_challenge_methods_supported": ["plain", "S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "tenant_region_scope": "EU", "cloud_instance_name": "microsoftonline.com",
         })
@@ -158,22 +164,72 @@ class IdentityServer:
 
     # -- the device login page (microsoft.com/link) -----------------------------------------------
 
-    def _page(self, **fields: Any) -> web.Response:
-        html = _PAGES.get_template("device-login.html").render(tenant=self.platform.tenant.tenant, **fields)
-        return web.Response(text=html, content_type="text/html")
+    def _page(self, *, status: int = 200, **fields: Any) -> web.Response:
+        values = {"heading": "Enter code", "action": "/link", "hidden": {}, "code": None, "login": "",
+                  "error": None, "done": None, "plays": "microsoft.com/link",
+                  "intro": "Enter the code displayed on your device, then sign in with the mailbox the device "
+                           "sends as."} | fields
+        html = _PAGES.get_template("sign-in.html").render(tenant=self.platform.tenant.tenant, **values)
+        return web.Response(text=html, content_type="text/html", status=status)
 
     async def login_page(self, request: web.Request) -> web.Response:
-        return self._page(code=request.query.get("otc", ""), login="", error=None, done=None)
+        return self._page(code=request.query.get("otc", ""))
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
         code, login = str(form.get("otc", "")), str(form.get("login", ""))
         approve = form.get("consent", "accept") != "decline"
-        problem = self.platform.sign_in(code, login, str(form.get("password", "")), approve=approve)
+        problem = self.platform.sign_in(code, login, str(form.get("password", "")), approve=approve,
+                                        mfa=form.get("mfa") == "approved")
         self._record(request, "device-login", user=login, outcome="ok" if problem is None else problem.error,
-                     approved=approve)
+                     approved=approve, aadsts=problem.aadsts if problem else None)
         if problem is not None:
-            return self._page(code=code, login=login, error=problem.description(), done=None)
+            return self._page(code=code, login=login, error=problem.description())
         return self._page(done="You have signed in to the device" if approve else "You declined to sign in")
+
+    # -- the authorize page (authorization code with PKCE) ------------------------------------------
+
+    def _authorization(self, request: web.Request, params: dict[str, str]) -> Authorization | web.Response:
+        refused = self._tenant_refusal(request)
+        if refused:
+            return refused
+        asked = self.platform.authorize(params)
+        if isinstance(asked, Refusal):  # never redirected: the redirect URI may be the fault
+            self._record(request, "authorize", client_id=params.get("client_id"), scope=params.get("scope"),
+                         outcome=asked.reply.error, aadsts=asked.reply.aadsts)
+            return self._page(heading="Sign in", error=asked.reply.description(**asked.fields), status=400,
+                              intro="This app's sign-in request cannot be completed.", plays=IDENTITY_HOST)
+        return asked
+
+    async def authorize_page(self, request: web.Request) -> web.Response:
+        asked = self._authorization(request, dict(request.query))
+        if isinstance(asked, web.Response):
+            return asked
+        return self._page(heading="Sign in", action=request.path, hidden=dict(request.query), plays=IDENTITY_HOST,
+                          intro=f"{asked.app_name} asks to send mail as you "
+                                f"({', '.join(asked.scopes)}). Sign in with your mailbox to allow it.")
+
+    async def authorize(self, request: web.Request) -> web.StreamResponse:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        params = {k: v for k, v in form.items() if k not in ("login", "password", "consent", "mfa")}
+        asked = self._authorization(request, params)
+        if isinstance(asked, web.Response):
+            return asked
+        login = form.get("login", "")
+        answer = self.platform.consent(asked, login, form.get("password", ""),
+                                       approve=form.get("consent", "accept") != "decline",
+                                       mfa=form.get("mfa") == "approved")
+        if isinstance(answer, R.IdentityReply):
+            self._record(request, "authorize", client_id=asked.client_id, user=login, outcome=answer.error,
+                         aadsts=answer.aadsts)
+            return self._page(heading="Sign in", action=request.path, hidden=params, login=login,
+                              error=answer.description(), plays=IDENTITY_HOST, intro="Sign in again.")
+        self._record(request, "authorize", client_id=asked.client_id, user=login,
+                     outcome="ok" if "code" in answer else answer["error"], approved="code" in answer)
+        if asked.response_mode == "form_post":  # a page that posts the answer to the redirect URI
+            html = _PAGES.get_template("form-post.html").render(action=asked.redirect_uri, fields=answer)
+            return web.Response(text=html, content_type="text/html")
+        joiner = "&" if "?" in asked.redirect_uri else "?"
+        raise web.HTTPFound(f"{asked.redirect_uri}{joiner}{urlencode(answer)}")
 
 

@@ -48,7 +48,7 @@ EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, f
     # outside SMTP sessions
     "dns_query": "peer transport name type rcode answers",
     "dns_malformed": "peer size transport",
-    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved",
+    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved flow interval",
 }.items()}
 _ALWAYS = frozenset({"session", "t", "kind"})
 # Events kept in memory for the harness (a scenario's window is a few hundred); all are on disk.

@@ -195,6 +195,8 @@ class SmtpConnection(asyncio.Protocol):
             recipients=list(accepted.recipients), delayed=accepted.delayed, copies=ids,
             folders=[[d.folder, d.mailbox, d.recipient, d.deliver_after] for d in accepted.deliveries],
         )
+        if listener.state.on_stored is not None:
+            listener.state.on_stored()
         return True
 
     # -- output -------------------------------------------------------------------------------------

@@ -190,3 +190,16 @@ class Fault:
     close: bool = False
     drop: bool = False
     delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class MidRun:
+    """What a scenario has the service do while a sender is at work, once ``after_stored``
+    messages of the run are stored (before the last one's 250): revoke a mailbox's sign-in,
+    disable an app, require MFA for a mailbox, move the service's clock ahead."""
+
+    after_stored: int = 1
+    revoke_sign_in: str | None = None
+    disable_app: str | None = None
+    require_mfa: str | None = None
+    advance_clock: float = 0.0

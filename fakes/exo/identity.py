@@ -12,6 +12,8 @@ token is replaced at each use (rotation).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import string
 import uuid
@@ -19,6 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from . import replies as R
 from .replies import IdentityReply
@@ -26,6 +33,7 @@ from .tenant import App, Tenant
 from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFICATION_URI = "https://www.microsoft.com/link"
 OUTLOOK = "https://outlook.office.com/"
 APP_SCOPE = "https://outlook.office365.com/.default"
@@ -61,7 +69,7 @@ class _DeviceCode:
     interval: int
     mailbox: str | None = None  # set when a person signed in on the login page
     declined: bool = False
-    polls: list[float] = field(default_factory=list)  # when the device asked, to judge its pace
+    mfa: bool = False  # the person completed multi-factor authentication
 
 
 @dataclass
@@ -71,6 +79,60 @@ class _RefreshToken:
     scopes: tuple[str, ...]
     issued: float
     expires: float
+    mfa: bool = False
+
+
+@dataclass
+class _AuthorizationCode:
+    client_id: str
+    mailbox: str
+    scopes: tuple[str, ...]
+    redirect_uri: str
+    challenge: str
+    method: str
+    expires: float
+    mfa: bool
+    nonce: str | None = None
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A valid ``/authorize`` request, waiting for the person to sign in and consent."""
+
+    client_id: str
+    app_name: str
+    scopes: tuple[str, ...]
+    redirect_uri: str
+    state: str
+    challenge: str
+    method: str
+    response_mode: str = "query"  # or form_post: the answer is a page that posts it to the redirect URI
+    nonce: str | None = None  # echoed in the ID token
+
+
+AUTHORIZATION_CODE_LIFETIME = 600  # seconds; Microsoft's codes are short-lived ("about 10 minutes")
+
+
+def flow_id(device_code: str) -> str:
+    """A name for one device code in records (the code itself is a credential)."""
+    return hashlib.sha256(device_code.encode()).hexdigest()[:12]
+
+
+def _redirect_matches(asked: str, registered: str) -> bool:
+    """Exactly the registered URI; for a loopback one (a native app's) the port may differ, as
+    Microsoft allows (entra-docs reply-url.md: "the port component is ignored")."""
+    if asked == registered:
+        return True
+    a, r = urlsplit(asked), urlsplit(registered)
+    return (r.scheme == a.scheme == "http" and r.hostname in ("localhost", "127.0.0.1")
+            and a.hostname == r.hostname and (a.path or "/") == (r.path or "/") and not a.query)
+
+
+def _thumbprints(certificate: x509.Certificate) -> set[str]:
+    """How a client assertion may name a certificate: base64url SHA-1 (``x5t``) or SHA-256."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return {base64.urlsafe_b64encode(hashlib.new(name, der).digest()).rstrip(b"=").decode()
+            for name in ("sha1", "sha256")}
 
 
 def _split_scopes(scope: str) -> tuple[str, ...]:
@@ -85,6 +147,7 @@ class IdentityPlatform:
         self.clock = clock
         self._device_codes: dict[str, _DeviceCode] = {}  # by device_code
         self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
 
     @property
     def tenant(self) -> Tenant:
@@ -107,10 +170,41 @@ class IdentityPlatform:
             return Refusal(R.UNKNOWN_CLIENT, {"client_id": client_id, "tenant": self.tokens.tenant_id})
         if app.disabled:
             return Refusal(R.APP_DISABLED, {"client_id": client_id, "name": app.name})
+        if form.get("client_assertion_type") == JWT_BEARER:
+            return self._assertion(app, form.get("client_assertion", "")) or app
         if (secret_required or form.get("client_secret")) and (
                 not app.secret or not secrets.compare_digest(form.get("client_secret", ""), app.secret)):
             return Refusal(R.INVALID_CLIENT_SECRET, {"client_id": client_id})
         return app
+
+    def _assertion(self, app: App, assertion: str) -> Refusal | None:
+        """A client assertion (RFC 7523) signed with the key of the app's certificate: the
+        certificate named by its thumbprint (``x5t``, SHA-1, or ``x5t#S256``), the signature, the
+        app as issuer and subject, a token endpoint of this platform as audience, the times."""
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError as exc:
+            return Refusal(R.ASSERTION_INVALID, {"why": f"It is not a JWT ({exc})."})
+        named = str(header.get("x5t#S256") or header.get("x5t") or "").rstrip("=")
+        certificate = x509.load_pem_x509_certificate(app.certificate.encode()) if app.certificate else None
+        if certificate is None or named not in _thumbprints(certificate):
+            return Refusal(R.ASSERTION_KEY_UNKNOWN, {"thumbprint": named})
+        try:
+            claims = jwt.decode(assertion, certificate.public_key(),  # type: ignore[arg-type]
+                                algorithms=["RS256", "PS256"], options={"verify_aud": False, "verify_exp": False,
+                                                                       "verify_nbf": False, "verify_iat": False})
+        except jwt.PyJWTError as exc:
+            return Refusal(R.ASSERTION_INVALID, {"why": str(exc)})
+        now = self.clock()
+        if not claims.get("exp") or now >= float(claims["exp"]) or now < float(claims.get("nbf", 0)) - 300:
+            return Refusal(R.ASSERTION_EXPIRED)
+        if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
+            return Refusal(R.ASSERTION_INVALID, {"why": "Its iss and sub must be the application id."})
+        audience = urlsplit(str(claims.get("aud", "")))
+        tenant = audience.path.strip("/").split("/")[0] if audience.path else ""
+        if audience.path.rstrip("/") != f"/{tenant}/oauth2/v2.0/token" or not self.knows_tenant(tenant):
+            return Refusal(R.ASSERTION_INVALID, {"why": "Its aud must be this tenant's token endpoint."})
+        return None
 
     def _delegated_scopes(self, app: App, scope: str) -> tuple[str, ...] | Refusal:
         """``https://outlook.office.com/SMTP.Send offline_access`` -> the scopes, each granted."""
@@ -156,17 +250,73 @@ class IdentityPlatform:
         code = user_code.strip().upper().replace("-", "")
         return next((c for c in self._device_codes.values() if c.user_code == code), None)
 
-    def sign_in(self, user_code: str, mailbox: str, password: str, *, approve: bool = True) -> IdentityReply | None:
-        """A person on the device login page: the code, then a mailbox and its password, then
-        consent (or not). None when it worked."""
-        waiting = self.pending(user_code)
-        if waiting is None:
-            return R.BAD_VERIFICATION_CODE
+    def _person(self, mailbox: str, password: str, mfa: bool) -> tuple[str, bool] | IdentityReply:
+        """A person signing in: their mailbox's address and whether a second factor was asked for
+        (and given), or why not."""
         box = self.tenant.mailbox(mailbox)
         if box is None or not box.password or not secrets.compare_digest(password, box.password):
             return R.INVALID_CREDENTIALS
-        waiting.mailbox, waiting.declined = box.address, not approve
+        if box.mfa_required and not mfa:
+            return R.MFA_REQUIRED
+        return box.address, box.mfa_required
+
+    def sign_in(self, user_code: str, mailbox: str, password: str, *, approve: bool = True,
+                mfa: bool = False) -> IdentityReply | None:
+        """A person on the device login page: the code, then a mailbox and its password (and the
+        second factor where Conditional Access asks for it), then consent (or not). None when it
+        worked."""
+        waiting = self.pending(user_code)
+        if waiting is None:
+            return R.BAD_VERIFICATION_CODE
+        person = self._person(mailbox, password, mfa)
+        if isinstance(person, IdentityReply):
+            return person
+        waiting.mailbox, waiting.mfa = person
+        waiting.declined = not approve
         return None
+
+    # -- authorization code with PKCE (an app with a browser) -------------------------------------
+
+    def authorize(self, query: dict[str, str]) -> Authorization | Refusal:
+        """``GET /authorize``: a request a person may sign in to, or why it is refused (shown on
+        the page, since a bad ``redirect_uri`` must never be redirected to)."""
+        app = self._client(query)
+        if isinstance(app, Refusal):
+            return app
+        redirect_uri = query.get("redirect_uri", "")
+        if not any(_redirect_matches(redirect_uri, registered) for registered in app.redirect_uris):
+            return Refusal(R.REDIRECT_URI_MISMATCH, {"client_id": app.client_id, "redirect_uri": redirect_uri})
+        if query.get("response_type") != "code":
+            return Refusal(R.UNSUPPORTED_RESPONSE_TYPE)
+        scopes = self._delegated_scopes(app, query.get("scope", ""))
+        if isinstance(scopes, Refusal):
+            return scopes
+        method = query.get("code_challenge_method", "plain")
+        if method not in ("S256", "plain"):
+            return Refusal(R.INVALID_CHALLENGE_METHOD)
+        mode = query.get("response_mode", "query")
+        if mode not in ("query", "form_post"):
+            return Refusal(R.MISSING_PARAMETER, {"name": "response_mode"})
+        return Authorization(app.client_id, app.name, scopes, redirect_uri, query.get("state", ""),
+                             query.get("code_challenge", ""), method, mode, query.get("nonce"))
+
+    def consent(self, request: Authorization, mailbox: str, password: str, *, approve: bool = True,
+                mfa: bool = False) -> dict[str, str] | IdentityReply:
+        """The person signed in on the authorize page: the query to redirect back with (``code``
+        and ``state``, or ``error`` when they declined), or why the sign-in failed."""
+        person = self._person(mailbox, password, mfa)
+        if isinstance(person, IdentityReply):
+            return person
+        if not approve:
+            return {"error": "access_denied", "error_description": R.CONSENT_DECLINED.description(),
+                    "state": request.state}
+        self._forget_expired()
+        code = secrets.token_urlsafe(48)
+        self._codes[code] = _AuthorizationCode(request.client_id, person[0], request.scopes, request.redirect_uri,
+                                               request.challenge, request.method,
+                                               self.clock() + AUTHORIZATION_CODE_LIFETIME, person[1],
+                                               request.nonce)
+        return {"code": code, "state": request.state}
 
     # -- the token endpoint ---------------------------------------------------------------------
 
@@ -178,6 +328,8 @@ class IdentityPlatform:
             return self._by_refresh_token(form)
         if grant == "client_credentials":
             return self._by_client_credentials(form)
+        if grant == "authorization_code":
+            return self._by_authorization_code(form)
         if not grant:
             return Refusal(R.MISSING_PARAMETER, {"name": "grant_type"})
         return Refusal(R.UNSUPPORTED_GRANT, {"grant": grant})
@@ -190,7 +342,6 @@ class IdentityPlatform:
         now = self.clock()
         if code is None or code.client_id != app.client_id:
             return Refusal(R.BAD_VERIFICATION_CODE)
-        code.polls.append(now)
         if now >= code.expires:
             del self._device_codes[form["device_code"]]
             return Refusal(R.EXPIRED_DEVICE_CODE)
@@ -200,7 +351,26 @@ class IdentityPlatform:
         if code.mailbox is None:
             return Refusal(R.AUTHORIZATION_PENDING)
         del self._device_codes[form["device_code"]]
-        return self._tokens(app, code.mailbox, code.scopes)
+        return self._tokens(app, code.mailbox, code.scopes, mfa=code.mfa)
+
+    def _by_authorization_code(self, form: dict[str, str]) -> Grant | Refusal:
+        app = self._client(form)
+        if isinstance(app, Refusal):
+            return app
+        held = self._codes.pop(form.get("code", ""), None)  # a code is redeemed once
+        if held is None or held.client_id != app.client_id or self.clock() >= held.expires:
+            return Refusal(R.BAD_AUTHORIZATION_CODE)
+        if form.get("redirect_uri", "") != held.redirect_uri:
+            return Refusal(R.REDIRECT_URI_DIFFERS)
+        if held.challenge:
+            verifier = form.get("code_verifier", "")
+            if not verifier:
+                return Refusal(R.MISSING_PARAMETER, {"name": "code_verifier"})
+            derived = verifier if held.method == "plain" else \
+                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if not secrets.compare_digest(derived, held.challenge):
+                return Refusal(R.PKCE_MISMATCH)
+        return self._tokens(app, held.mailbox, held.scopes, mfa=held.mfa, nonce=held.nonce)
 
     def _by_refresh_token(self, form: dict[str, str]) -> Grant | Refusal:
         app = self._client(form)
@@ -214,16 +384,20 @@ class IdentityPlatform:
         if now >= held.expires:
             return Refusal(R.REFRESH_TOKEN_EXPIRED, {"issued": _stamp(held.issued),
                                                      "inactive": f"{int(now - held.issued)} seconds"})
+        box = self.tenant.mailbox(held.mailbox)
+        if box is not None and box.mfa_required and not held.mfa:
+            # Conditional Access now asks for MFA this sign-in never did: the person must sign in again
+            return Refusal(R.MFA_REQUIRED)
         scopes = held.scopes
         if form.get("scope"):
             asked = self._delegated_scopes(app, form["scope"])
             if isinstance(asked, Refusal):
                 return asked
             scopes = asked
-        return self._tokens(app, held.mailbox, scopes)
+        return self._tokens(app, held.mailbox, scopes, mfa=held.mfa)
 
     def _by_client_credentials(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form, secret_required=True)
+        app = self._client(form, secret_required=form.get("client_assertion_type") != JWT_BEARER)
         if isinstance(app, Refusal):
             return app
         if _split_scopes(form.get("scope", "")) != (APP_SCOPE,):
@@ -235,7 +409,8 @@ class IdentityPlatform:
         return Grant({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                       "access_token": token})
 
-    def _tokens(self, app: App, mailbox: str, scopes: tuple[str, ...]) -> Grant:
+    def _tokens(self, app: App, mailbox: str, scopes: tuple[str, ...], *, mfa: bool = False,
+                nonce: str | None = None) -> Grant:
         now, settings = self.clock(), self.tenant.identity
         smtp = tuple(s for s in scopes if s not in _OIDC)
         access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
@@ -248,10 +423,10 @@ class IdentityPlatform:
         if "offline_access" in scopes:
             refresh = secrets.token_urlsafe(64)
             self._refresh_tokens[refresh] = _RefreshToken(app.client_id, mailbox, scopes, now,
-                                                          now + settings.refresh_token_lifetime)
+                                                          now + settings.refresh_token_lifetime, mfa)
             body["refresh_token"] = refresh
         if "openid" in scopes:
-            body["id_token"] = self.tokens.id_token(now=now, mailbox=mailbox, client_id=app.client_id)
+            body["id_token"] = self.tokens.id_token(now=now, mailbox=mailbox, client_id=app.client_id, nonce=nonce)
         return Grant(body)
 
     # -- what a scenario does mid-run -----------------------------------------------------------
@@ -267,6 +442,7 @@ class IdentityPlatform:
         """Forget every device code and refresh token (a new scenario starts signed out)."""
         self._device_codes.clear()
         self._refresh_tokens.clear()
+        self._codes.clear()
 
     def _forget_expired(self) -> None:
         now = self.clock()
@@ -274,6 +450,8 @@ class IdentityPlatform:
             del self._device_codes[code]
         for token in [t for t, held in self._refresh_tokens.items() if now >= held.expires]:
             del self._refresh_tokens[token]
+        for code in [c for c, held in self._codes.items() if now >= held.expires]:
+            del self._codes[code]
 
 
 def _stamp(when: float) -> str:

@@ -367,3 +367,48 @@ UNKNOWN_TENANT = IdentityReply(
     400, "invalid_tenant", 90002,
     "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the "
     "correct cloud.", "public error logs (AADSTS90002)", "O")
+# Conditional Access asks for a second factor the sign-in (or the refresh token's sign-in) lacks
+MFA_REQUIRED = IdentityReply(
+    400, "invalid_grant", 50076,
+    "Due to a configuration change made by your administrator, or because you moved to a new location, you "
+    "must use multi-factor authentication to access '00000002-0000-0ff1-ce00-000000000000'.",
+    "public error logs (AADSTS50076; the id is Office 365 Exchange Online's)", "O")
+# authorization code with PKCE (entra-docs reference-error-codes.md lists 50011, 501481, 50149, 65004)
+REDIRECT_URI_MISMATCH = IdentityReply(
+    400, "invalid_request", 50011,
+    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured "
+    "for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to "
+    "your application in the Azure portal.",
+    "entra-docs reference-error-codes.md; public error logs (AADSTS50011)", "C (code); O (text)")
+UNSUPPORTED_RESPONSE_TYPE = IdentityReply(
+    400, "unsupported_response_type", 70005, "response_type is not enabled for the application.",
+    "public error logs (AADSTS70005)", "O (text partly UNCONFIRMED)")
+INVALID_CHALLENGE_METHOD = IdentityReply(
+    400, "invalid_request", 50149, "Invalid Code_Challenge_method parameter.",
+    "entra-docs reference-error-codes.md (AADSTS50149)", "C")
+BAD_AUTHORIZATION_CODE = IdentityReply(
+    400, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid.",
+    "public error logs (AADSTS70000)", "O")
+REDIRECT_URI_DIFFERS = IdentityReply(
+    400, "invalid_grant", 70000,
+    "The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI "
+    "used to obtain the authorization code.", "RFC 6749 4.1.3 (the rule)", "text UNCONFIRMED")
+PKCE_MISMATCH = IdentityReply(
+    400, "invalid_grant", 501481,
+    "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+    "entra-docs reference-error-codes.md; public error logs (AADSTS501481)", "C")
+CONSENT_DECLINED = IdentityReply(
+    400, "access_denied", 65004, "User declined to consent to access the app.",
+    "public error logs (AADSTS65004)", "O")
+# client assertions (an app's certificate credential)
+ASSERTION_KEY_UNKNOWN = IdentityReply(
+    401, "invalid_client", 700027,
+    "The certificate with identifier used to sign the client assertion is not registered on application. "
+    "[Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}']",
+    "public error logs (AADSTS700027)", "O")
+ASSERTION_INVALID = IdentityReply(
+    401, "invalid_client", 700027, "Client assertion failed signature validation. {why}",
+    "public error logs (AADSTS700027)", "O (text partly UNCONFIRMED)")
+ASSERTION_EXPIRED = IdentityReply(
+    401, "invalid_client", 700024, "Client assertion is not within its valid time range.",
+    "public error logs (AADSTS700024)", "O")

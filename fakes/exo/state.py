@@ -33,6 +33,8 @@ class EdgeState:
     faults: list[Fault] = field(default_factory=list)
     max_connections: int = MAX_CONNECTIONS
     open_connections: Counter[str] = field(default_factory=Counter)
+    # what a scenario has the service do once a message is stored, before its 250 (fakes.edge.Edge.during)
+    on_stored: Callable[[], None] | None = None
 
     def admit(self, peer_ip: str) -> Reply | None:
         """Count a new connection in, or say why it is refused (per source, and in all)."""

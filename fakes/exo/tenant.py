@@ -49,6 +49,16 @@ def _ip(value: str) -> str:
         raise ValueError("is not an IP address") from None
 
 
+def _certificate_pem(value: str) -> str:
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificate(value.encode())
+    except ValueError:
+        raise ValueError("is not a PEM certificate (-----BEGIN CERTIFICATE----- ...)") from None
+    return value
+
+
 Address = Annotated[str, AfterValidator(_address)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Domain = Annotated[str, AfterValidator(_domain)]
@@ -75,6 +85,8 @@ class Mailbox(_Frozen):
     send_as: tuple[Address, ...] = ()
     # Entra application ids granted FullAccess to this mailbox (SMTP.SendAsApp, app-only OAuth).
     apps: tuple[str, ...] = ()
+    # Conditional Access requires multi-factor authentication for this mailbox's sign-ins
+    mfa_required: bool = False
 
 
 class Connector(_Frozen):
@@ -130,6 +142,8 @@ class App(_Frozen):
     client_id: Annotated[str, Field(min_length=1)]
     name: str = "Lab device"
     secret: str | None = Field(None, repr=False)  # client credentials; masked wherever a run writes
+    # or a certificate (PEM) whose key signs the app's client assertions (private_key_jwt)
+    certificate: Annotated[str, AfterValidator(_certificate_pem)] | None = Field(None, repr=False)
     redirect_uris: tuple[str, ...] = ()
     delegated_scopes: tuple[str, ...] = ("SMTP.Send", "offline_access", "openid", "profile", "email")
     send_as_app: bool = False  # SMTP.SendAsApp granted, with admin consent (app-only)

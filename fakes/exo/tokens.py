@@ -87,13 +87,17 @@ class TokenAuthority:
     def v2_issuer(self) -> str:
         return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
 
-    def id_token(self, *, now: float, mailbox: str, client_id: str, lifetime: float = 3600) -> str:
-        """An OpenID Connect ID token (v2.0) for the signed-in mailbox, for the app that asked."""
+    def id_token(self, *, now: float, mailbox: str, client_id: str, lifetime: float = 3600,
+                 nonce: str | None = None) -> str:
+        """An OpenID Connect ID token (v2.0) for the signed-in mailbox, for the app that asked
+        (with the ``nonce`` of its authorization request, when it sent one)."""
         claims = {"aud": client_id, "iss": self.v2_issuer, "tid": self.tenant_id, "iat": int(now),
                   "nbf": int(now) - 60, "exp": int(now + lifetime), "ver": "2.0",
                   "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{client_id}/{mailbox}")),
                   "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, mailbox)), "preferred_username": mailbox,
                   "name": mailbox.partition("@")[0]}
+        if nonce:
+            claims["nonce"] = nonce
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})  # type: ignore[arg-type]
 
     def jwks(self) -> dict[str, Any]:
