@@ -9,37 +9,17 @@ engineer understands. ``CHECKS`` is the registry; ``Check`` is the union scenari
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from harness.check_base import Outcome, _Check
+from harness.checks_oauth import OAuthAppOnly, OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain
 from harness.observation import TLS_VERSIONS, Exchange, Observation, tls_at_least, without_suffix
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 Stage = Literal["banner", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "message", "any"]
 FolderName = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    check: str
-    passed: bool | None  # None: not applicable
-    message: str
-
-    @property
-    def failed(self) -> bool:
-        return self.passed is False
-
-
-class _Check(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def evaluate(self, obs: Observation) -> Outcome:  # pragma: no cover - every check overrides
-        raise NotImplementedError
-
-    def outcome(self, passed: bool | None, message: str) -> Outcome:
-        return Outcome(self.check, passed, message)  # type: ignore[attr-defined]
 
 
 def _no_connection(check: _Check) -> Outcome:
@@ -345,36 +325,15 @@ class WellFormed(_Check):
         return self.outcome(True, "Date, Message-ID and From present; CRLF lines within 998 octets")
 
 
-class OAuthDeviceFlow(_Check):
-    """The sender got its own token from the identity platform: a device code, signed in by a
-    person, then redeemed at the token endpoint (the requests to login.microsoftonline.com)."""
-
-    check: Literal["oauth_device_flow"] = "oauth_device_flow"
-
-    def evaluate(self, obs: Observation) -> Outcome:
-        asked = [e for e in obs.identity if e.get("endpoint") == "devicecode"]
-        if not asked:
-            return self.outcome(False, "never asked login.microsoftonline.com for a device code: the device does "
-                                       "not sign in with OAuth")
-        if not any(e.get("outcome") == "ok" for e in asked):
-            refused = asked[0]
-            return self.outcome(False, f"its device code request was refused: {refused.get('outcome')} "
-                                       f"(AADSTS{refused.get('aadsts')}) for scope {refused.get('scope')!r}")
-        polls = [e for e in obs.identity if e.get("endpoint") == "token"
-                 and e.get("grant_type") == "urn:ietf:params:oauth:grant-type:device_code"]
-        if not any(e.get("outcome") == "ok" for e in polls):
-            return self.outcome(False, f"got a device code but never redeemed it ({len(polls)} poll(s))")
-        return self.outcome(True, f"signed in with a device code ({len(polls)} poll(s))")
-
-
 Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
-    | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow,
+    | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
+    | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly,
     Field(discriminator="check"),
 ]
 CHECKS: dict[str, type[_Check]] = {
     cls.model_fields["check"].default: cls
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
-                OAuthDeviceFlow)
+                OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly)
 }

@@ -299,6 +299,7 @@ def exo_edge_clean(exo_edge: Edge, pytestconfig: pytest.Config) -> Iterator[Edge
 
 
 def reset(edge: Edge, tenant: Tenant | None = None) -> None:
+    edge.during(())
     edge.set_tenant(tenant or default_tenant())
     edge.clear_faults()
     edge.configure_tls()

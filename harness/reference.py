@@ -10,30 +10,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import json
 import smtplib
-import socket
 import ssl
 import time
-import urllib.parse
 import warnings
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
-from typing import Any, Literal
+from typing import Literal
 
 from dnslib import QTYPE, DNSRecord
 
 from fakes.exo.names import LEGACY_TLS_VERSIONS
 from fakes.exo.tokens import xoauth2_payload
 from fakes.tls import SSL_VERSIONS
+from harness.device_oauth import APP_SCOPE, OAUTH_SCOPE, DeviceOAuth, Refresh, SignInFailed
 from harness.senders import Order, SenderResult
 
-Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code"]
-OAUTH_SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code", "client-credentials"]
 StartTls = Literal["required", "opportunistic", "never"]
 
 
@@ -54,6 +49,9 @@ class Behaviour:
     bare_lf: bool = False
     send_as_other: bool = False  # write noreply@<the ordered sender's domain> as the sender
     oauth_scope: str = OAUTH_SCOPE  # device-code: what it asks the identity platform for
+    refresh: Refresh = "ahead"  # device-code: refreshes ahead of expiry, never, or in a loop when refused
+    poll_pace: float = 1.0  # device-code: the pause between polls, as a fraction of `interval`
+    password_fallback: bool = False  # device-code: signs in with its password when OAuth fails
     declare_size: bool = True
 
 
@@ -89,7 +87,12 @@ _PROFILES = [
             replace(Behaviour(), auth="xoauth2")),
     Profile("oauth-device", "submission", "127.0.0.7",
             "gets its own token with a device code (the person at the device signs in on microsoft.com/link), "
-            "then 587, STARTTLS, TLS 1.2+, AUTH XOAUTH2", replace(Behaviour(), auth="device-code")),
+            "then 587, STARTTLS, TLS 1.2+, AUTH XOAUTH2; refreshes ahead of expiry and after a 535, asks its "
+            "user to sign in again when the refresh token is refused", replace(Behaviour(), auth="device-code")),
+    Profile("oauth-app", "submission", "127.0.0.8",
+            "an app that sends app-only: client credentials with scope https://outlook.office365.com/.default "
+            "(SMTP.SendAsApp), then 587, STARTTLS, TLS 1.2+, AUTH XOAUTH2 as a mailbox that granted it access",
+            replace(Behaviour(), auth="client-credentials", oauth_scope=APP_SCOPE)),
     Profile("direct-send", "direct-send", None,
             "the tenant MX on 25, opportunistic STARTTLS, no AUTH, from an SPF-listed address", MX),
     Profile("relay-ip", "relay", None, "the tenant MX on 25 from an address in an IP connector",
@@ -124,8 +127,23 @@ _PROFILES = [
             replace(Behaviour(), bare_lf=True), fault="bare LF line endings"),
     Profile("oauth-wrong-scope", "submission", "127.0.0.53",
             "asks for a Microsoft Graph scope instead of SMTP.Send, then falls back to a password",
-            replace(Behaviour(), auth="device-code", oauth_scope="https://graph.microsoft.com/Mail.Send"),
+            replace(Behaviour(), auth="device-code", oauth_scope="https://graph.microsoft.com/Mail.Send",
+                    password_fallback=True),
             fault="asks the identity platform for the wrong scope"),
+    Profile("oauth-never-refreshes", "submission", "127.0.0.54",
+            "signs in with a device code once and keeps presenting that access token after it expired",
+            replace(Behaviour(), auth="device-code", refresh="never"), fault="never refreshes its access token"),
+    Profile("oauth-refresh-loop", "submission", "127.0.0.55",
+            "retries a refused (revoked) refresh token ten times at once before it asks its user to sign in",
+            replace(Behaviour(), auth="device-code", refresh="loop"),
+            fault="retries a revoked refresh token in a loop"),
+    Profile("oauth-fast-poller", "submission", "127.0.0.56",
+            "polls the token endpoint five times as often as the device code's interval allows",
+            replace(Behaviour(), auth="device-code", poll_pace=0.2), fault="polls faster than interval"),
+    Profile("oauth-app-delegated-scope", "submission", "127.0.0.57",
+            "an app that asks client credentials for the delegated scope https://outlook.office.com/SMTP.Send",
+            replace(Behaviour(), auth="client-credentials", oauth_scope=OAUTH_SCOPE),
+            fault="asks for a delegated scope with client credentials"),
     # faulty: direct send
     Profile("direct-send-ip-literal", "direct-send", None, "direct send to the MX's IP address",
             replace(MX, resolve=False), fault="IP literal instead of the MX host"),
@@ -217,7 +235,25 @@ def _check(reply: tuple[int, bytes], expect: int = 250) -> None:
     raise _Outcome(kind, f"{code} {text.decode(errors='replace')}")
 
 
-def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> None:
+def _xoauth2(client: smtplib.SMTP, order: Order, oauth: DeviceOAuth) -> None:
+    """AUTH XOAUTH2 with the device's own token; after a 535 (an expired or revoked token) once
+    more with a new one, as a device that refreshes does."""
+    try:
+        token = oauth.access_token()
+    except SignInFailed as failed:
+        raise _Outcome("permanent", str(failed)) from None
+    code, text = client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, token))
+    if code == 535:
+        try:
+            token = oauth.refused() or ""
+        except SignInFailed as failed:
+            raise _Outcome("permanent", f"{code} {text.decode(errors='replace')}; {failed}") from None
+        if token:
+            code, text = client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, token))
+    _check((code, text), 235)
+
+
+def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour, oauth: DeviceOAuth | None) -> None:
     if behaviour.auth == "none":
         return
     if behaviour.auth == "plain":
@@ -227,13 +263,14 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> N
     if behaviour.auth == "xoauth2":
         _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token or "")), 235)
         return
-    if behaviour.auth == "device-code":
-        try:
-            token = device_code_token(order, behaviour)
-        except _Outcome:
-            client.login(order.user, order.password or "")  # a device whose OAuth setup failed tries its password
-            return
-        _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, token)), 235)
+    if behaviour.auth in ("device-code", "client-credentials") and oauth is not None:
+        if behaviour.password_fallback:
+            try:
+                oauth.access_token()
+            except SignInFailed:
+                client.login(order.user, order.password or "")
+                return
+        _xoauth2(client, order, oauth)
         return
     if not client.has_extn("auth"):
         # a naive device sends AUTH LOGIN whether or not the server offered it
@@ -253,62 +290,8 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour) -> N
         raise _Outcome("permanent", str(exc)) from None
 
 
-class _LabHttps(http.client.HTTPSConnection):
-    """HTTPS to the edge's identity address, naming the host the device was told (SNI and the
-    certificate check), as a device whose DNS is the lab's would."""
-
-    def __init__(self, order: Order, name: str) -> None:
-        super().__init__(name, timeout=min(10.0, order.timeout))
-        self._address = order.identity.rsplit(":", 1)
-        self._lab_context = ssl.create_default_context(cafile=order.cafile)
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self._address[0], int(self._address[1])), self.timeout)
-        self.sock = self._lab_context.wrap_socket(raw, server_hostname=self.host)
-
-
-def _post(order: Order, name: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    connection = _LabHttps(order, name)
-    try:
-        connection.request("POST", path, urllib.parse.urlencode(form),
-                           {"Content-Type": "application/x-www-form-urlencoded"})
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(body)
-    except ValueError:
-        return response.status, {"page": body.decode(errors="replace")}
-
-
-def device_code_token(order: Order, behaviour: Behaviour) -> str:
-    """The device code flow as a device runs it (RFC 8628 at login.microsoftonline.com): ask for a
-    code, show it to the person (who signs in on microsoft.com/link), poll every ``interval``."""
-    identity = order.authority.split("://", 1)[1].split("/", 1)[0]
-    tenant = order.authority.rstrip("/").rsplit("/", 1)[1]
-    status, code = _post(order, identity, f"/{tenant}/oauth2/v2.0/devicecode",
-                         {"client_id": order.client_id, "scope": behaviour.oauth_scope})
-    if status != 200:
-        raise _Outcome("permanent", f"device code refused: {code.get('error_description', code)}")
-    # the person at the device reads the code off its screen and signs in
-    _post(order, "www.microsoft.com", "/link", {"otc": code["user_code"], "login": order.user,
-                                                "password": order.password or "", "consent": "accept"})
-    deadline = time.monotonic() + min(float(code["expires_in"]), order.timeout)
-    while True:
-        status, answer = _post(order, identity, f"/{tenant}/oauth2/v2.0/token",
-                               {"grant_type": DEVICE_CODE_GRANT, "client_id": order.client_id,
-                                "device_code": code["device_code"]})
-        if status == 200:
-            return str(answer["access_token"])
-        if answer.get("error") != "authorization_pending" or time.monotonic() + code["interval"] > deadline:
-            raise _Outcome("permanent", f"no token: {answer.get('error_description', answer)}")
-        # the device's own pace, which a check judges (RFC 8628: at least `interval` between polls);
-        # not a harness waiting for something
-        time.sleep(float(code["interval"]))
-
-
-def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = True) -> str:
+def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = True,
+                oauth: DeviceOAuth | None = None) -> str:
     """One connection that tries to deliver ``message``; raises ``_Outcome`` when it does not."""
     b = profile.behaviour
     addr = resolve(order) if b.resolve else order.addr
@@ -329,7 +312,7 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
         if tls and b.starttls != "never" and (b.starttls == "required" or client.has_extn("starttls")):
             client.starttls(context=_context(order, b, server_name))
             _check(client.ehlo())
-        _authenticate(client, order, b)
+        _authenticate(client, order, b, oauth)
         options = [f"SIZE={len(message)}"] if b.declare_size and client.has_extn("size") else []
         _check(client.mail(sender_address(order, b), options))
         accepted = 0
@@ -348,14 +331,14 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
         return text.decode(errors="replace")
 
 
-def deliver(order: Order, profile: Profile, message: bytes, log: list[str]) -> bool:
+def deliver(order: Order, profile: Profile, message: bytes, log: list[str], oauth: DeviceOAuth | None = None) -> bool:
     """Deliver one message as the profile does: retries, backoff, storms, opportunistic TLS."""
     b = profile.behaviour
     attempts = 1 + max(b.retries, b.storm)
     tls = True
     for attempt in range(attempts):
         try:
-            log.append(f"delivered: {one_session(order, profile, message, tls=tls)}")
+            log.append(f"delivered: {one_session(order, profile, message, tls=tls, oauth=oauth)}")
             return True
         except _Outcome as outcome:
             log.append(f"attempt {attempt + 1}: {outcome.kind}: {outcome}")
@@ -411,17 +394,23 @@ class ReferenceSender:
         return self.profile.source_role
 
     @property
-    def oauth(self) -> bool:
-        """Gets its own tokens from the identity platform (runs the OAuth cases, and only those)."""
-        return self.profile.behaviour.auth == "device-code"
+    def sign_in(self) -> str:
+        """How it signs in: "oauth" (its own tokens for a mailbox: it runs the OAuth cases, and only
+        those), "app" (app-only, client credentials) or "password" (or a token it is handed)."""
+        return {"device-code": "oauth", "client-credentials": "app"}.get(self.profile.behaviour.auth, "password")
 
     def send(self, order: Order) -> SenderResult:
         start = time.monotonic()
         log: list[str] = []
         delivered = 0
+        b = self.profile.behaviour
+        oauth = DeviceOAuth(order, b.oauth_scope, b.refresh, b.poll_pace, app_only=b.auth == "client-credentials",
+                            log=log) if self.sign_in != "password" else None
         for index in range(order.count):
+            if index and order.interval:
+                time.sleep(order.interval)  # the pace the order asks of the device, not a wait for an event
             try:
-                delivered += deliver(order, self.profile, build_message(order, self.profile.behaviour, index), log)
+                delivered += deliver(order, self.profile, build_message(order, b, index), log, oauth)
             except _Outcome as outcome:
                 log.append(f"{outcome.kind}: {outcome}")
             except OSError as exc:

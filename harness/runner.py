@@ -18,7 +18,7 @@ from typing import Any
 
 from fakes.edge import Edge
 from fakes.exo.errors import ConfigError
-from fakes.exo.events import Fault
+from fakes.exo.events import Fault, MidRun
 from fakes.exo.lab import MissingRole, Roles, roles
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
 from fakes.exo.tenant import Tenant
@@ -31,6 +31,12 @@ from harness.senders import Order, Sender, SenderResult
 # that names its own address or role keeps it.
 SOURCE_ROLES = {("direct-send", None): "spf_source", ("relay", "ip"): "ip_connector_source",
                 ("relay", "certificate"): "unlisted_source", ("relay", None): "ip_connector_source"}
+# why a case is not for a sender, by (the case's sign_in, the sender's)
+_CASES = {"any": "a case for senders handed a password or a token", "oauth": "an OAuth case for devices that "
+          "get their own tokens for a mailbox", "app": "an app-only case (client credentials)"}
+_SENDERS = {"password": "this sender signs in with a password or a token it is handed",
+            "oauth": "this sender gets its own tokens for a mailbox", "app": "this sender sends app-only"}
+SIGN_IN_SKIPS = {(case, sender): f"{_CASES[case]}; {_SENDERS[sender]}" for case in _CASES for sender in _SENDERS}
 
 
 def _need(lab: Roles, role: str) -> str:
@@ -152,9 +158,11 @@ class Runner:
                               drop=spec.drop, delay=spec.delay))
         edge.configure_tls(tuple(scenario.edge.tls_versions) if scenario.edge.tls_versions else None,
                            scenario.edge.certificate)
+        edge.during([MidRun(**step.model_dump()) for step in scenario.during])
         return tenant
 
     def _restore(self) -> None:
+        self.edge.during(())
         self.edge.set_tenant(self.tenant)
         self.edge.clear_faults()
         self.edge.configure_tls()
@@ -171,6 +179,8 @@ class Runner:
         # the ports a device of this option may try (587, 25, 465), mapped to the edge's
         listeners = ("submission", "submission-25", "implicit-tls") if endpoint == "submission" else ("mx",)
         ports = {WELL_KNOWN_PORTS[name]: edge.addresses[name][1] for name in listeners}
+        if scenario.sign_in == "app":  # an app sends as a mailbox that granted it FullAccess
+            user = send.user or _need(lab, "app_mailbox")
         sender = send.sender or (user if endpoint == "submission" else lab.mx_sender)
         box = tenant.mailbox(user)
         password = send.password if send.password is not None else (box.password if box else None)
@@ -180,7 +190,13 @@ class Runner:
         default_to = _need(lab, "external") if option == "relay" else _need(lab, "internal")
         dns_host, dns_port = edge.addresses["dns"]
         identity_host, identity_port = edge.addresses["identity"]
-        client_id = _need(lab, "device_app") if scenario.sign_in == "oauth" else lab.device_app or ""
+        client_id, client_secret = lab.device_app or "", None
+        if scenario.sign_in == "oauth":
+            client_id = _need(lab, "device_app")
+        elif scenario.sign_in == "app":
+            client_id = _need(lab, "service_app")
+            app = tenant.app(client_id)
+            client_secret = app.secret if app else None
         return Order(
             host=edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
             sender=sender, to=tuple(send.to) or (default_to,), subject=send.subject, user=user,
@@ -188,7 +204,7 @@ class Runner:
             cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,
             source_addr=self._source(option, lab), count=send.count, size=send.size, timeout=scenario.timeout,
             identity=f"{identity_host}:{identity_port}", authority=f"https://{IDENTITY_HOST}/{lab.domain}",
-            client_id=client_id,
+            client_id=client_id, client_secret=client_secret, interval=send.interval, sign_in=scenario.sign_in,
         )
 
     def _source(self, option: str, lab: Roles) -> str:
@@ -224,11 +240,10 @@ class Runner:
             mine = self.sender.option + (f" ({self.sender.connector} connector)" if self.sender.connector else "")
             return CaseResult(scenario, self.sender.name, Verdict.SKIP,
                               f"a {wanted} case; this sender uses {mine}", started=started)
-        oauth = getattr(self.sender, "oauth", None)  # None: unknown (a command), so it runs
-        if oauth is not None and (scenario.sign_in == "oauth") != oauth:
-            why = ("an OAuth case; this sender signs in with a password or a token it is handed" if not oauth
-                   else "a case for senders that sign in with a password; this one gets its own OAuth tokens")
-            return CaseResult(scenario, self.sender.name, Verdict.SKIP, why, started=started)
+        sign_in: str | None = getattr(self.sender, "sign_in", None)  # None: unknown (a command), so it runs
+        if sign_in is not None and not scenario.applies_to(self.sender.option, self.sender.connector, sign_in):
+            return CaseResult(scenario, self.sender.name, Verdict.SKIP, SIGN_IN_SKIPS[scenario.sign_in, sign_in],
+                              started=started)
         try:
             scenario = scenario.cast(roles(self.tenant))
             tenant = self._apply(scenario)
@@ -303,6 +318,9 @@ class Runner:
             return Verdict.ERROR, f"environment: the sender could not run: {result.error}", "environment"
         if not obs.sessions:
             return Verdict.ERROR, "environment: the sender never connected to the edge", "environment"
+        if scenario.oauth_behaviour and not obs.identity:
+            return (Verdict.SKIP, "not applicable: the sender never asked login.microsoftonline.com for a token "
+                                  "(whether it should is judged by oauth/device-code-then-xoauth2)", None)
         failed = [o for o in outcomes if o.failed]
         if not failed:
             return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed) or "all checks passed", None

@@ -97,6 +97,27 @@ class EdgeVariation(_Strict):
     certificate: Literal["valid", "wrong-name", "unknown-ca", "expired"] = "valid"
 
 
+class MidRun(_Strict):
+    """What happens at the service while the sender is at work: once the edge has stored the
+    sender's ``after_stored``-th message, before it answers 250 for it."""
+
+    after_stored: int = Field(1, ge=1, le=100)
+    revoke_sign_in: str | None = Field(None, description="a mailbox or a role ({submitter}): its refresh tokens "
+                                                         "are revoked (Revoke-MgUserSignInSession)")
+    disable_app: str | None = Field(None, description="an app's client id or a role ({device_app}): "
+                                                      "disabled in Entra ID")
+    require_mfa: str | None = Field(None, description="a mailbox or a role: Conditional Access now requires "
+                                                      "multi-factor authentication for it")
+    advance_clock: float = Field(0.0, ge=0, le=400 * 86400, description="seconds the service's clock jumps "
+                                                                         "ahead (tokens expire as they would)")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> MidRun:
+        if not (self.revoke_sign_in or self.disable_app or self.require_mfa or self.advance_clock):
+            raise ValueError("a during: step needs revoke_sign_in, disable_app, require_mfa or advance_clock")
+        return self
+
+
 class Send(_Strict):
     """What the sender is asked to send."""
 
@@ -109,6 +130,8 @@ class Send(_Strict):
     user: str | None = Field(None, description="the mailbox that signs in; default: {submitter}")
     password: str | None = Field(None, description="default: the mailbox's password in the tenant")
     token: bool = Field(True, description="hand the sender an XOAUTH2 token too")
+    interval: float = Field(0.0, ge=0, le=60, description="seconds between messages (the device's pace, "
+                                                           "long enough for a short-lived token to expire)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -119,12 +142,19 @@ class Scenario(_Strict):
     severity: Severity = "must"
     connector: Literal["ip", "certificate"] | None = Field(
         None, description="relay cases: which kind of connector the sender must match")
-    sign_in: Literal["any", "oauth"] = Field(
-        "any", description="oauth: a case for senders that get their own tokens from the identity platform")
+    sign_in: Literal["any", "oauth", "app"] = Field(
+        "any", description="oauth: a case for senders that get their own tokens from the identity platform "
+                           "for a person's mailbox; app: for apps that send app-only (client credentials); "
+                           "any: for senders handed a password or a token")
+    oauth_behaviour: bool = Field(
+        False, description="a case about how a sender uses OAuth (refreshing, polling, app-only): SKIP, not FAIL, "
+                           "for a sender that never asked the identity platform for a token (whether it should "
+                           "is another case's to judge)")
     reference: list[Reference] = Field(min_length=1)
     tenant: dict[str, Any] = Field(default_factory=dict, description="overrides deep-merged over the tenant")
     quota: list[QuotaSeed] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
+    during: list[MidRun] = Field(default_factory=list, description="what the service does mid-run")
     edge: EdgeVariation = EdgeVariation()
     send: Send = Send()
     timeout: float = Field(15.0, gt=0, le=600)
@@ -135,12 +165,13 @@ class Scenario(_Strict):
     id: str = Field("", exclude=True)
     path: str = Field("", exclude=True)
 
-    def applies_to(self, option: str, connector: str | None, oauth: bool | None = None) -> bool:
-        """For a sender of this option (and connector); ``oauth``: whether it gets its own tokens
-        (None: not known, as for a command, which then runs every case of its option)."""
+    def applies_to(self, option: str, connector: str | None, sign_in: str | None = None) -> bool:
+        """For a sender of this option (and connector); ``sign_in``: how it signs in, "password"
+        (or a token it is handed), "oauth" or "app" (None: not known, as for a command, which then
+        runs every case of its option)."""
         if self.option not in ("any", option):
             return False
-        if oauth is not None and (self.sign_in == "oauth") != oauth:
+        if sign_in is not None and self.sign_in != ("any" if sign_in == "password" else sign_in):
             return False
         return self.connector is None or connector is None or self.connector == connector
 

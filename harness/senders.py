@@ -40,7 +40,10 @@ class Order:
     source_addr: str = "127.0.0.1"
     identity: str = ""  # the lab's login.microsoftonline.com, "addr:port"
     authority: str = ""  # https://login.microsoftonline.com/<tenant domain>
-    client_id: str = ""  # the tenant's app a device signs in as (device code flow)
+    client_id: str = ""  # the tenant's app a device signs in as (device code flow), or an app sends as
+    client_secret: str | None = None  # app-only cases: the app's secret (client credentials)
+    interval: float = 0.0  # seconds between messages
+    sign_in: str = "any"  # the case's: "oauth" (the device's own tokens for a mailbox), "app" (app-only), "any"
     count: int = 1
     size: int = 0
     timeout: float = 15.0
@@ -54,6 +57,8 @@ class Order:
             "EXO_SOURCE_ADDR": self.source_addr, "EXO_COUNT": str(self.count), "EXO_SIZE": str(self.size),
             "EXO_DNS": self.dns, "EXO_PORTS": ",".join(f"{k}={v}" for k, v in sorted(self.ports.items())),
             "EXO_IDENTITY": self.identity, "EXO_AUTHORITY": self.authority, "EXO_CLIENT_ID": self.client_id,
+            "EXO_CLIENT_SECRET": self.client_secret or "", "EXO_INTERVAL": str(self.interval),
+            "EXO_SIGN_IN": self.sign_in,
         }
         return values
 
@@ -152,11 +157,23 @@ class ManualSender:
 
     def send(self, order: Order) -> SenderResult:
         who = f" signed in as {order.user}" if self.option == "submission" else ""
-        self.say(
-            f"\n>>> Now send {order.count} message(s) from the device{who}: from {order.sender} to "
-            f"{', '.join(order.to)} through {order.host} (port {order.port}). "
-            f"Waiting up to {order.timeout:g} s.\n"
-        )
+        steps = []
+        if order.sign_in == "oauth":
+            steps = [f"This case signs in with OAuth. Set the device's OAuth app (client) id to {order.client_id} "
+                     f"and its authority to {order.authority} (the lab DNS names it; the device must trust the "
+                     "lab CA).",
+                     f"When the device shows a code, open https://www.microsoft.com/link in a browser that uses the "
+                     f"lab DNS, type the code and sign in as {order.user} with that mailbox's password from the "
+                     "tenant file (tick the second-factor box if the page asks for it)."]
+        elif order.sign_in == "app":
+            steps = [f"This case sends app-only. Configure the app with client id {order.client_id} and the "
+                     f"secret of that app in the tenant file, scope https://outlook.office365.com/.default, "
+                     f"authority {order.authority}."]
+        pace = f", {order.interval:g} s apart" if order.interval and order.count > 1 else ""
+        lines = [*steps, f"Now send {order.count} message(s){pace} from the device{who}: from {order.sender} to "
+                         f"{', '.join(order.to)} through {order.host} (port {order.port}). "
+                         f"Waiting up to {order.timeout:g} s."]
+        self.say("\n" + "\n".join(f">>> {line}" for line in lines) + "\n")
         return SenderResult(None, notes=["manual: the person at the device was asked to send"])
 
 

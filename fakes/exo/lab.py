@@ -37,6 +37,9 @@ ROLE_DESCRIPTIONS = {  # each reads after "the tenant has no"
     "ip_connector_source": "address of this host in an IP connector (connectors[].sender_ip_ranges)",
     "unlisted_source": "address of this host outside every connector and the SPF record (lab.unlisted_source)",
     "device_app": "app a device signs in as with a device code (apps[] with SMTP.Send and no secret)",
+    "service_app": "app that sends app-only (apps[] with a secret and send_as_app)",
+    "app_mailbox": "mailbox that grants the service app FullAccess (mailboxes[].apps)",
+    "non_app_mailbox": "mailbox that does not grant the service app FullAccess",
 }
 ROLE_NAMES = frozenset(ROLE_DESCRIPTIONS)
 
@@ -57,6 +60,9 @@ class Roles:
     ip_connector_source: str | None
     unlisted_source: str | None
     device_app: str | None
+    service_app: str | None
+    app_mailbox: str | None
+    non_app_mailbox: str | None
 
     def value(self, name: str) -> str | None:
         if name not in ROLE_NAMES:
@@ -137,6 +143,8 @@ def roles(tenant: Tenant) -> Roles:
     ip_connector = lab.ip_connector_source or next(
         (a for c in tenant.connectors if (a := _loopback_in(c.sender_ip_ranges))), None)
     unlisted = lab.unlisted_source or next((a for a in _SPARE_SOURCES if not _listed(tenant, a)), None)
+    service = next((app.client_id for app in tenant.apps if app.secret and app.send_as_app and not app.disabled),
+                   None)
     return Roles(
         domain=domain,
         mx_host=tenant.mx_host,
@@ -155,4 +163,7 @@ def roles(tenant: Tenant) -> Roles:
         unlisted_source=unlisted,
         device_app=next((app.client_id for app in tenant.apps
                          if not app.secret and not app.disabled and "SMTP.Send" in app.delegated_scopes), None),
+        service_app=service,
+        app_mailbox=next((box.address for box in tenant.mailboxes if service and service in box.apps), None),
+        non_app_mailbox=next((box.address for box in tenant.mailboxes if service and service not in box.apps), None),
     )

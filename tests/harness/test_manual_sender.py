@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from harness.reference import PROFILES, ReferenceSender
 from harness.runner import Runner, Verdict
 from harness.scenario import load_catalog
 from harness.senders import ManualSender, Order
@@ -48,3 +49,22 @@ def test_the_order_carries_the_environment_of_the_contract():
     env = order.env()
     assert env["EXO_TO"] == "b@contoso.com,c@example.org" and env["EXO_PORTS"] == "465=2465,587=2587"
     assert env["EXO_TOKEN"] == "" and env["EXO_HOST"] == "smtp.office365.com"
+
+
+def test_for_an_oauth_case_the_person_is_told_how_to_sign_the_device_in(exo_edge_clean):
+    prompts: list[str] = []
+
+    class DeviceInTheLab(ManualSender):
+        def send(self, order: Order):  # noqa: ANN201 - the person reads, then the device does it
+            result = super().send(order)
+            threading.Thread(target=ReferenceSender(PROFILES["oauth-device"]).send, args=(order,), daemon=True).start()
+            return result
+
+    result = Runner(exo_edge_clean, DeviceInTheLab(say=prompts.append), manual_idle=0.5).run(
+        CATALOG["oauth/device-code-then-xoauth2"])
+    assert result.verdict == Verdict.PASS, result.reason
+    said = prompts[0]
+    assert "OAuth app (client) id to 00000000-0000-0000-0000-00000000d3c0" in said
+    assert "authority to https://login.microsoftonline.com/contoso.com" in said
+    assert "open https://www.microsoft.com/link" in said and "sign in as scanner@contoso.com" in said
+    assert "Scan-2026!" not in said

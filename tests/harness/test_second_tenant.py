@@ -39,7 +39,7 @@ def test_conformant_reference_senders_pass_every_case_on_another_tenant(fabrikam
     passed = [cid for cid, r in results.items() if r.verdict == Verdict.PASS]
     option = PROFILES[profile].option
     sender = ReferenceSender(PROFILES[profile])
-    assert len(passed) == len([c for c in CATALOG if c.applies_to(option, sender.connector, sender.oauth)])
+    assert len(passed) == len([c for c in CATALOG if c.applies_to(option, sender.connector, sender.sign_in)])
 
 
 def test_a_command_sender_is_handed_the_tenants_mailbox_and_password(fabrikam_edge, tmp_path):

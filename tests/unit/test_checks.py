@@ -255,6 +255,63 @@ def test_oauth_device_flow():
     assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=never)) is False
 
 
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def at(t: float, endpoint: str, outcome: str, **fields: Any) -> dict[str, Any]:
+    return {"session": f"idp{t}", "t": t, "kind": "identity", "endpoint": endpoint, "outcome": outcome, **fields}
+
+
+def test_oauth_polling_pace():
+    def polls(*times: float, interval: int = 5) -> list[dict[str, Any]]:
+        return [at(0.0, "devicecode", "ok", flow="f1", interval=interval),
+                *(at(t, "token", "authorization_pending", grant_type=DEVICE_GRANT, flow="f1") for t in times)]
+
+    assert outcome(C.OAuthPollingPace(), observe(GOOD_SUBMISSION, dns=polls(0.1, 5.2, 10.3))) is True
+    assert outcome(C.OAuthPollingPace(), observe(GOOD_SUBMISSION, dns=polls(0.1, 5.2, 6.0))) is False
+    # forgiven: network jitter within the tolerance
+    assert outcome(C.OAuthPollingPace(), observe(GOOD_SUBMISSION, dns=polls(0.1, 5.06))) is True
+    assert outcome(C.OAuthPollingPace(), observe(GOOD_SUBMISSION, dns=polls(0.1))) is None  # one poll: no pace
+    # polls for two codes are judged each on its own: 1 s between the last of one and the first of the other
+    other = [at(5.5, "devicecode", "ok", flow="f2", interval=5),
+             at(6.1, "token", "authorization_pending", grant_type=DEVICE_GRANT, flow="f2")]
+    assert outcome(C.OAuthPollingPace(), observe(GOOD_SUBMISSION, dns=polls(0.1, 5.2) + other)) is True
+
+
+def test_oauth_refreshed():
+    signed = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT)]
+    refreshed = signed + [at(9.0, "token", "ok", grant_type="refresh_token")]
+    assert outcome(C.OAuthRefreshed(), observe(GOOD_SUBMISSION, dns=refreshed)) is True
+    assert outcome(C.OAuthRefreshed(), observe(GOOD_SUBMISSION, dns=signed)) is False  # never refreshed
+    again = refreshed + [at(10.0, "devicecode", "ok")]  # asked the person again though refreshing worked
+    assert outcome(C.OAuthRefreshed(), observe(GOOD_SUBMISSION, dns=again)) is False
+    refused = signed + [at(9.0, "token", "invalid_grant", grant_type="refresh_token", aadsts=50173)]
+    assert outcome(C.OAuthRefreshed(), observe(GOOD_SUBMISSION, dns=refused)) is False
+
+
+def test_oauth_sign_in_again():
+    refused = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT),
+               at(9.0, "token", "invalid_grant", grant_type="refresh_token", aadsts=50173)]
+    again = refused + [at(9.5, "devicecode", "ok")]
+    assert outcome(C.OAuthSignInAgain(), observe(GOOD_SUBMISSION, dns=again)) is True
+    assert outcome(C.OAuthSignInAgain(), observe(GOOD_SUBMISSION, dns=refused)) is False  # gave up silently
+    loop = refused + [at(9.0 + i / 10, "token", "invalid_grant", grant_type="refresh_token") for i in range(1, 4)]
+    assert outcome(C.OAuthSignInAgain(), observe(GOOD_SUBMISSION, dns=loop + [at(9.9, "devicecode", "ok")])) is False
+    assert outcome(C.OAuthSignInAgain(max_retries=3), observe(GOOD_SUBMISSION,
+                                                              dns=loop + [at(9.9, "devicecode", "ok")])) is True
+    assert outcome(C.OAuthSignInAgain(), observe(GOOD_SUBMISSION, dns=refused[:2])) is None  # nothing refused
+
+
+def test_oauth_app_only():
+    granted = [at(0.0, "token", "ok", grant_type="client_credentials", scope="https://outlook.office365.com/.default")]
+    assert outcome(C.OAuthAppOnly(), observe(GOOD_SUBMISSION, dns=granted)) is True
+    assert outcome(C.OAuthAppOnly(), observe(GOOD_SUBMISSION)) is False
+    refused = [at(0.0, "token", "invalid_scope", grant_type="client_credentials", aadsts=70011)]
+    assert outcome(C.OAuthAppOnly(), observe(GOOD_SUBMISSION, dns=refused)) is False
+    person = granted + [at(1.0, "devicecode", "ok")]
+    assert outcome(C.OAuthAppOnly(), observe(GOOD_SUBMISSION, dns=person)) is False
+
+
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested

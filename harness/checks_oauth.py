@@ -1,0 +1,140 @@
+"""Checks over what a sender asked login.microsoftonline.com (the ``identity`` records): the
+device code flow, its polling pace, refreshing, signing in again after a refusal, app-only.
+
+Each judges request times and answers the edge recorded, never what a sender says of itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from harness.check_base import Outcome, _Check
+from harness.observation import Observation
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+APP_SCOPE = "https://outlook.office365.com/.default"
+
+
+def _requests(obs: Observation, endpoint: str, grant: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in obs.identity
+            if e.get("endpoint") == endpoint and (grant is None or e.get("grant_type") == grant)]
+
+
+class OAuthDeviceFlow(_Check):
+    """The sender got its own token from the identity platform: a device code, signed in by a
+    person, then redeemed at the token endpoint (the requests to login.microsoftonline.com)."""
+
+    check: Literal["oauth_device_flow"] = "oauth_device_flow"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        asked = _requests(obs, "devicecode")
+        if not asked:
+            return self.outcome(False, "never asked login.microsoftonline.com for a device code: the device does "
+                                       "not sign in with OAuth")
+        if not any(e.get("outcome") == "ok" for e in asked):
+            refused = asked[0]
+            return self.outcome(False, f"its device code request was refused: {refused.get('outcome')} "
+                                       f"(AADSTS{refused.get('aadsts')}) for scope {refused.get('scope')!r}")
+        polls = _requests(obs, "token", DEVICE_CODE_GRANT)
+        if not any(e.get("outcome") == "ok" for e in polls):
+            return self.outcome(False, f"got a device code but never redeemed it ({len(polls)} poll(s))")
+        return self.outcome(True, f"signed in with a device code ({len(polls)} poll(s))")
+
+
+class OAuthPollingPace(_Check):
+    """Between two polls for the same device code at least ``interval`` seconds passed, as the
+    device code answer asked (RFC 8628 3.5; Microsoft sends no ``slow_down``, so a fast poller is
+    only seen in the request times). ``tolerance``: seconds of network jitter forgiven."""
+
+    check: Literal["oauth_polling_pace"] = "oauth_polling_pace"
+    tolerance: float = Field(0.05, ge=0, le=1)
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        intervals = {e["flow"]: float(e["interval"]) for e in _requests(obs, "devicecode")
+                     if e.get("flow") and e.get("interval")}
+        times: dict[str, list[float]] = {}
+        for poll in _requests(obs, "token", DEVICE_CODE_GRANT):
+            if poll.get("flow") in intervals:
+                times.setdefault(poll["flow"], []).append(float(poll["t"]))
+        gaps = [(b - a, intervals[flow]) for flow, ts in times.items() for a, b in zip(ts, ts[1:], strict=False)]
+        if not gaps:
+            return self.outcome(None, "the device never polled twice for one code")
+        fast = [(gap, interval) for gap, interval in gaps if gap + self.tolerance < interval]
+        if fast:
+            gap, interval = min(fast)
+            return self.outcome(False, f"{len(fast)} of {len(gaps)} polls came too soon: {gap:.2f} s after the "
+                                       f"one before, where the device code's interval is {interval:g} s")
+        shortest = min(gap for gap, _ in gaps)
+        return self.outcome(True, f"{len(gaps) + len(times)} polls, at least {shortest:.2f} s apart "
+                                  f"(interval {max(i for _, i in gaps):g} s)")
+
+
+class OAuthRefreshed(_Check):
+    """Once its first access token was due, the sender got a new one with its refresh token,
+    without asking its user to sign in again."""
+
+    check: Literal["oauth_refreshed"] = "oauth_refreshed"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        refreshes = _requests(obs, "token", "refresh_token")
+        sign_ins = [e for e in _requests(obs, "devicecode") if e.get("outcome") == "ok"]
+        if not any(e.get("outcome") == "ok" for e in refreshes):
+            if refreshes:
+                first = refreshes[0]
+                return self.outcome(False, f"its refresh was refused: {first.get('outcome')} "
+                                           f"(AADSTS{first.get('aadsts')})")
+            return self.outcome(False, "never used its refresh token: it kept presenting an access token past its "
+                                       "expiry (535 5.7.3) or signed in anew")
+        if len(sign_ins) > 1:
+            return self.outcome(False, f"asked its user to sign in {len(sign_ins)} times where refreshing was "
+                                       "enough")
+        return self.outcome(True, f"refreshed its access token {sum(e.get('outcome') == 'ok' for e in refreshes)} "
+                                  "time(s) with its refresh token")
+
+
+class OAuthSignInAgain(_Check):
+    """After its refresh token was refused (revoked, or Conditional Access now asks for more) the
+    sender asks its user to sign in again (a new device code), with at most ``max_retries``
+    further tries of a refused refresh token: no storm of requests the service will refuse."""
+
+    check: Literal["oauth_sign_in_again"] = "oauth_sign_in_again"
+    max_retries: int = Field(1, ge=0)
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        order = obs.identity
+        first = next((i for i, e in enumerate(order) if e.get("endpoint") == "token"
+                      and e.get("grant_type") == "refresh_token" and e.get("outcome") == "invalid_grant"), None)
+        if first is None:
+            return self.outcome(None, "no refresh token of the sender was refused")
+        refused = order[first]
+        after = order[first + 1:]
+        retries = [e for e in after if e.get("endpoint") == "token" and e.get("grant_type") == "refresh_token"
+                   and e.get("outcome") != "ok"]
+        why = f"invalid_grant (AADSTS{refused.get('aadsts')})"
+        if len(retries) > self.max_retries:
+            return self.outcome(False, f"tried the refused refresh token {len(retries)} more time(s) after {why}: "
+                                       "a loop the service throttles; ask the user to sign in again")
+        if not any(e.get("endpoint") == "devicecode" for e in after):
+            return self.outcome(False, f"after {why} it never asked its user to sign in again")
+        return self.outcome(True, f"after {why} it asked its user to sign in again")
+
+
+class OAuthAppOnly(_Check):
+    """The app got its token with client credentials and the scope
+    ``https://outlook.office365.com/.default`` (SMTP.SendAsApp), never with a person's sign-in."""
+
+    check: Literal["oauth_app_only"] = "oauth_app_only"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        grants = _requests(obs, "token", "client_credentials")
+        if not grants:
+            return self.outcome(False, "never asked for an app token (client credentials)")
+        ok = [e for e in grants if e.get("outcome") == "ok"]
+        if not ok:
+            return self.outcome(False, f"its client credentials were refused: {grants[0].get('outcome')} "
+                                       f"(AADSTS{grants[0].get('aadsts')}) for scope {grants[0].get('scope')!r}")
+        if _requests(obs, "devicecode"):
+            return self.outcome(False, "an app-only sender asked for a person's sign-in (device code)")
+        return self.outcome(True, f"app token by client credentials for {APP_SCOPE}")
