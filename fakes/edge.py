@@ -90,7 +90,7 @@ class Edge:
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self._clock = clock
-        self.clock_offset = 0.0  # seconds the service's clock was moved ahead (MidRun.advance_clock); never back
+        self.clock_offset = 0.0  # seconds the service's clock was moved ahead (MidRun.advance_clock)
         clock = self.clock
         self.ca = LabCA.open(self.state_dir)
         self.tokens = TokenAuthority(self.ca.issuer_key, tenant_guid(self.tenant))
@@ -227,9 +227,12 @@ class Edge:
 
     def during(self, steps: list[MidRun] | tuple[MidRun, ...]) -> None:
         """Do each step once that many messages have been stored from now on (in the loop's
-        thread, before the 250 for the message that triggers it); ``during(())`` ends them."""
+        thread, before the 250 for the message that triggers it); ``during(())`` ends them and
+        takes the clock's jump back (a service an hour ahead of the world breaks real clients:
+        MSAL refuses an ID token issued in its future)."""
         if not steps:
             self.state.on_stored = None
+            self.clock_offset = 0.0
             return
         stored = 0
 

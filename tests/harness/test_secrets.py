@@ -61,3 +61,29 @@ def test_the_mask_finds_a_secret_inside_any_base64():
             assert MASK in masked
             assert "Kopierer#Etage3" not in base64.b64decode(masked.replace(MASK, "") + "==", validate=False
                                                               ).decode("latin-1")
+
+
+APP = """
+import base64, json, os, sys, urllib.request
+secret = os.environ["EXO_CLIENT_SECRET"]
+json.dump(secret, open(sys.argv[1], "w"))
+print("client_secret", secret, base64.b64encode(secret.encode()).decode())
+print("form", "client_id=" + os.environ["EXO_CLIENT_ID"] + "&client_secret=" + secret)
+"""
+
+
+def test_an_apps_client_secret_it_prints_leaks_into_no_report(edge, tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    (case,) = [c for c in load_catalog(ROOT / "scenarios") if c.id == "oauth/app-only-send-as-app"]
+    handed = tmp_path / "handed.json"
+    result = Runner(edge, CommandSender(f"{sys.executable} {script} {handed}")).run(case)
+    secret = json.loads(handed.read_text())
+    assert secret == "App-Secret-2026~lab"  # the app was handed its secret
+    run = Run(sender="app", tenant="contoso", edge=edge.describe(), results=[result], secrets=edge.secrets)
+    written = {name: path.read_text() for name, path in write_reports(tmp_path / "report", run).items()}
+    written["records"] = edge.records.path.read_text()
+    for form in (secret, base64.b64encode(secret.encode()).decode()):
+        for name, text in written.items():
+            assert form not in text, f"{form[:6]}… in {name}"
+    assert result.sender_result.stdout.count(MASK) >= 3
