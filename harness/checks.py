@@ -14,7 +14,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from harness.check_base import Outcome, _Check
-from harness.checks_oauth import OAuthAppOnly, OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain
+from harness.checks_oauth import (
+    OAuthAppOnly,
+    OAuthDeviceFlow,
+    OAuthPollingPace,
+    OAuthRefreshed,
+    OAuthScope,
+    OAuthSignInAgain,
+)
 from harness.observation import TLS_VERSIONS, Exchange, Observation, tls_at_least, without_suffix
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
@@ -328,12 +335,12 @@ class WellFormed(_Check):
 Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
     | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
-    | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly,
+    | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope,
     Field(discriminator="check"),
 ]
 CHECKS: dict[str, type[_Check]] = {
     cls.model_fields["check"].default: cls
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
-                OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly)
+                OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope)
 }

@@ -15,6 +15,8 @@ from harness.observation import Observation
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 APP_SCOPE = "https://outlook.office365.com/.default"
+SMTP_SCOPE = "https://outlook.office.com/SMTP.Send"
+OPENID_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
 def _requests(obs: Observation, endpoint: str, grant: str | None = None) -> list[dict[str, Any]]:
@@ -138,3 +140,27 @@ class OAuthAppOnly(_Check):
         if _requests(obs, "devicecode"):
             return self.outcome(False, "an app-only sender asked for a person's sign-in (device code)")
         return self.outcome(True, f"app token by client credentials for {APP_SCOPE}")
+
+
+class OAuthScope(_Check):
+    """Every token the sender asked for was one Exchange Online's SMTP accepts: delegated
+    ``https://outlook.office.com/SMTP.Send`` (with OpenID scopes and offline_access at most), or
+    app-only ``https://outlook.office365.com/.default``; never a Microsoft Graph scope."""
+
+    check: Literal["oauth_scope"] = "oauth_scope"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        asked = [e for e in obs.identity if e.get("scope")]
+        if not asked:
+            return self.outcome(None, "the sender asked the identity platform for no scope")
+        for request in asked:
+            scopes = set(str(request["scope"]).replace(",", " ").split())
+            if request.get("grant_type") == "client_credentials":
+                good = scopes == {APP_SCOPE}
+            else:
+                good = SMTP_SCOPE in scopes and scopes <= {SMTP_SCOPE, *OPENID_SCOPES}
+            if not good:
+                return self.outcome(False, f"asked for {request['scope']!r}: smtp.office365.com accepts only tokens "
+                                           f"for {SMTP_SCOPE} (or {APP_SCOPE} app-only); a Microsoft Graph token "
+                                           "is refused with 535 5.7.3")
+        return self.outcome(True, f"asked for {asked[0]['scope']!r}")

@@ -36,6 +36,7 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFICATION_URI = "https://www.microsoft.com/link"
 OUTLOOK = "https://outlook.office.com/"
+GRAPH = "https://graph.microsoft.com/"  # an app may hold Graph's scopes too; their tokens are not Exchange's
 APP_SCOPE = "https://outlook.office365.com/.default"
 TENANT_ALIASES = ("organizations", "common")
 _OIDC = ("openid", "profile", "email", "offline_access")
@@ -213,12 +214,18 @@ class IdentityPlatform:
             return Refusal(R.MISSING_PARAMETER, {"name": "scope"})
         out = []
         for item in wanted:
-            # OpenID scopes stand alone; Exchange's are asked for with their resource
+            # OpenID scopes stand alone; Exchange's are asked for with their resource (and kept
+            # by their short name), Graph's are kept whole
             short = item.removeprefix(OUTLOOK)
             known = short in _OIDC if short == item else short not in _OIDC
+            if item.startswith(GRAPH):
+                known, short = True, item
             if not known or short not in app.delegated_scopes:
                 return Refusal(R.INVALID_SCOPE, {"scope": item})
             out.append(short)
+        resources = {"graph" if s.startswith(GRAPH) else "outlook" for s in out if s not in _OIDC}
+        if len(resources) > 1:
+            return Refusal(R.MORE_THAN_ONE_RESOURCE)
         return tuple(out)
 
     # -- device authorization -------------------------------------------------------------------
@@ -413,10 +420,15 @@ class IdentityPlatform:
                 nonce: str | None = None) -> Grant:
         now, settings = self.clock(), self.tenant.identity
         smtp = tuple(s for s in scopes if s not in _OIDC)
-        access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
-                                  scopes=smtp or (DELEGATED_SCOPE,))
+        graph = tuple(s.removeprefix(GRAPH) for s in smtp if s.startswith(GRAPH))
+        if graph:  # a token for Microsoft Graph: the submission endpoint refuses its audience
+            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
+                                      scopes=graph, audience=GRAPH.rstrip("/"))
+        else:
+            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
+                                      scopes=smtp or (DELEGATED_SCOPE,))
         body: dict[str, Any] = {
-            "token_type": "Bearer", "scope": " ".join(f"{OUTLOOK}{s}" for s in smtp),
+            "token_type": "Bearer", "scope": " ".join(s if s.startswith(GRAPH) else f"{OUTLOOK}{s}" for s in smtp),
             "expires_in": settings.access_token_lifetime, "ext_expires_in": settings.access_token_lifetime,
             "access_token": access,
         }

@@ -412,3 +412,7 @@ ASSERTION_INVALID = IdentityReply(
 ASSERTION_EXPIRED = IdentityReply(
     401, "invalid_client", 700024, "Client assertion is not within its valid time range.",
     "public error logs (AADSTS700024)", "O")
+MORE_THAN_ONE_RESOURCE = IdentityReply(
+    400, "invalid_scope", 28000,
+    "Provided value for the input parameter scope is not valid because it contains more than one resource.",
+    "public error logs (AADSTS28000)", "O")

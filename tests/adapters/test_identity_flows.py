@@ -204,7 +204,8 @@ def test_an_app_signs_its_client_assertion_with_its_certificate_driven_by_msal(e
 
     from tests.adapters.test_identity import SERVICE_APP
 
-    issued = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("reminder-service.contoso.com", key_type=trustme.KeyType.RSA)
+    rsa = trustme.KeyType.RSA  # client assertions are RS256
+    issued = trustme.CA(key_type=rsa).issue_cert("reminder-service.contoso.com", key_type=rsa)
     certificate_pem = issued.cert_chain_pems[0].bytes().decode()
     der = x509.load_pem_x509_certificate(certificate_pem.encode()).public_bytes(Encoding.DER)
     overrides(edge, apps=[{"client_id": SERVICE_APP, "name": "Reminder service", "send_as_app": True,
@@ -221,6 +222,21 @@ def test_an_app_signs_its_client_assertion_with_its_certificate_driven_by_msal(e
     assert "access_token" in result, result
     assert xoauth2(edge, SCANNER, result["access_token"]) == "235 2.7.0 Authentication successful"
     # the same thumbprint, another key: the signature does not verify
-    stranger = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("x.example", key_type=trustme.KeyType.RSA).private_key_pem.bytes().decode()
+    stranger = trustme.CA(key_type=rsa).issue_cert("x.example", key_type=rsa).private_key_pem.bytes().decode()
     refused = app(stranger).acquire_token_for_client(["https://outlook.office365.com/.default"])
     assert refused["error"] == "invalid_client" and refused["error_codes"] == [700027]
+
+
+def test_a_graph_token_has_the_wrong_audience_for_smtp_and_resources_do_not_mix(edge):
+    graph = "https://graph.microsoft.com/Mail.Send"
+    overrides(edge, apps=[{"client_id": DEVICE_APP, "delegated_scopes": ["SMTP.Send", "offline_access", "openid", "profile", graph]}])
+    host, port = edge.addresses["identity"]
+    mixed = http(edge).post(f"https://{host}:{port}/contoso.com/oauth2/v2.0/devicecode", timeout=10, data={
+        "client_id": DEVICE_APP, "scope": f"https://outlook.office.com/SMTP.Send {graph}"})
+    assert mixed.status_code == 400 and mixed.json()["error_codes"] == [28000]
+    app = device_app(edge)
+    flow = app.initiate_device_flow(scopes=[graph])
+    person_signs_in(edge, flow["user_code"])
+    result = app.acquire_token_by_device_flow(flow)
+    assert result["scope"] == graph
+    assert xoauth2(edge, SCANNER, result["access_token"]).startswith("535 5.7.3 Authentication unsuccessful")

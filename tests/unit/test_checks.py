@@ -312,6 +312,22 @@ def test_oauth_app_only():
     assert outcome(C.OAuthAppOnly(), observe(GOOD_SUBMISSION, dns=person)) is False
 
 
+def test_oauth_scope():
+    def asked(scope: str, grant: str | None = None) -> list[dict[str, Any]]:
+        return [at(0.0, "devicecode" if grant is None else "token", "ok", scope=scope, grant_type=grant)]
+
+    smtp = "https://outlook.office.com/SMTP.Send offline_access"
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp))) is True
+    graph = "https://graph.microsoft.com/Mail.Send"
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(graph))) is False
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp + " https://graph.microsoft.com/User.Read"))
+                   ) is False
+    app = "https://outlook.office365.com/.default"
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(app, "client_credentials"))) is True
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp, "client_credentials"))) is False
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION)) is None
+
+
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
