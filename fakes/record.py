@@ -3,7 +3,10 @@
 Each connection gets a ``SessionRecord``; its events (connect, ClientHello, TLS, commands and
 replies, AUTH outcome, message stored, disconnect, harness faults) are appended to one JSON-lines
 file; the newest ``IN_MEMORY`` of them are also kept in memory, for the harness's windows.
-Every event has ``session``, ``t`` and ``kind``.
+Every event has ``session``, ``t`` and ``kind``. Lines are written through a buffer, flushed when
+the harness reads, every ``FLUSH_EVERY`` events and at close; a file left with a partial last line
+by a killed edge is cut back to its last whole line when it is opened again, so it always parses
+line by line.
 Secrets never reach it: AUTH payloads are replaced before an event is written.
 """
 
@@ -53,6 +56,35 @@ EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, f
 _ALWAYS = frozenset({"session", "t", "kind"})
 # Events kept in memory for the harness (a scenario's window is a few hundred); all are on disk.
 IN_MEMORY = 50_000
+FLUSH_EVERY = 256
+
+
+def repair_partial_line(path: Path) -> int:
+    """Cut a JSON-lines file back to its last newline; how many octets were cut."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return 0
+        block, end = 65536, size
+        while end > 0:
+            start = max(end - block, 0)
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        handle.truncate(keep)
+        return size - keep
 
 
 def redact_command(line: str) -> str:
@@ -78,10 +110,13 @@ class RecordLog:
         self._file: TextIO | None = None
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
+        self._unflushed = 0
+        self.repaired = 0  # octets of a partial last line cut when the file was opened
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self.repaired = repair_partial_line(path)
             # readable by its owner only, from its creation
-            self._file = open(path, "a", encoding="utf-8", buffering=1,  # noqa: SIM115 - closed by close()
+            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16,  # noqa: SIM115 - closed by close()
                               opener=lambda name, flags: os.open(name, flags, 0o600))
 
     def open_session(self, endpoint: str, peer: tuple[str, int], local: tuple[str, int],
@@ -105,7 +140,19 @@ class RecordLog:
             self._events.append(event)
             if self._file is not None:
                 self._file.write(line + "\n")
+                self._unflushed += 1
+                if self._unflushed >= FLUSH_EVERY:
+                    self._flush()
             self._changed.notify_all()
+
+    def _flush(self) -> None:
+        if self._file is not None and self._unflushed:
+            self._file.flush()
+            self._unflushed = 0
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
 
     def _since(self, since: int) -> list[dict[str, Any]]:
         """Events from absolute position ``since`` on, of those still in memory."""
@@ -115,17 +162,20 @@ class RecordLog:
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         with self._lock:
+            self._flush()
             return self._since(since)
 
     def window(self, since: int = 0) -> list[dict[str, Any]]:
         """The events of the sessions that began after ``since`` (and DNS queries made since):
         a late event of an older session (its disconnect, say) is not part of the window."""
         with self._lock:
+            self._flush()
             return _window(self._since(since))
 
     def mark(self) -> int:
         """A position to read from later: ``log.events(since=log.mark())``."""
         with self._lock:
+            self._flush()
             return self._dropped + len(self._events)
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
@@ -151,6 +201,7 @@ class RecordLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+                self._unflushed = 0
 
 
 def _window(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

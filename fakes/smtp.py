@@ -185,8 +185,8 @@ class SmtpConnection(asyncio.Protocol):
         assert self.session is not None and self.rec is not None
         listener = self.listener
         try:
-            ids = await asyncio.to_thread(listener.store.deliver, accepted, session=self.session.id,
-                                          endpoint=listener.endpoint, now=listener.state.clock())
+            ids = await asyncio.wrap_future(listener.store.submit(
+                accepted, session=self.session.id, endpoint=listener.endpoint, now=listener.state.clock()))
         except Exception as exc:  # the store failed: the sender must not be told 250
             self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
             return False

@@ -1,15 +1,26 @@
-"""Where accepted mail lands: mailboxes and folders on SQLite (WAL), one .eml file per copy.
+"""Where accepted mail lands: mailboxes and folders on SQLite (WAL), an .eml file per content.
 
-Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). ``deliver``
-writes every copy of one accepted message in one transaction; the edge says 250 only after it
-returns. Calls block, so the edge runs them in a worker thread.
+Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). ``submit``
+hands one accepted message to the store's writer thread and returns a future; the edge says 250
+only once it resolves, when the message is on disk for good. The writer takes every message
+waiting (many sessions' worth) into one transaction with one fsync (group commit): the copies'
+rows, and each distinct content as a blob. The ``.eml`` files are written first (a message whose
+file cannot be written fails alone, before any commit); the blobs make them durable. A store
+that was killed is repaired when it is opened: an ``.eml`` whose transaction never committed is
+swept, one that did not reach the disk whole is written again from its blob. Nothing the edge
+answered 250 for is lost or stored twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +45,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_folder ON messages (mailbox, folder);
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session);
+CREATE TABLE IF NOT EXISTS contents (
+    file    TEXT PRIMARY KEY,  -- the .eml's name
+    content BLOB NOT NULL
+);
 """
+_BATCH = 512  # messages in one transaction at most
 
 
 @dataclass(frozen=True)
@@ -62,45 +78,175 @@ class StoredMessage:
         return Path(self.path).read_bytes()
 
 
+@dataclass
+class _Job:
+    acceptance: Acceptance
+    session: str
+    endpoint: str
+    now: float
+    done: Future[list[str]]
+
+
+Row = tuple[str, str, str, str, str, str, str | None, str, str, float, float, str | None, int, str]
+
+
 class MailStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
         self.directory = directory
         self.messages_dir = directory / "messages"
         self.messages_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.chmod(0o700)  # the mail of the tenant: its owner's only
         self.db_path = directory / "store.sqlite"
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: the writer's transactions, the readers' queries
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: each commit's WAL frames are fsynced before COMMIT returns (the 250 waits for it)
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(SCHEMA)
+        self.repaired = self._repair()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
+        self._writer.start()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def submit(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> Future[list[str]]:
+        """Queue an accepted message; the future gives its copies' ids once they are on disk."""
+        done: Future[list[str]] = Future()
+        self._jobs.put(_Job(acceptance, session, endpoint, now, done))
+        return done
 
     def deliver(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> list[str]:
-        """Store every copy of an accepted message; returns their ids once committed."""
-        rows = []
+        """``submit`` and wait."""
+        return self.submit(acceptance, session=session, endpoint=endpoint, now=now).result()
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < _BATCH:
+                    more = self._jobs.get_nowait()
+                    if more is None:
+                        self._jobs.put(None)  # stop after this batch
+                        break
+                    batch.append(more)
+            try:
+                self._write_batch(batch)
+            except BaseException as exc:  # the writer never dies: whatever failed, its senders hear 451
+                for waiting in batch:
+                    if not waiting.done.done():
+                        waiting.done.set_exception(exc)
+
+    def _write_batch(self, batch: list[_Job]) -> None:
+        rows: list[Row] = []
+        contents: list[tuple[str, bytes]] = []
+        ready: list[tuple[_Job, list[str]]] = []
+        for job in batch:
+            job_contents: list[tuple[str, bytes]] = []
+            try:
+                job_rows, job_contents = self._prepare(job)
+                for name, body in job_contents:
+                    self._write_file(name, body)
+            except BaseException as exc:  # one message that cannot be stored fails alone
+                self._unlink(name for name, _ in job_contents)
+                job.done.set_exception(exc)
+                continue
+            rows += job_rows
+            contents += job_contents
+            ready.append((job, [row[0] for row in job_rows]))
+        if not ready:
+            return
+        try:
+            self._commit(rows, contents)
+        except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
+            self._unlink(name for name, _ in contents)
+            for job, _ in ready:
+                job.done.set_exception(exc)
+            return
+        for job, ids in ready:
+            job.done.set_result(ids)
+
+    def _prepare(self, job: _Job) -> tuple[list[Row], list[tuple[str, bytes]]]:
+        """The rows of one message's copies, and its distinct contents (the message; each NDR)."""
+        acceptance = job.acceptance
+        message_file = uuid.uuid4().hex + ".eml"
+        contents: list[tuple[str, bytes]] = []
+        rows: list[Row] = []
         for delivery in acceptance.deliveries:
-            copy_id = uuid.uuid4().hex
-            # an NDR is rendered here, in the store's worker thread, not on the edge's loop
-            body = delivery.content.render() if delivery.content is not None else acceptance.content
-            path = self.messages_dir / f"{copy_id}.eml"
-            path.write_bytes(body)
+            if delivery.content is not None:
+                # an NDR is rendered here, in the store's thread, not on the edge's loop
+                name, body = uuid.uuid4().hex + ".eml", delivery.content.render()
+                contents.append((name, body))
+            else:
+                name, body = message_file, acceptance.content
+                if not contents or contents[0][0] != message_file:
+                    contents.insert(0, (message_file, body))
             rows.append((
-                copy_id, session, endpoint, acceptance.message_id, acceptance.mail_from,
+                uuid.uuid4().hex, job.session, job.endpoint, acceptance.message_id, acceptance.mail_from,
                 delivery.recipient, delivery.mailbox, delivery.folder,
-                "ndr" if delivery.content is not None else "message", now, delivery.deliver_after,
-                acceptance.spf, len(body), str(path),
+                "ndr" if delivery.content is not None else "message", job.now, delivery.deliver_after,
+                acceptance.spf, len(body), str(self.messages_dir / name),
             ))
+        return rows, contents
+
+    def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
+        """One transaction for a batch; durable when it returns."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
+                self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
+                self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return [row[0] for row in rows]
+
+    def _unlink(self, names: Iterable[str]) -> None:
+        for name in names:
+            (self.messages_dir / name).unlink(missing_ok=True)
+
+    def _write_file(self, name: str, body: bytes) -> None:
+        path = self.messages_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    # -- after a crash --------------------------------------------------------------------------
+
+    def _repair(self) -> dict[str, int]:
+        """Sweep ``.eml`` files no committed transaction names; write again those committed but
+        missing or cut short. Returns how many of each."""
+        with self._lock:
+            sizes = dict(self._db.execute("SELECT file, length(content) FROM contents").fetchall())
+        swept = rewritten = 0
+        on_disk = {}
+        with os.scandir(self.messages_dir) as entries:
+            for entry in entries:
+                if entry.name.endswith(".tmp") or entry.name not in sizes:
+                    Path(entry.path).unlink(missing_ok=True)
+                    swept += 1
+                else:
+                    on_disk[entry.name] = entry.stat().st_size
+        for name, size in sizes.items():
+            if on_disk.get(name) != size:
+                with self._lock:
+                    (body,) = self._db.execute("SELECT content FROM contents WHERE file = ?", (name,)).fetchone()
+                self._write_file(name, body)
+                rewritten += 1
+        return {"swept": swept, "rewritten": rewritten}
+
+    def integrity(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- reading ---------------------------------------------------------------------------------
 
     def messages(self, *, mailbox: str | None = None, folder: str | None = None,
                  session: str | None = None, sessions: list[str] | None = None) -> list[StoredMessage]:
@@ -119,9 +265,13 @@ class MailStore:
     def clear(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM messages")
+            self._db.execute("DELETE FROM contents")
         for path in self.messages_dir.glob("*.eml"):
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        if self._writer.is_alive():
+            self._jobs.put(None)
+            self._writer.join()
         with self._lock:
             self._db.close()

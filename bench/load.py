@@ -1,0 +1,209 @@
+"""Load on the edge against stock aiosmtpd, both measured in the same run, as ratios.
+
+Each server runs in a process of its own (the edge as ``exoedge serve``, the baseline as
+``bench/baseline_server.py``: aiosmtpd, a handler that keeps nothing, the same STARTTLS and AUTH
+LOGIN shape); this process is the load: asyncio clients (aiosmtplib) on loopback only, bounded in
+messages and in time. Workloads:
+
+- ``printer``: a new connection per message: STARTTLS, AUTH LOGIN, one message, QUIT;
+- ``app``: connections kept: STARTTLS and AUTH once, then message after message;
+- ``mx``: direct send to the MX, plain, connections kept;
+- ``memory``: the app workload for ``--messages`` messages, the edge's resident size sampled;
+- ``hold``: ``--connections`` connections opened and held idle, then all send one message.
+
+The edge serves the bundled tenant with its quotas raised (a load test is not a throttling test);
+every other rule is applied, every event recorded, every message fsynced before its 250.
+Prints one JSON object per workload.
+
+    python bench/load.py --workload app --messages 4000 --clients 20 [--rounds 2]
+    python bench/load.py --workload memory --messages 100000
+    python bench/load.py --workload hold --connections 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import resource
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import yaml
+
+from fakes.exo.tenant import default_tenant
+
+ROOT = Path(__file__).resolve().parents[1]
+USER, PASSWORD = "scanner@contoso.com", "Scan-2026!"
+MESSAGE = (b"From: scanner@contoso.com\r\nTo: alice@contoso.com\r\nSubject: load\r\n"
+           b"Date: Fri, 27 Nov 2026 02:00:00 +0000\r\nMessage-ID: <{n}@bench.lab>\r\n\r\n" + (b"x" * 76 + b"\r\n") * 11)
+DEADLINE = 600.0  # seconds: no workload runs longer
+
+
+def _loaded_tenant(directory: Path) -> Path:
+    """The bundled tenant with its quotas raised out of a load test's way."""
+    data = default_tenant().model_dump(mode="json", exclude_none=True)
+    data["limits"] |= {"messages_per_minute": 10_000_000, "recipients_per_day": 1_000_000_000,
+                       "concurrent_connections_per_mailbox": 100_000, "max_connections_per_source": 100_000}
+    path = directory / "tenant.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@contextmanager
+def server(command: list[str]) -> Any:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        yield process, json.loads(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Load:
+    def __init__(self, cafile: Path) -> None:
+        self.context = ssl.create_default_context(cafile=str(cafile))
+        self.sent = itertools.count()
+
+    def _message(self) -> bytes:
+        return MESSAGE.replace(b"{n}", str(next(self.sent)).encode())
+
+    async def _session(self, address: tuple[str, int], *, tls: bool, source: str) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(hostname=address[0], port=address[1], start_tls=False, use_tls=False,
+                                 local_hostname="bench.lab", source_address=(source, 0), timeout=60)
+        await client.connect()
+        if tls:
+            await client.starttls(tls_context=self.context, server_hostname="smtp.office365.com")
+            await client.login(USER, PASSWORD)
+        return client
+
+    async def printer(self, address: tuple[str, int], messages: int, clients: int) -> int:
+        todo = itertools.count()
+
+        async def device(n: int) -> None:
+            while next(todo) < messages:
+                client = await self._session(address, tls=True, source="127.0.0.5")
+                await client.sendmail(USER, ["alice@contoso.com"], self._message())
+                await client.quit()
+
+        await asyncio.gather(*(device(n) for n in range(clients)))
+        return messages
+
+    async def kept(self, address: tuple[str, int], messages: int, clients: int, *, tls: bool) -> int:
+        todo = itertools.count()
+        source = "127.0.0.5" if tls else "127.0.0.10"  # the MX: an SPF-listed address (direct send)
+
+        async def app() -> None:
+            client = await self._session(address, tls=tls, source=source)
+            sender = USER if tls else "printer@contoso.com"
+            while next(todo) < messages:
+                await client.sendmail(sender, ["alice@contoso.com"], self._message())
+            await client.quit()
+
+        await asyncio.gather(*(app() for _ in range(clients)))
+        return messages
+
+    async def hold(self, address: tuple[str, int], connections: int) -> dict[str, int]:
+        """``connections`` connections opened and held (each said EHLO), then each sends one message."""
+        sources = [f"127.0.2.{n}" for n in range(1, 255)]
+        opened = await asyncio.gather(*(self._session(address, tls=False, source=sources[n % len(sources)])
+                                        for n in range(connections)), return_exceptions=True)
+        held = [c for c in opened if isinstance(c, aiosmtplib.SMTP)]
+
+        async def send(client: aiosmtplib.SMTP) -> None:
+            await client.sendmail("printer@contoso.com", ["alice@contoso.com"], self._message())
+            await client.quit()
+
+        sent = await asyncio.gather(*(send(c) for c in held), return_exceptions=True)
+        return {"connections": connections, "held": len(held),
+                "open_errors": len(opened) - len(held), "send_errors": sum(isinstance(s, BaseException) for s in sent)}
+
+
+async def timed(work: Any) -> float:
+    start = time.perf_counter()
+    await asyncio.wait_for(work, DEADLINE)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workload", choices=["printer", "app", "mx", "memory", "hold"], default="app")
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2, help="baseline and edge interleaved, the best of each")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with tempfile.TemporaryDirectory() as work:
+        state = Path(work) / "edge"
+        tenant = _loaded_tenant(Path(work))
+        edge_cmd = [sys.executable, "-m", "harness.cli", "serve", "--state-dir", str(state), "--tenant", str(tenant)]
+        with server(edge_cmd) as (edge, where):
+            load = Load(state / "ca.pem")
+            report: dict[str, Any] = {"workload": args.workload}
+            if args.workload == "hold":
+                report |= asyncio.run(load.hold(_address(where["mx"]), args.connections))
+                report["edge_rss_mib"] = round(rss_mib(edge.pid), 1)
+            elif args.workload == "memory":
+                samples, step = [], max(args.messages // 10, 1)
+
+                async def run() -> None:
+                    for _ in range(0, args.messages, step):
+                        await load.kept(_address(where["submission"]), step, args.clients, tls=True)
+                        samples.append(round(rss_mib(edge.pid), 1))
+
+                report["seconds"] = round(asyncio.run(timed(run())), 1)
+                report |= {"messages": args.messages, "edge_rss_mib_every_tenth": samples}
+            else:
+                with server([sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--state-dir",
+                             str(state)]) as (_baseline, base_where):
+                    endpoint = "mx" if args.workload == "mx" else "submission"
+                    targets = {"baseline": _address(base_where[endpoint]), "edge": _address(where[endpoint])}
+
+                    def work(target: tuple[str, int]) -> Any:
+                        if args.workload == "printer":
+                            return load.printer(target, args.messages, args.clients)
+                        return load.kept(target, args.messages, args.clients, tls=args.workload == "app")
+
+                    best = {"baseline": float("inf"), "edge": float("inf")}
+                    asyncio.run(timed(work(targets["baseline"])))  # warm up both
+                    asyncio.run(timed(work(targets["edge"])))
+                    for _ in range(args.rounds):
+                        for name in ("baseline", "edge"):
+                            best[name] = min(best[name], asyncio.run(timed(work(targets[name]))))
+                    rate = {name: args.messages / seconds for name, seconds in best.items()}
+                    report |= {"messages": args.messages, "clients": args.clients,
+                               "ratio": round(rate["edge"] / rate["baseline"], 2),
+                               "baseline_msg_per_s": round(rate["baseline"]),
+                               "edge_msg_per_s": round(rate["edge"]),
+                               "edge_rss_mib": round(rss_mib(edge.pid), 1)}
+            print(json.dumps(report), flush=True)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+if __name__ == "__main__":
+    main()

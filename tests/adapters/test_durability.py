@@ -1,0 +1,131 @@
+"""Every 250 is on disk for good: a store whose commit fails answers 451 and keeps nothing, and an
+edge killed with SIGKILL under load, again and again, loses no message it answered 250 for,
+stores none twice, and leaves a store and a records file that the next start repairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+from email.utils import make_msgid
+from pathlib import Path
+
+import pytest
+
+from fakes.record import RecordLog
+from fakes.store import MailStore
+
+MESSAGE = ("From: printer@contoso.com\r\nTo: alice@contoso.com\r\nSubject: load\r\n"
+           "Date: Fri, 27 Nov 2026 02:00:00 +0000\r\nMessage-ID: {id}\r\n\r\n" + "x" * 900 + "\r\n")
+KILLS = int(os.environ.get("EXO_KILL_ROUNDS", "20"))
+
+
+def test_a_commit_that_fails_is_a_451_and_nothing_is_half_stored(edge, monkeypatch):
+    def lost_fsync(rows, contents):  # noqa: ANN001, ANN202 - the store's own signature
+        raise OSError(5, "Input/output error (the fsync was lost)")
+
+    monkeypatch.setattr(edge.store, "_commit", lost_fsync)
+    host, port = edge.addresses["mx"]
+    with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
+        client.ehlo()
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    assert refused.value.smtp_code == 451 and b"4.3.0" in refused.value.smtp_error
+    monkeypatch.undo()
+    assert edge.store.messages() == []
+    assert list(edge.store.messages_dir.iterdir()) == []
+
+
+def _serve(state: Path) -> tuple[subprocess.Popen[str], str, int]:
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", "--state-dir", str(state)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    where = json.loads(process.stdout.readline())  # printed once every endpoint listens
+    host, _, port = where["mx"].rpartition(":")
+    return process, host, int(port)
+
+
+def _load(host: str, port: int, acked: list[str], stop: threading.Event, client: int) -> None:
+    """One device sending until the edge dies; the Message-IDs it heard 250 for."""
+    try:
+        with smtplib.SMTP(host, port, local_hostname="device.lab", timeout=10,
+                          source_address=(f"127.0.0.{100 + client}", 0)) as smtp:
+            smtp.ehlo()
+            while not stop.is_set():
+                message_id = make_msgid(domain="load.lab")
+                smtp.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=message_id))
+                acked.append(message_id.strip("<>"))  # list.append is atomic under the GIL
+    except (OSError, smtplib.SMTPException):
+        return  # the edge was killed
+
+
+def test_kill_9_under_load_loses_no_250_and_stores_none_twice(tmp_path):
+    state = tmp_path / "lab"
+    acked: list[str] = []
+    for _ in range(KILLS):
+        process, host, port = _serve(state)
+        stop, enough = threading.Event(), len(acked) + 60
+        clients = [threading.Thread(target=_load, args=(host, port, acked, stop, n)) for n in range(20)]
+        for thread in clients:
+            thread.start()
+        try:
+            while len(acked) < enough and process.poll() is None and any(t.is_alive() for t in clients):
+                clients[0].join(0.01)  # until 60 more 250s were heard (polling a count the clients grow)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            process.stdout.close()
+            stop.set()
+            for thread in clients:
+                thread.join()
+    store = MailStore(state / "store")  # opening repairs what the last kill left
+    try:
+        copies = [m.message_id for m in store.messages()]
+        assert store.integrity() == "ok"
+        missing = set(acked) - set(copies)
+        assert not missing, f"{len(missing)} messages answered 250 are not in the store"
+        twice = {m for m in copies if copies.count(m) > 1}
+        assert not twice
+        for copy in store.messages():
+            content = copy.read()  # whole: the body's end is there, and the size recorded
+            assert len(content) == copy.size and content.endswith(b"x" * 900 + b"\r\n")
+        names = {Path(m.path).name for m in store.messages()}
+        assert {p.name for p in store.messages_dir.iterdir()} == names  # no orphan left
+    finally:
+        store.close()
+    records = RecordLog(state / "records.jsonl")
+    records.close()
+    for line in (state / "records.jsonl").read_text().splitlines():
+        json.loads(line)
+    assert len(acked) >= 60 * KILLS
+
+
+def test_opening_the_store_sweeps_orphans_and_writes_cut_files_again(edge):
+    host, port = edge.addresses["mx"]
+    with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
+        client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    (copy,) = edge.store.messages()
+    whole = copy.read()
+    Path(copy.path).write_bytes(whole[:10])  # killed while the file was being written
+    orphan = edge.store.messages_dir / "0123456789abcdef.eml"  # killed before its transaction committed
+    orphan.write_bytes(b"Subject: never acknowledged\r\n")
+    again = MailStore(edge.store.directory)
+    try:
+        assert again.repaired == {"swept": 1, "rewritten": 1}
+        assert not orphan.exists() and copy.read() == whole
+    finally:
+        again.close()
+
+
+def test_a_partial_last_record_line_is_cut_when_the_log_is_opened(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"session": "s1", "t": 1.0, "kind": "connect"}\n{"session": "s1", "t": 1.1, "ki')
+    log = RecordLog(path)
+    log.append({"session": "s2", "t": 2.0, "kind": "disconnect", "error": None})
+    log.close()
+    assert log.repaired == len('{"session": "s1", "t": 1.1, "ki')
+    assert [json.loads(line)["session"] for line in path.read_text().splitlines()] == ["s1", "s2"]
