@@ -138,8 +138,9 @@ class Load:
             await client.quit()
 
         sent = await asyncio.gather(*(send(c) for c in held), return_exceptions=True)
-        return {"connections": connections, "held": len(held),
-                "open_errors": len(opened) - len(held), "send_errors": sum(isinstance(s, BaseException) for s in sent)}
+        errors = sorted({f"{type(e).__name__}: {e}"[:120] for e in [*opened, *sent] if isinstance(e, BaseException)})
+        return {"connections": connections, "held": len(held), "open_errors": len(opened) - len(held),
+                "send_errors": sum(isinstance(s, BaseException) for s in sent), "errors": errors[:5]}
 
 
 async def timed(work: Any) -> float:

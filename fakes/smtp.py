@@ -368,6 +368,9 @@ class _Listening:
             await server.wait_closed()
 
 
+BACKLOG = 4096
+
+
 class SmtpListener(_Listening):
     """One endpoint of the edge on one socket."""
 
@@ -389,7 +392,9 @@ class SmtpListener(_Listening):
         if soft != resource.RLIM_INFINITY:
             self.state.max_connections = min(self.state.max_connections, max(1, soft - RESERVED_DESCRIPTORS))
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: SmtpConnection(self), host, port)
+        # a deep accept queue: a lab's burst of a thousand devices connecting at once is served,
+        # not left waiting for SYN-ACK retransmissions (asyncio's default backlog is 100)
+        self.server = await loop.create_server(lambda: SmtpConnection(self), host, port, backlog=BACKLOG)
         return self.server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:

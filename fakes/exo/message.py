@@ -103,9 +103,10 @@ def read_headers(content: Content) -> Headers:
     )
 
 
-def message_facts(content: Content) -> dict[str, object]:
-    """What a conformance check needs to know about a message as the sender sent it."""
-    headers = read_headers(content)
+def message_facts(content: Content, headers: Headers | None = None) -> dict[str, object]:
+    """What a conformance check needs to know about a message as the sender sent it (``headers``:
+    its ``read_headers``, when the caller has them already)."""
+    headers = headers or read_headers(content)
     return {
         "has_date": headers.date is not None,
         "has_message_id": headers.message_id is not None,

@@ -46,6 +46,7 @@ from .events import (
     Unknown,
 )
 from .message import (
+    Headers,
     MessageBuffer,
     has_bare_lf,
     header_block,
@@ -508,10 +509,11 @@ class Session:
     def _finish_message(self, *, via_bdat: bool) -> Decision:
         body, self._body = self._body, None
         assert body is not None
-        facts = {"size": body.size, "via": "BDAT" if via_bdat else "DATA", **message_facts(body.data)}
+        headers = read_headers(body.data)  # once: for the record and for the judgement
+        facts = {"size": body.size, "via": "BDAT" if via_bdat else "DATA", **message_facts(body.data, headers)}
         if via_bdat:
             facts["chunks"] = self._chunks
-        decision = self._judge_message(body, via_bdat)
+        decision = self._judge_message(body, via_bdat, headers)
         self._end_transaction()
         return replace(decision, notes={"message": facts, **decision.notes})
 
@@ -521,7 +523,7 @@ class Session:
         if self.phase is not Phase.CLOSED:  # an injected drop closes the session for good
             self.phase = Phase.READY
 
-    def _judge_message(self, body: MessageBuffer, via_bdat: bool) -> Decision:
+    def _judge_message(self, body: MessageBuffer, via_bdat: bool, headers: Headers) -> Decision:
         limits = self.state.tenant.limits
         content = body.data
         if body.over_limit:
@@ -533,7 +535,6 @@ class Session:
         injected = self._injected("message")
         if injected:
             return injected
-        headers = read_headers(content)
         if self.is_mx:
             return acceptance.at_mx(self, content, headers)
         return acceptance.at_submission(self, content, headers)

@@ -146,7 +146,7 @@ def test_long_lines_and_bare_lf_are_found_as_a_line_by_line_reading_would(lines)
 
 
 def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk(tmp_path):
-    from fakes.record import RecordLog
+    from fakes.record import RecordLog, WindowLost
 
     log = RecordLog(tmp_path / "records.jsonl", in_memory=100)
     session = log.open_session("mx", ("127.0.0.1", 1), ("127.0.0.1", 25))
@@ -156,6 +156,8 @@ def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk
     session.command("QUIT")
     assert mark == 1001 and [e["line"] for e in log.events(mark)] == ["QUIT"]
     assert len(log.events(0)) == 100  # what is older has left memory, not the file
+    with pytest.raises(WindowLost):  # a window that lost its start is never judged in part
+        log.window(5)
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 1002
     with pytest.raises(ValueError, match="not in the record vocabulary"):
         session.event("tls", version="TLSv1.3", colour="blue")  # one vocabulary, checked on write

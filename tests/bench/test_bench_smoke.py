@@ -1,0 +1,40 @@
+"""The benchmarks, small: each workload runs end to end and reports its figures, so they never
+rot. No thresholds here: ratios are read from ``bench/README.md`` runs, not asserted in CI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(*args: str) -> dict:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("workload", ["printer", "app", "mx"])
+def test_each_load_workload_reports_a_ratio_against_aiosmtpd(workload):
+    report = bench("bench/load.py", "--workload", workload, "--messages", "60", "--clients", "5", "--rounds", "1")
+    assert report["workload"] == workload and report["messages"] == 60
+    assert report["ratio"] > 0 and report["baseline_msg_per_s"] > 0 and report["edge_rss_mib"] > 0
+
+
+def test_the_memory_workload_samples_the_edges_resident_size():
+    report = bench("bench/load.py", "--workload", "memory", "--messages", "200", "--clients", "5")
+    assert len(report["edge_rss_mib_every_tenth"]) == 10
+
+
+def test_the_hold_workload_holds_every_connection_then_each_sends():
+    report = bench("bench/load.py", "--workload", "hold", "--connections", "120")
+    assert (report["held"], report["open_errors"], report["send_errors"]) == (120, 0, 0), report["errors"]
+
+
+def test_the_in_process_benchmarks_run():
+    assert bench("bench/bench_edge.py", "--messages", "30")["edge_over_stock_aiosmtpd"] > 0
