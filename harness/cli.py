@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the catalog against one sender, print a line per case, write the reports."""
     from harness.catalog import Catalog
-    from harness.report import Run, write_reports
+    from harness.report import Run, tenant_digest, write_reports
     from harness.runner import Runner, Verdict
     from harness.senders import parse_sender
 
@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with EdgeThread(Edge(tenant, state_dir=state_dir, host=args.host, ports=_ports(args.port))) as edge:
         runner = Runner(edge, sender, tenant=tenant)
         run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe(), secrets=edge.secrets,
-                  catalog=catalog.describe())
+                  catalog=catalog.describe(), sender_name=args.sender_name, sender_version=args.sender_version,
+                  notes=args.note, tenant_digest=tenant_digest(tenant))
         width = max(len(s.id) for s in scenarios)
         try:
             for scenario in scenarios:
@@ -104,6 +105,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{summary}\nreport: {paths['html']}")
     bad = {Verdict.FAIL, Verdict.ERROR}
     return 1 if any(r.verdict in bad for r in run.results) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``--compare OLD NEW``: a case per line as it changed; non-zero when a case that passed fails."""
+    from harness.report.compare import compare, load_results
+
+    old, new = (load_results(Path(p)) for p in args.compare)
+    comparison = compare(old, new)
+    for line in comparison.lines():
+        print(line)
+    return 1 if comparison.broken else 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -173,11 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog-mode", choices=["add", "replace"], default="add",
                      help="add: your cases join the bundled catalog (same id: yours wins); replace: only yours")
     run.add_argument("--case", action="append", default=[], metavar="TEXT", help="only cases whose id has TEXT")
-    run.add_argument("--report", default="reports", help="where reports/<run>/ is written")
+    run.add_argument("--report", default="reports", help="where reports/<run>/ is written (and reports/latest)")
+    run.add_argument("--sender-name", help="the device or app under test, as the report names it")
+    run.add_argument("--sender-version", help="its firmware or release")
+    run.add_argument("--note", action="append", default=[], help="a note for the report (repeatable)")
     run.add_argument("--state-dir", help="CA, records and store (default: a temporary directory)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", action="append", default=[], metavar="NAME=PORT")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="compare two runs' results.json: fixed, broken, unchanged")
+    report.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), required=True,
+                        help="results.json of the earlier run (firmware 2.1) and of the later one (2.2)")
+    report.set_defaults(func=cmd_report)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (scenarios/schema.json)")
     schema.set_defaults(func=cmd_schema)

@@ -169,3 +169,24 @@ class Observation:
 
     def messages(self) -> list[StoredMessage]:
         return [m for m in self.stored if m.kind == "message"]
+
+
+def sender_facts(obs: Observation) -> dict[str, Any]:
+    hellos = [s.client_hello for s in obs.sessions if s.client_hello]
+    offered = sorted({v for h in hellos for v in h.get("versions", []) if v in TLS_VERSIONS},
+                     key=TLS_VERSIONS.index)
+    before_tls = False
+    for session in obs.smtp:
+        tls_at = session.index_of("tls")
+        auth_at = session.index_of("auth")
+        before_tls = before_tls or (auth_at is not None and (tls_at is None or auth_at < tls_at))
+    return {
+        "endpoints": sorted({s.endpoint for s in obs.sessions}),
+        "tls_offered": offered,
+        "tls_negotiated": sorted({v for s in obs.sessions if (v := s.tls_version)}, key=TLS_VERSIONS.index),
+        "starttls": any(c.upper().startswith("STARTTLS") for s in obs.smtp for c in s.commands()),
+        "auth_mechanisms": sorted({a["mechanism"] for s in obs.smtp for a in s.auths}),
+        "auth_before_tls": before_tls,
+        "client_certificate": any(t.get("client_certificate") for s in obs.sessions for t in s.kinds("tls")),
+        "identity_requests": len(obs.identity),
+    }

@@ -49,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--exo-connector", choices=["ip", "certificate"], help="relay senders: which connector")
     group.addoption("--exo-tenant", help="tenant YAML (default: the tenant bundled with exo-edge)")
     group.addoption("--exo-report", help="directory for results.json, junit.xml, index.html (ini: exo_report)")
+    group.addoption("--exo-sender-name", help="the device or app under test, as the report names it")
+    group.addoption("--exo-sender-version", help="its firmware or release, for the report")
+    group.addoption("--exo-note", action="append", default=[], help="a note for the report (repeatable)")
     group.addoption("--exo-state-dir", help="CA, records and store of the edge (default: a temporary directory)")
     group.addoption("--exo-scenarios", metavar="DIR",
                     help="your own scenario directory (ini: exo_scenarios; default: the bundled catalog alone)")
@@ -231,13 +234,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if not results:
         return
-    from harness.report import Run, write_reports
+    from harness.report import Run, tenant_digest, write_reports
 
     runner = config.stash.get(RUNNER, None)
     edge = runner.edge.describe() if runner is not None else config.stash.get(WORKER_EDGE, {})
     run = Run(sender=config.stash[SENDER].name, tenant=config.stash[TENANT].tenant, edge=edge,
               results=sorted(results, key=lambda r: r.started), started=min(r.started for r in results),
-              catalog=config.stash[CATALOG].describe())
+              catalog=config.stash[CATALOG].describe(), sender_name=config.getoption("exo_sender_name"),
+              sender_version=config.getoption("exo_sender_version"), notes=config.getoption("exo_note"),
+              tenant_digest=tenant_digest(config.stash[TENANT]))
     if runner is not None:
         run.secrets = runner.edge.secrets
     directory = Path(config.rootpath, _option(config, "report"), run.name)

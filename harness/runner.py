@@ -23,7 +23,7 @@ from fakes.exo.lab import MissingRole, Roles, roles
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
 from fakes.exo.tenant import Tenant
 from harness.checks import Outcome
-from harness.observation import Observation
+from harness.observation import Observation, sender_facts
 from harness.scenario import Scenario
 from harness.senders import Order, Sender, SenderResult
 
@@ -71,6 +71,7 @@ class CaseResult:
     started: float = 0.0
     duration: float = 0.0
     fault: str | None = None  # an ERROR's: "harness", "environment" or "scenario"
+    facts: dict[str, Any] = field(default_factory=dict)  # what the sender was seen to do (report.causes)
 
     def as_dict(self) -> dict[str, Any]:
         s = self.scenario
@@ -84,7 +85,8 @@ class CaseResult:
                 "exit_code": result.exit_code, "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:],
                 "error": result.error, "duration": round(result.duration, 3), "notes": result.notes,
             },
-            "transcript": self.transcript, "started": self.started, "duration": round(self.duration, 3),
+            "transcript": self.transcript, "facts": self.facts, "started": self.started,
+            "duration": round(self.duration, 3),
         }
 
 
@@ -270,7 +272,7 @@ class Runner:
             self._restore()
         verdict, reason, fault = self._verdict(scenario, obs, outcomes, result)
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
-                          started, time.monotonic() - clock, fault)
+                          started, time.monotonic() - clock, fault, sender_facts(obs))
 
     def _masked(self, case: CaseResult) -> CaseResult:
         """The result with every secret of the run masked (what a sender printed included)."""

@@ -6,18 +6,23 @@ one self-contained file (Jinja2, autoescaped) that a vendor can attach to a cert
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo.secrets import SecretMask
+from fakes.exo.tenant import Tenant
+from harness.report.causes import OPTIONS, causes, option_verdicts
 from harness.runner import CaseResult, Verdict
 
 ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
@@ -33,7 +38,17 @@ class Run:
     finished: float | None = None
     secrets: SecretMask = field(default_factory=SecretMask)  # masked in every file written
     catalog: dict[str, Any] = field(default_factory=dict)  # sources, version and digest
+    sender_name: str | None = None  # the device or app, as its vendor names it
+    sender_version: str | None = None  # its firmware or release
+    notes: list[str] = field(default_factory=list)
+    tenant_digest: str = ""  # SHA-256 of the tenant used, secrets left out
 
+    @property
+    def harness_version(self) -> str:
+        try:
+            return version("exo-edge")
+        except PackageNotFoundError:
+            return "unknown"
     @property
     def name(self) -> str:
         return datetime.fromtimestamp(self.started, UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -44,8 +59,9 @@ class Run:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run": self.name, "sender": self.sender, "tenant": self.tenant, "catalog": self.catalog,
-            "edge": self.edge,
+            "run": self.name, "sender": self.sender, "sender_name": self.sender_name,
+            "sender_version": self.sender_version, "notes": self.notes, "harness_version": self.harness_version,
+            "tenant": self.tenant, "tenant_digest": self.tenant_digest, "catalog": self.catalog, "edge": self.edge,
             "started": self.started, "finished": self.finished, "summary": self.summary(),
             "cases": [r.as_dict() for r in self.results],
         }
@@ -91,12 +107,27 @@ def write_junit(path: Path, run: Run) -> Path:
     return path
 
 
+def tenant_digest(tenant: Tenant) -> str:
+    """SHA-256 of the tenant as the edge served it, without its passwords and client secrets."""
+    data = tenant.model_dump(mode="json")
+    for box in data.get("mailboxes", []):
+        box.pop("password", None)
+    for app in data.get("apps", []):
+        app.pop("secret", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def write_html(path: Path, run: Run) -> Path:
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     results = sorted(run.results, key=lambda r: (ORDER.index(r.verdict), r.scenario.id))
+    found = causes(run.results)
+    by_option = {option: sorted((r for r in run.results if r.scenario.option == option), key=lambda r: r.scenario.id)
+                 for option in OPTIONS}
     page = env.get_template("report.html").render(
-        run=run, results=results, summary=run.summary(), transcript=_transcript_text,
+        run=run, results=results, summary=run.summary(), transcript=_transcript_text, causes=found,
+        options=option_verdicts(run.results, found), by_option=by_option, option_titles=OPTIONS,
+        cause_of={id(r): c for c in found for r in c.cases}, id=id,
         when=datetime.fromtimestamp(run.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     path.write_text(run.secrets.mask(page), encoding="utf-8")
@@ -104,9 +135,16 @@ def write_html(path: Path, run: Run) -> Path:
 
 
 def write_reports(directory: Path, run: Run) -> dict[str, Path]:
+    """The three files in ``directory``; its parent's ``latest`` then points at it."""
     directory.mkdir(parents=True, exist_ok=True)
-    return {
+    paths = {
         "json": write_json(directory / "results.json", run),
         "junit": write_junit(directory / "junit.xml", run),
         "html": write_html(directory / "index.html", run),
     }
+    latest = directory.parent / "latest"
+    staged = directory.parent / f".latest-{os.getpid()}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(directory.name, target_is_directory=True)
+    staged.replace(latest)  # atomic: a reader never finds it missing
+    return paths

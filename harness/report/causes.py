@@ -1,0 +1,126 @@
+"""Why a sender failed, once: failures grouped by their root cause, and a verdict per option.
+
+``harness.observation.sender_facts(obs)`` is what one case saw the sender do (TLS versions offered, endpoints, STARTTLS,
+AUTH mechanisms, a client certificate, requests to the identity platform); the runner keeps it in
+each ``CaseResult``. ``causes(results)`` explains every case that did not pass by the first rule
+its facts or failed checks match ("offers TLS 1.0 only" explains every case whose handshake it
+broke), else by its first failed check; each cause names the case that quotes the guide's rule
+and gives the remedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.runner import CaseResult, Verdict
+
+NOT_PASSED = (Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO)
+OPTIONS = {"submission": "Option 1: SMTP AUTH client submission (smtp.office365.com, port 587)",
+           "direct-send": "Option 2: direct send (the tenant's MX host, port 25)",
+           "relay": "Option 3: SMTP relay through an inbound connector (the tenant's MX host, port 25)"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    label: Callable[[dict[str, Any]], str]
+    matches: Callable[[dict[str, Any], set[str]], bool]  # (facts, failed checks)
+    source_case: str  # the case that quotes the guide's rule and says what to change
+
+
+def _highest(facts: dict[str, Any]) -> str | None:
+    offered = facts.get("tls_offered") or []
+    return offered[-1] if offered else None
+
+
+RULES = (
+    Rule("legacy-tls",
+         lambda f: f"offers only {', '.join(f['tls_offered'])}: Exchange Online requires TLS 1.2 or later",
+         lambda f, _: _highest(f) in ("TLSv1", "TLSv1.1"), "submission/tls-1.2-or-later"),
+    Rule("implicit-tls", lambda f: "uses port 465 with implicit TLS, which Exchange Online does not serve",
+         lambda f, _: "implicit-tls" in f.get("endpoints", []), "submission/port-587-not-465"),
+    Rule("no-starttls", lambda f: "sends its credentials without STARTTLS",
+         lambda f, failed: bool(f.get("auth_before_tls")) or "starttls_before_auth" in failed,
+         "submission/starttls-before-auth"),
+    Rule("no-certificate-check", lambda f: "never verifies the server certificate",
+         lambda f, failed: "certificate_verified" in failed, "submission/certificate-verified"),
+    Rule("ip-literal", lambda f: "is set up with an IP address instead of the server's name",
+         lambda f, failed: "dns_name" in failed, "submission/dns-name-not-ip"),
+    Rule("auth-plain", lambda f: "authenticates with AUTH PLAIN, which Exchange Online does not offer",
+         lambda f, _: "PLAIN" in f.get("auth_mechanisms", []), "submission/auth-login-or-xoauth2"),
+    Rule("no-oauth", lambda f: "signs in with a password only, never with OAuth (XOAUTH2)",
+         lambda f, failed: "auth_mechanism" in failed and "XOAUTH2" not in f.get("auth_mechanisms", [])
+         and not f.get("identity_requests"), "submission/xoauth2-when-basic-auth-disabled"),
+    Rule("storm", lambda f: "retries refusals in a tight loop",
+         lambda f, failed: bool(failed & {"no_retry_after_permanent", "no_auth_storm", "oauth_sign_in_again"}),
+         "submission/wrong-credentials-no-storm"),
+    Rule("no-retry", lambda f: "gives up after a temporary (4xx) failure or a dropped connection",
+         lambda f, failed: "retried_after_transient" in failed, "submission/transient-4xx-retried"),
+)
+
+
+@dataclass
+class Cause:
+    key: str
+    label: str
+    cases: list[CaseResult] = field(default_factory=list)
+    source: CaseResult | None = None  # the case whose reference and advice the cause quotes
+
+    @property
+    def advice(self) -> str:
+        return (self.source or self.cases[0]).scenario.advice
+
+    @property
+    def reference(self) -> list[Any]:
+        return (self.source or self.cases[0]).scenario.reference
+
+
+def causes(results: list[CaseResult]) -> list[Cause]:
+    """Every case that did not pass, each under one cause; the causes explaining most first."""
+    by_id = {r.scenario.id: r for r in results}
+    found: dict[str, Cause] = {}
+    for result in results:
+        if result.verdict not in NOT_PASSED:
+            continue
+        failed = {o.check for o in result.outcomes if o.failed}
+        rule = next((r for r in RULES if r.matches(result.facts, failed)), None)
+        if rule is not None:
+            cause = found.setdefault(rule.key, Cause(rule.key, rule.label(result.facts),
+                                                     source=by_id.get(rule.source_case)))
+        else:
+            first = next((o for o in result.outcomes if o.failed), None)
+            key = f"check:{first.check}" if first else f"verdict:{result.verdict}"
+            label = f"{first.check}: {first.message}" if first else result.reason
+            cause = found.setdefault(key, Cause(key, label))
+        cause.cases.append(result)
+    return sorted(found.values(), key=lambda c: (-len(c.cases), c.key))
+
+
+@dataclass(frozen=True)
+class OptionVerdict:
+    option: str
+    title: str
+    conforms: bool | None  # None: not tested (every case skipped)
+    because: str
+
+
+def option_verdicts(results: list[CaseResult], found: list[Cause]) -> list[OptionVerdict]:
+    out = []
+    for option, title in OPTIONS.items():
+        mine = [r for r in results if r.scenario.option in (option, "any") and r.verdict != Verdict.SKIP]
+        if not mine:
+            out.append(OptionVerdict(option, title, None, "every case of it was skipped for this sender"))
+            continue
+        broken = [r for r in mine if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
+        if not broken:
+            shy = [r for r in mine if r.verdict in NOT_PASSED]
+            note = f"; {len(shy)} should/info case(s) not met" if shy else ""
+            out.append(OptionVerdict(option, title, True, f"every must of its {len(mine)} case(s) met{note}"))
+            continue
+        labels = [c.label for c in found if any(r in broken for r in c.cases)]
+        errors = [r for r in broken if r.verdict == Verdict.ERROR]
+        reason = "; ".join(labels) or "; ".join(r.reason for r in errors)
+        out.append(OptionVerdict(option, title, False, f"{len(broken)} case(s) failed: {reason}"))
+    return out
