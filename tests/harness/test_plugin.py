@@ -57,7 +57,8 @@ def test_verdicts_become_pytest_outcomes_and_junit_properties(pytester):
                 for case in junit.iter("testcase")}
     assert verdicts["submission/tls13"]["verdict"] == "NON-STRICT"
     assert verdicts["submission/delivers"]["verdict"] == "PASS"
-    (report,) = (pytester.path / "out").iterdir()
+    (report,) = [d for d in (pytester.path / "out").iterdir() if d.name != "latest"]
+    assert (pytester.path / "out" / "latest").resolve() == report.resolve()
     results = json.loads((report / "results.json").read_text())
     assert results["summary"]["FAIL"] == 1 and results["summary"]["NON-STRICT"] == 1
     assert "<html" in (report / "index.html").read_text()
@@ -105,11 +106,13 @@ def test_under_xdist_each_worker_has_its_edge_and_one_report_holds_every_case(py
     result = pytester.runpytest_subprocess("-n", "2", "-m", "scenario", "--exo-sender", "reference:tls12-max",
                                            "--exo-report", "out", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=1, skipped=1)
-    (report,) = (pytester.path / "out").glob("*/results.json")
+    report = pytester.path / "out" / "latest" / "results.json"
     cases = json.loads(report.read_text())["cases"]
     assert sorted(c["id"] for c in cases) == ["direct-send/inbox", "submission/delivers", "submission/plain-auth",
                                               "submission/tls13"]
     assert {c["id"]: c["verdict"] for c in cases}["submission/tls13"] == "NON-STRICT"
+    # what the workers saw the sender do reaches the report's causes
+    assert all(c["facts"]["tls_offered"] == ["TLSv1.2"] for c in cases if c["id"].startswith("submission/"))
 
 
 def test_the_catalog_collects_with_only_the_package_installed():
@@ -131,7 +134,7 @@ def test_in_a_users_own_repository_the_bundled_catalog_runs(pytester):
                                            "--exo-sender", "reference:submission", "--exo-report", "out",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, deselected=len(BUNDLED) - 2 + 1)  # the other cases and test_app
-    (report,) = (pytester.path / "out").glob("*/results.json")
+    report = pytester.path / "out" / "latest" / "results.json"
     data = json.loads(report.read_text())
     assert data["catalog"]["sources"] == ["bundled"] and len(data["catalog"]["digest"]) == 64
     assert sorted(c["id"] for c in data["cases"]) == ["submission/port-587-not-465", "submission/send-as-denied"]
