@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo.secrets import SecretMask
 from fakes.exo.tenant import Tenant
-from harness.report.causes import OPTIONS, causes, option_verdicts
+from harness.report.causes import COMPARISON, OPTIONS, advise, causes, option_verdicts, seen
 from harness.runner import CaseResult, Verdict
 
 ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
@@ -124,9 +124,11 @@ def write_html(path: Path, run: Run) -> Path:
     found = causes(run.results)
     by_option = {option: sorted((r for r in run.results if r.scenario.option == option), key=lambda r: r.scenario.id)
                  for option in OPTIONS}
+    verdicts = option_verdicts(run.results, found)
     page = env.get_template("report.html").render(
         run=run, results=results, summary=run.summary(), transcript=_transcript_text, causes=found,
-        options=option_verdicts(run.results, found), by_option=by_option, option_titles=OPTIONS,
+        options=verdicts, by_option=by_option, option_titles=OPTIONS, comparison=COMPARISON,
+        advice=advise(verdicts, found), seen=seen(run.results),
         cause_of={id(r): c for c in found for r in c.cases}, id=id,
         when=datetime.fromtimestamp(run.started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS
 from harness.runner import CaseResult, Verdict
 
 NOT_PASSED = (Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO)
@@ -123,4 +124,79 @@ def option_verdicts(results: list[CaseResult], found: list[Cause]) -> list[Optio
         errors = [r for r in broken if r.verdict == Verdict.ERROR]
         reason = "; ".join(labels) or "; ".join(r.reason for r in errors)
         out.append(OptionVerdict(option, title, False, f"{len(broken)} case(s) failed: {reason}"))
+    return out
+
+
+# Microsoft's comparison of the three options (MFD (de), "Vergleichen der Optionen"), in English
+COMPARISON = (
+    ("Send to recipients in your domains", ("Yes", "Yes", "Yes")),
+    ("Relay to the internet through Microsoft 365", ("Yes", "No: direct delivery only", "Yes")),
+    ("Saved in Sent Items", ("Yes", "No", "No")),
+    ("Network port open", ("587 or 25", "25", "25")),
+    ("Device or application server must support TLS", ("Required (1.2 or later)", "Optional", "Optional")),
+    ("Authentication required", ("A Microsoft 365 user name and password (or OAuth)", "None",
+                                 "One or more static IP addresses (or a certificate)")),
+)
+# For each cause: the options a device with it can still use, and how.
+STILL_OPEN = {
+    "legacy-tls": ({"direct-send", "relay"}, "TLS is optional at the MX (option 2 or 3); while it lasts, the opt-in "
+                   "endpoint for legacy TLS clients; or a local mail server that relays for the device"),
+    "implicit-tls": ({"direct-send", "relay"}, "port 25 at the tenant's MX (option 2 or 3), or a local mail server"),
+    "no-starttls": ({"direct-send", "relay"}, "TLS is optional at the MX (option 2 or 3), or a local mail server"),
+    "auth-plain": ({"direct-send", "relay"}, "no AUTH at the MX (option 2, or option 3 by IP address)"),
+    "no-oauth": ({"direct-send", "relay"}, "no sign-in at the MX (option 2, or option 3 by IP address); basic "
+                 "authentication only while an administrator keeps it on"),
+}
+
+
+@dataclass(frozen=True)
+class Advice:
+    option: str
+    title: str
+    can_use: bool | None  # None: not known from this run
+    why: str
+
+
+def seen(results: list[CaseResult]) -> dict[str, str]:
+    """What the sender was seen to do over the whole run, for the advisor's column."""
+    facts = [r.facts for r in results if r.facts]
+    endpoints = sorted({e for f in facts for e in f.get("endpoints", [])})
+    offered = sorted({v for f in facts for v in f.get("tls_offered", [])}, key=TLS_VERSIONS.index)
+    mechanisms = sorted({m for f in facts for m in f.get("auth_mechanisms", [])})
+    return {
+        "Network port open": ", ".join(f"{WELL_KNOWN_PORTS.get(e, e)} ({e})" for e in endpoints) or "no connection",
+        "Device or application server must support TLS": (
+            f"offers {', '.join(offered)}" if offered else "no TLS")
+        + ("; STARTTLS" if any(f.get("starttls") for f in facts) else ""),
+        "Authentication required": ", ".join(
+            [*(f"AUTH {m}" for m in mechanisms),
+             *(["OAuth tokens of its own"] if any(f.get("identity_requests") for f in facts) else []),
+             *(["a client certificate"] if any(f.get("client_certificate") for f in facts) else [])]) or "none",
+    }
+
+
+def advise(verdicts: list[OptionVerdict], found: list[Cause]) -> list[Advice]:
+    """Which options the sender can use: those it was judged to conform to, and, for a cause that
+    rules one out, the ones a device with that cause can still use."""
+    keys = [c.key for c in found]
+    out = []
+    for verdict in verdicts:
+        if verdict.conforms is True:
+            out.append(Advice(verdict.option, verdict.title, True, verdict.because))
+            continue
+        blocking = [k for k in keys if k in STILL_OPEN and verdict.option not in STILL_OPEN[k][0]]
+        if verdict.conforms is False:
+            remedies = "; ".join(STILL_OPEN[k][1] for k in blocking) or "fix the causes above"
+            out.append(Advice(verdict.option, verdict.title, False, f"{verdict.because}. Instead: {remedies}"))
+            continue
+        if blocking:
+            out.append(Advice(verdict.option, verdict.title, None, f"not tested; a device that "
+                              f"{next(c.label for c in found if c.key == blocking[0])} cannot use it either"))
+        elif any(k in STILL_OPEN for k in keys):
+            how = "; ".join(STILL_OPEN[k][1] for k in keys if k in STILL_OPEN)
+            out.append(Advice(verdict.option, verdict.title, None, f"not tested; likely usable: {how}. Run the "
+                              f"catalog with --option {verdict.option} to know"))
+        else:
+            out.append(Advice(verdict.option, verdict.title, None, f"not tested: run the catalog with --option "
+                              f"{verdict.option}"))
     return out

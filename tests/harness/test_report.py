@@ -14,7 +14,7 @@ import pytest
 
 from harness.reference import PROFILES, ReferenceSender
 from harness.report import Run, tenant_digest, write_reports
-from harness.report.causes import causes, option_verdicts
+from harness.report.causes import advise, causes, option_verdicts
 from harness.runner import Runner, Verdict
 from harness.scenario import load_catalog
 from harness.senders import CommandSender
@@ -49,12 +49,16 @@ def test_one_cause_explains_every_failure_of_a_tls_1_0_sender(tls10_run):
     verdicts = {o.option: o for o in option_verdicts(run.results, found)}
     assert verdicts["submission"].conforms is False and "TLS 1.2" in verdicts["submission"].because
     assert verdicts["direct-send"].conforms is None  # its cases were not this sender's
+    advice = {a.option: a for a in advise(list(verdicts.values()), found)}
+    assert advice["submission"].can_use is False and "opt-in endpoint for legacy TLS" in advice["submission"].why
+    for option in ("direct-send", "relay"):  # what a TLS 1.0 device can still use
+        assert advice[option].can_use is None and "likely usable: TLS is optional at the MX" in advice[option].why
 
 
 def test_the_page_has_the_sections_a_ticket_links_to(tls10_run):
     run, paths = tls10_run
     page = paths["html"].read_text()
-    for anchor in ('id="summary"', 'id="causes"', 'id="cases"', 'id="cause-legacy-tls"',
+    for anchor in ('id="summary"', 'id="causes"', 'id="advisor"', 'id="cases"', 'id="cause-legacy-tls"',
                    'id="submission/tls-1.2-or-later"'):
         assert anchor in page
     assert "LaserJet M428</strong> 2.1" in page and "Note: bench 3" in page
