@@ -151,8 +151,13 @@ class Edge:
         except OSError as exc:
             await self.stop()
             port = self.ports.get(name, 0)
+            hint = ""
+            if isinstance(exc, PermissionError) and 0 < port < 1024:
+                hint = ("; ports below 1024 need privilege: run as root, or grant the interpreter "
+                        "CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep "
+                        "\"$(readlink -f $(which python3))\")")
             raise UsageError(f"cannot listen on {self.host} port {port or '(any)'} for {name}: "
-                             f"{exc.strerror or exc}") from None
+                             f"{exc.strerror or exc}{hint}") from None
         except BaseException:
             await self.stop()
             raise

@@ -5,6 +5,9 @@
     exoedge run [--sender SPEC] [--option OPTION] [--scenarios DIR] [--report DIR] [--case TEXT ...]
     exoedge schema > scenarios/schema.json
     exoedge ca [--state-dir DIR]
+    exoedge ca export [--format pem|der] [--out FILE] [--state-dir DIR]
+    exoedge scenarios list|show ID|validate [--scenarios DIR] [--tenant FILE]
+    exoedge report --compare OLD.json NEW.json
 
 ``serve`` prints one JSON object as its first line on stdout (every endpoint's host:port, the
 CA file, the records file, the store) and runs until SIGINT or SIGTERM.
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -48,7 +52,7 @@ def _ports(pairs: list[str]) -> dict[str, int]:
     return ports
 
 
-async def _serve(edge: Edge) -> None:
+async def _serve(edge: Edge, *, lab: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,6 +60,8 @@ async def _serve(edge: Edge) -> None:
     await edge.start()
     try:
         print(json.dumps(edge.describe()), flush=True)
+        if lab:
+            print(f"Set on the device:\n{device_settings(edge)}", file=sys.stderr, flush=True)
         print(f"exo-edge serving tenant {edge.tenant.tenant} ({edge.tenant.mx_host}); "
               f"import {edge.ca.cert_path} on the device; Ctrl-C stops", file=sys.stderr, flush=True)
         await stop.wait()
@@ -64,10 +70,40 @@ async def _serve(edge: Edge) -> None:
         edge.close()
 
 
+# ``serve --lab``: what a device is set up with, on the address given
+LAB_PORTS = {"mx": 25, "submission": 587, "implicit-tls": 465, "dns": 53, "identity": 443}
+
+
+def device_settings(edge: Edge) -> str:
+    """What to set on a device to send through this edge, as a person at its web page reads it."""
+    tenant = edge.tenant
+    box = next((b for b in tenant.mailboxes if b.password and tenant.smtp_auth_enabled(b)), None)
+    dns, _ = edge.addresses["dns"]
+    lines = [
+        f"DNS server:        {edge.advertise}" + ("" if edge.addresses["dns"][1] == 53 else
+                                                  f" (port {edge.addresses['dns'][1]}: devices need 53)"),
+        f"Option 1, SMTP AUTH client submission: server smtp.office365.com, port "
+        f"{edge.addresses['submission'][1]}, STARTTLS, TLS 1.2 or later",
+        f"    user {box.address if box else '(a mailbox of the tenant file)'}, its password from the tenant file"
+        " (or OAuth: client id of the tenant's app, authority https://login.microsoftonline.com/"
+        f"{tenant.accepted_domains[0]}, sign in at https://www.microsoft.com/link)",
+        f"Option 2, direct send: server {tenant.mx_host}, port {edge.addresses['mx'][1]}, no AUTH, "
+        "to mailboxes of the tenant only",
+        f"Option 3, relay: server {tenant.mx_host}, port {edge.addresses['mx'][1]}, from an address of a "
+        "connector (or with the connector's certificate)",
+        f"Trust the lab CA: exoedge ca export --format der --state-dir {edge.state_dir} "
+        "(DER .cer for device web pages; --format pem for the rest)",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    ports = _ports(args.port)
+    if args.lab:
+        ports = LAB_PORTS | ports
     edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
-                ports=_ports(args.port), advertise=args.advertise)
-    asyncio.run(_serve(edge))
+                ports=ports, advertise=args.advertise)
+    asyncio.run(_serve(edge, lab=args.lab))
     return 0
 
 
@@ -145,7 +181,39 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_ca(args: argparse.Namespace) -> int:
     ca = LabCA.open(Path(args.state_dir))
-    print(ca.cert_path)
+    if args.action != "export":
+        print(ca.cert_path)
+        return 0
+    pem = ca.cert_path.read_bytes()
+    data = pem if args.format == "pem" else ssl.PEM_cert_to_DER_cert(pem.decode())
+    if args.out:
+        Path(args.out).write_bytes(data)
+        print(args.out)
+    elif args.format == "pem":
+        sys.stdout.write(pem.decode())
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.catalog import Catalog
+
+    tenant = _tenant(args.tenant)
+    catalog = Catalog.choose(Path(args.scenarios) if args.scenarios else None, "add")
+    scenarios = catalog.load(tenant)  # validate: every bad file reported, with file, line, key, value
+    if args.action == "validate":
+        print(f"{len(scenarios)} scenario(s) valid in {', '.join(str(r) for r in catalog.roots)}")
+        return 0
+    if args.action == "list":
+        width = max(len(s.id) for s in scenarios)
+        for s in scenarios:
+            print(f"{s.id:<{width}}  {s.severity:<6}  {s.title}")
+        return 0
+    found = [s for s in scenarios if s.id == args.id]
+    if not found:
+        raise ExoEdgeError(f"no scenario {args.id!r}; exoedge scenarios list shows them")
+    print(Path(found[0].path).read_text(encoding="utf-8"), end="")
     return 0
 
 
@@ -161,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "required when --host is 0.0.0.0 or ::)")
     serve.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                        help=f"fix an endpoint's port; names: {', '.join(ENDPOINT_NAMES)}")
+    serve.add_argument("--lab", action="store_true",
+                       help="the standard ports on --host (25, 465, 587, DNS 53, HTTPS 443) and the device settings")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                        help="CA, token issuer key, records and mail store (default ./state)")
     serve.set_defaults(func=cmd_serve)
@@ -202,9 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (scenarios/schema.json)")
     schema.set_defaults(func=cmd_schema)
 
-    ca = sub.add_parser("ca", help="print the path of the lab CA certificate (create it if needed)")
+    ca = sub.add_parser("ca", help="print the path of the lab CA certificate (create it if needed), or export it")
+    ca.add_argument("action", nargs="?", choices=["export"], help="export: write the certificate itself")
+    ca.add_argument("--format", choices=["pem", "der"], default="pem", help="der: the .cer many device pages want")
+    ca.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     ca.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR))
     ca.set_defaults(func=cmd_ca)
+
+    scenarios = sub.add_parser("scenarios", help="list, show or validate the catalog")
+    scenarios.add_argument("action", choices=["list", "show", "validate"])
+    scenarios.add_argument("id", nargs="?", help="show: the scenario's id (submission/tls-1.2-or-later)")
+    scenarios.add_argument("--scenarios", metavar="DIR", help="your own scenario directory, added to the bundled")
+    scenarios.add_argument("--tenant", help="check tenant overrides against this tenant file")
+    scenarios.set_defaults(func=cmd_scenarios)
     return parser
 
 
