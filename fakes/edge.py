@@ -39,6 +39,7 @@ from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone
 from fakes.identity import IdentityServer
+from fakes.live import LiveSession, LiveSessions, LiveView
 from fakes.pki import SERVER_LEAVES
 from fakes.record import RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
@@ -162,6 +163,21 @@ class Edge:
             await self.stop()
             raise
         self._started = True
+
+    async def start_live(self, port: int = 0, *,
+                         on_closed: Callable[[LiveSession], None] | None = None) -> tuple[str, int]:
+        """The lab's live view of the sessions (``fakes.live``), on the edge's address; each
+        closed session is also handed to ``on_closed`` (the terminal's line)."""
+        sessions = LiveSessions(on_closed)
+        self.records.watch(sessions)
+        view = LiveView(sessions, self.store, lambda: self.tenant.tenant)
+        try:
+            self.addresses["live"] = await view.start(self.host, port)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {self.host} port {port or '(any)'} for the live view: "
+                             f"{exc.strerror or exc}") from None
+        self._servers.append(view)
+        return self.addresses["live"]
 
     async def stop(self) -> None:
         servers, self._servers = self._servers, []
@@ -288,7 +304,7 @@ class Edge:
         return {
             **{name: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                for name, (host, port) in self.addresses.items()},
-            "hostnames": {name: self.hostname(name) for name in self.addresses if name != "dns"},
+            "hostnames": {name: self.hostname(name) for name in self.addresses if name not in ("dns", "live")},
             "tenant": self.tenant.tenant,
             "mx_host": self.tenant.mx_host,
             "ca": str(self.ca.cert_path),

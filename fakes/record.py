@@ -120,6 +120,7 @@ class RecordLog:
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
         self._unflushed = 0
+        self._watchers: list[Callable[[dict[str, Any]], None]] = []  # told of each event as it is kept
         self.repaired = 0  # octets of a partial last line cut when the file was opened
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,12 @@ class RecordLog:
                 if self._unflushed >= FLUSH_EVERY:
                     self._flush()
             self._changed.notify_all()
+        for watcher in self._watchers:
+            watcher(event)
+
+    def watch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``watcher`` with every event from now on, as kept (masked), in the appending thread."""
+        self._watchers.append(watcher)
 
     def _flush(self) -> None:
         if self._file is not None and self._unflushed:

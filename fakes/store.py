@@ -262,6 +262,12 @@ class MailStore:
             rows = self._db.execute(query + " ORDER BY stored_at, rowid", args).fetchall()
         return [StoredMessage(*row) for row in rows]
 
+    def recent(self, limit: int) -> list[StoredMessage]:
+        """The newest ``limit`` copies, newest first (the live view's: never the whole store)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM messages ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [StoredMessage(*row) for row in rows]
+
     def clear(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM messages")

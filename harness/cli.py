@@ -52,16 +52,21 @@ def _ports(pairs: list[str]) -> dict[str, int]:
     return ports
 
 
-async def _serve(edge: Edge, *, lab: bool = False) -> None:
+async def _serve(edge: Edge, *, lab: bool = False, live_port: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await edge.start()
     try:
+        if live_port is not None:
+            host, port = await edge.start_live(live_port, on_closed=lambda s: print(s.line(), file=sys.stderr,
+                                                                                  flush=True))
         print(json.dumps(edge.describe()), flush=True)
         if lab:
             print(f"Set on the device:\n{device_settings(edge)}", file=sys.stderr, flush=True)
+        if live_port is not None:
+            print(f"Live view: http://{host}:{port}/ (and one line per session here)", file=sys.stderr, flush=True)
         print(f"exo-edge serving tenant {edge.tenant.tenant} ({edge.tenant.mx_host}); "
               f"import {edge.ca.cert_path} on the device; Ctrl-C stops", file=sys.stderr, flush=True)
         await stop.wait()
@@ -72,6 +77,7 @@ async def _serve(edge: Edge, *, lab: bool = False) -> None:
 
 # ``serve --lab``: what a device is set up with, on the address given
 LAB_PORTS = {"mx": 25, "submission": 587, "implicit-tls": 465, "dns": 53, "identity": 443}
+LIVE_PORT = 8025  # the live view's, in a lab (where Mailpit's web page is too)
 
 
 def device_settings(edge: Edge) -> str:
@@ -103,7 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ports = LAB_PORTS | ports
     edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
                 ports=ports, advertise=args.advertise)
-    asyncio.run(_serve(edge, lab=args.lab))
+    live_port = args.live_port if args.live_port is not None else (LIVE_PORT if args.lab else None)
+    asyncio.run(_serve(edge, lab=args.lab, live_port=live_port))
     return 0
 
 
@@ -231,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"fix an endpoint's port; names: {', '.join(ENDPOINT_NAMES)}")
     serve.add_argument("--lab", action="store_true",
                        help="the standard ports on --host (25, 465, 587, DNS 53, HTTPS 443) and the device settings")
+    serve.add_argument("--live-port", type=int, metavar="PORT",
+                       help=f"serve the live view of the sessions on this port of --host (with --lab: {LIVE_PORT})")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                        help="CA, token issuer key, records and mail store (default ./state)")
     serve.set_defaults(func=cmd_serve)

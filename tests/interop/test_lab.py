@@ -31,7 +31,9 @@ def test_as_root_the_lab_serves_25_465_587_53_and_says_what_to_set_on_the_device
         where = json.loads(edge.stdout.readline())
         assert {where[name] for name in ("mx", "submission", "implicit-tls", "dns")} == {
             f"{ADDRESS}:{port}" for port in (25, 587, 465, 53)}
+        assert where["live"] == f"{ADDRESS}:8025"  # the live view of the sessions
         settings = "".join(edge.stderr.readline() for _ in range(8))
+        assert f"Live view: http://{ADDRESS}:8025/" in settings
         assert f"DNS server:        {ADDRESS}" in settings
         assert "server smtp.office365.com, port 587, STARTTLS" in settings
         assert "server contoso-com.mail.protection.outlook.com, port 25" in settings
