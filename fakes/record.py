@@ -161,6 +161,9 @@ class RecordLog:
         """Call ``watcher`` with every event from now on, as kept (masked), in the appending thread."""
         self._watchers.append(watcher)
 
+    def unwatch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+        self._watchers.remove(watcher)
+
     def _flush(self) -> None:
         if self._file is not None and self._unflushed:
             self._file.flush()

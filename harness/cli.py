@@ -31,6 +31,7 @@ from fakes.exo.names import ENDPOINT_NAMES
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.tls import LabCA
+from harness.pacing import Pacing, device_settings
 
 DEFAULT_STATE_DIR = Path("state")
 
@@ -80,29 +81,6 @@ LAB_PORTS = {"mx": 25, "submission": 587, "implicit-tls": 465, "dns": 53, "ident
 LIVE_PORT = 8025  # the live view's, in a lab (where Mailpit's web page is too)
 
 
-def device_settings(edge: Edge) -> str:
-    """What to set on a device to send through this edge, as a person at its web page reads it."""
-    tenant = edge.tenant
-    box = next((b for b in tenant.mailboxes if b.password and tenant.smtp_auth_enabled(b)), None)
-    dns, _ = edge.addresses["dns"]
-    lines = [
-        f"DNS server:        {edge.advertise}" + ("" if edge.addresses["dns"][1] == 53 else
-                                                  f" (port {edge.addresses['dns'][1]}: devices need 53)"),
-        f"Option 1, SMTP AUTH client submission: server smtp.office365.com, port "
-        f"{edge.addresses['submission'][1]}, STARTTLS, TLS 1.2 or later",
-        f"    user {box.address if box else '(a mailbox of the tenant file)'}, its password from the tenant file"
-        " (or OAuth: client id of the tenant's app, authority https://login.microsoftonline.com/"
-        f"{tenant.accepted_domains[0]}, sign in at https://www.microsoft.com/link)",
-        f"Option 2, direct send: server {tenant.mx_host}, port {edge.addresses['mx'][1]}, no AUTH, "
-        "to mailboxes of the tenant only",
-        f"Option 3, relay: server {tenant.mx_host}, port {edge.addresses['mx'][1]}, from an address of a "
-        "connector (or with the connector's certificate)",
-        f"Trust the lab CA: exoedge ca export --format der --state-dir {edge.state_dir} "
-        "(DER .cer for device web pages; --format pem for the rest)",
-    ]
-    return "\n".join(lines)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     ports = _ports(args.port)
     if args.lab:
@@ -130,15 +108,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"exoedge run: no scenario in {where} matches {' or '.join(args.case)}", file=sys.stderr)
         return 2
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="exo-edge-"))
+    manual = args.sender == "manual"
     with EdgeThread(Edge(tenant, state_dir=state_dir, host=args.host, ports=_ports(args.port))) as edge:
-        runner = Runner(edge, sender, tenant=tenant)
+        runner = Runner(edge, sender, tenant=tenant, manual_wait=args.wait if manual else None)
+        pacing = Pacing.for_terminal() if manual else None
         run = Run(sender=sender.name, tenant=tenant.tenant, edge=edge.describe(), secrets=edge.secrets,
                   catalog=catalog.describe(), sender_name=args.sender_name, sender_version=args.sender_version,
                   notes=args.note, tenant_digest=tenant_digest(tenant))
         width = max(len(s.id) for s in scenarios)
         try:
+            if pacing is not None:
+                edge.records.watch(pacing.sessions)  # the connections, shown as they close
+                pacing.ready(device_settings(edge), args.wait)
             for scenario in scenarios:
-                result = runner.run(scenario)
+                result = pacing.run(runner, scenario) if pacing is not None else runner.run(scenario)
                 run.results.append(result)
                 print(f"{result.verdict:<10} {scenario.id:<{width}}  {result.reason[:160]}", flush=True)
         finally:  # interrupted or not, what was judged is written
@@ -265,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add: your cases join the bundled catalog (same id: yours wins); replace: only yours")
     run.add_argument("--case", action="append", default=[], metavar="TEXT", help="only cases whose id has TEXT")
     run.add_argument("--report", default="reports", help="where reports/<run>/ is written (and reports/latest)")
+    run.add_argument("--wait", type=float, default=180.0, metavar="SECONDS",
+                     help="manual sender: how long each case waits for the device (default 180)")
     run.add_argument("--sender-name", help="the device or app under test, as the report names it")
     run.add_argument("--sender-version", help="its firmware or release")
     run.add_argument("--note", action="append", default=[], help="a note for the report (repeatable)")

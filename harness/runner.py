@@ -132,12 +132,13 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
 
 class Runner:
     def __init__(self, edge: Edge, sender: Sender, *, tenant: Tenant | None = None, work_dir: Path | None = None,
-                 manual_idle: float = 10.0) -> None:
+                 manual_idle: float = 10.0, manual_wait: float | None = None) -> None:
         self.edge = edge
         self.sender = sender
         self.tenant = tenant or edge.tenant
         self.work_dir = work_dir or edge.state_dir / "senders"
         self.manual_idle = manual_idle
+        self.manual_wait = manual_wait  # a person's device: how long each case waits (None: the case's timeout)
         self._client_certificates: dict[str, tuple[Path, Path]] = {}
 
     # -- applying a scenario ------------------------------------------------------------------
@@ -262,7 +263,9 @@ class Runner:
             self.edge.secrets.add(order.password)  # tokens are masked by their shape
             mark = self.edge.records.mark()
             result = self.sender.send(order)
-            self._wait(mark, scenario.timeout - (time.monotonic() - clock), manual=self.sender.name == "manual")
+            manual = self.sender.name == "manual"
+            budget = self.manual_wait if manual and self.manual_wait is not None else scenario.timeout
+            self._wait(mark, budget - (time.monotonic() - clock), manual=manual)
             expected_host = order.host
             events = self.edge.records.window(mark)
             sessions = sorted({e["session"] for e in events if e["kind"] == "connect"})

@@ -68,3 +68,48 @@ def test_for_an_oauth_case_the_person_is_told_how_to_sign_the_device_in(exo_edge
     assert "authority to https://login.microsoftonline.com/contoso.com" in said
     assert "open https://www.microsoft.com/link" in said and "sign in as scanner@contoso.com" in said
     assert "Scan-2026!" not in said
+
+
+def test_a_paced_run_waits_for_the_person_skips_and_retries_as_told(exo_edge_clean):
+    import io
+
+    from harness.pacing import Pacing, device_settings
+
+    edge = exo_edge_clean
+    said: list[str] = []
+
+    def press_scan(text: str) -> None:
+        def device() -> None:
+            with Device(edge, source="127.0.0.71") as d:
+                d.secure()
+                d.login("scanner@contoso.com", "Scan-2026!")
+                d.sendmail("scanner@contoso.com", ["alice@contoso.com"],
+                           message("scanner@contoso.com", "alice@contoso.com"))
+
+        threading.Thread(target=device, daemon=True).start()
+
+    # ready; skip the first case; start the second, retry it, start it again, go on
+    pacing = Pacing(io.StringIO("\ns\n\nr\n\n\n"), say=said.append)
+    edge.records.watch(pacing.sessions)
+    try:
+        runner = Runner(edge, ManualSender(say=press_scan), manual_idle=0.5, manual_wait=20)
+        pacing.ready(device_settings(edge), 20)
+        first = pacing.run(runner, CATALOG["submission/port-587-not-465"])
+        second = pacing.run(runner, CATALOG["submission/starttls-before-auth"])
+    finally:
+        edge.records.unwatch(pacing.sessions)
+    assert first.verdict == Verdict.SKIP and first.reason == "skipped by the person at the device"
+    assert second.verdict == Verdict.PASS, second.reason
+    text = "\n".join(said)
+    assert "Set on the device:" in text and "server smtp.office365.com, port" in text
+    assert text.count("Enter: start this case") == 3  # the first, the second, the second again
+    assert text.count("AUTH LOGIN scanner@contoso.com: success") == 2  # each try's connection, as it closed
+
+
+def test_without_a_terminal_the_run_is_unattended_and_says_so(exo_edge_clean):
+    from harness.pacing import Pacing
+
+    said: list[str] = []
+    pacing = Pacing(None, say=said.append)
+    pacing.ready("DNS server: 127.0.0.1", 180)
+    assert said[-1] == "Unattended (no terminal): each case waits up to 180 s for the device, nothing is asked."
