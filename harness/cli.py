@@ -127,8 +127,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:  # interrupted or not, what was judged is written
             run.finished = time.time()
             paths = write_reports(Path(args.report) / run.name, run)
+    from harness.report.causes import causes, option_verdicts
+
     summary = ", ".join(f"{count} {verdict}" for verdict, count in run.summary().items() if count)
-    print(f"\n{summary}\nreport: {paths['html']}")
+    print(f"\n{summary}")
+    for option in option_verdicts(run.results, causes(run.results)):
+        conforms = {True: "yes", False: "no", None: "not tested"}[option.conforms]
+        print(f"  {option.title}: {conforms}: {option.because}")
+    print(f"report: {paths['html']}")
     bad = {Verdict.FAIL, Verdict.ERROR}
     return 1 if any(r.verdict in bad for r in run.results) else 0
 

@@ -282,7 +282,7 @@ def _restored(data: dict[str, Any], scenario: Scenario) -> CaseResult:
         scenario, data["sender"], Verdict(data["verdict"]), data["reason"],
         [Outcome(c["check"], c["passed"], c["message"]) for c in data["checks"]],
         None if sender is None else SenderResult(**sender), data["transcript"], data["started"],
-        data["duration"], data["fault"], data.get("facts", {}),
+        data["duration"], data["fault"], data.get("facts", {}), data.get("dns", []), data.get("stored", []),
     )
 
 

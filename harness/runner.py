@@ -13,6 +13,8 @@ import enum
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from fakes.exo.events import Fault, MidRun
 from fakes.exo.lab import MissingRole, Roles, roles
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
 from fakes.exo.tenant import Tenant
+from fakes.store import StoredMessage
 from harness.checks import Outcome
 from harness.observation import Observation, sender_facts
 from harness.scenario import Scenario
@@ -72,6 +75,8 @@ class CaseResult:
     duration: float = 0.0
     fault: str | None = None  # an ERROR's: "harness", "environment" or "scenario"
     facts: dict[str, Any] = field(default_factory=dict)  # what the sender was seen to do (report.causes)
+    dns: list[dict[str, Any]] = field(default_factory=list)  # the sender's DNS queries: name, type, answer
+    stored: list[dict[str, Any]] = field(default_factory=list)  # copies stored: folder, mailbox, headers, size
 
     def as_dict(self) -> dict[str, Any]:
         s = self.scenario
@@ -85,7 +90,8 @@ class CaseResult:
                 "exit_code": result.exit_code, "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:],
                 "error": result.error, "duration": round(result.duration, 3), "notes": result.notes,
             },
-            "transcript": self.transcript, "facts": self.facts, "started": self.started,
+            "transcript": self.transcript, "facts": self.facts, "dns": self.dns, "stored": self.stored,
+            "started": self.started,
             "duration": round(self.duration, 3),
         }
 
@@ -128,6 +134,21 @@ def transcript(obs: Observation) -> list[dict[str, Any]]:
         out.append({"session": "identity", "endpoint": "identity", "peer": obs.identity[0].get("peer", "?"),
                     "lines": lines})
     return out
+
+
+SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+
+
+def stored_summary(copy: StoredMessage) -> dict[str, Any]:
+    """A stored copy as the report shows it: where it went, its size, and its main headers."""
+    try:
+        with open(copy.path, "rb") as handle:
+            head = handle.read(16384).split(b"\r\n\r\n", 1)[0]
+    except OSError:
+        head = b""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(head)
+    return {"folder": copy.folder, "mailbox": copy.mailbox, "recipient": copy.recipient, "kind": copy.kind,
+            "size": copy.size, "headers": {name: str(parsed[name]) for name in SHOWN_HEADERS if parsed[name]}}
 
 
 class Runner:
@@ -275,7 +296,9 @@ class Runner:
             self._restore()
         verdict, reason, fault = self._verdict(scenario, obs, outcomes, result)
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
-                          started, time.monotonic() - clock, fault, sender_facts(obs))
+                          started, time.monotonic() - clock, fault, sender_facts(obs),
+                          [{k: e.get(k) for k in ("name", "type", "rcode", "answers", "transport")} for e in obs.dns],
+                          [stored_summary(m) for m in obs.stored])
 
     def _masked(self, case: CaseResult) -> CaseResult:
         """The result with every secret of the run masked (what a sender printed included)."""

@@ -64,6 +64,9 @@ def test_the_page_has_the_sections_a_ticket_links_to(tls10_run):
     assert "LaserJet M428</strong> 2.1" in page and "Note: bench 3" in page
     assert run.catalog.get("digest", "") in page and run.tenant_digest in page
     assert (paths["html"].parent.parent / "latest").resolve() == paths["html"].parent.resolve()
+    # a case's section: its DNS queries and stored copies with their headers (tls10-only stores none)
+    passed = next(r for r in run.results if r.verdict == Verdict.PASS and r.dns)
+    assert passed.dns[0]["name"] == "smtp.office365.com" and "DNS queries" in page
     data = json.loads(paths["json"].read_text())
     assert data["sender_version"] == "2.1" and data["tenant_digest"] == run.tenant_digest
 
@@ -87,6 +90,7 @@ def test_what_a_sender_sent_is_shown_as_text(exo_edge_clean, tmp_path):
     page = write_reports(tmp_path / "reports" / run.name, run)["html"].read_text()
     assert "<script>alert" not in page and "<img src=x" not in page and "<i>Drucker" not in page
     assert "&lt;b&gt;ehlo&lt;/b&gt;" in page  # the EHLO name, in the transcript, as text
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page  # what the sender printed, as text
     assert "&lt;img src=x onerror=alert(4)&gt;" in page and "&lt;script&gt;alert(5)&lt;/script&gt;" in page
 
 
