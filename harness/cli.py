@@ -140,9 +140,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """``--compare OLD NEW``: a case per line as it changed; non-zero when a case that passed fails."""
+    """``RESULTS.json``: its page rendered anew beside it; ``--compare OLD NEW``: a case per line as
+    it changed, non-zero when a case that passed now fails."""
+    from harness.report import load_run, write_html
     from harness.report.compare import compare, load_results
 
+    if args.results:
+        results = Path(args.results)
+        print(write_html(results.parent / "index.html", load_run(results)))
+        return 0
+    if not args.compare:
+        raise ExoEdgeError("report: give a results.json to render, or --compare OLD.json NEW.json")
     old, new = (load_results(Path(p)) for p in args.compare)
     comparison = compare(old, new)
     for line in comparison.lines():
@@ -264,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", action="append", default=[], metavar="NAME=PORT")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="compare two runs' results.json: fixed, broken, unchanged")
-    report.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), required=True,
+    report = sub.add_parser("report", help="render a run's page anew, or compare two runs: fixed, broken, unchanged")
+    report.add_argument("results", nargs="?", metavar="RESULTS.json", help="render index.html beside it anew")
+    report.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
                         help="results.json of the earlier run (firmware 2.1) and of the later one (2.2)")
     report.set_defaults(func=cmd_report)
 

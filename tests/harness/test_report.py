@@ -128,3 +128,14 @@ def test_the_report_in_headless_chromium(tls10_run, tmp_path):
     subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
                     f"--screenshot={shot}", paths["html"].as_uri()], capture_output=True, timeout=60)
     assert shot.stat().st_size > 10_000  # kept under the test's folder for a person to look at
+
+
+def test_a_run_renders_again_from_its_results_json(tls10_run):
+    _, paths = tls10_run
+    before = paths["html"].read_text()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(paths["json"])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    again = paths["html"].read_text()
+    for part in ('id="cause-legacy-tls"', "offers only TLSv1", "LaserJet M428</strong> 2.1", 'id="advisor"'):
+        assert part in before and part in again
