@@ -96,32 +96,38 @@ class CaseResult:
         }
 
 
+def _line(event: dict[str, Any]) -> str | None:
+    kind = event["kind"]
+    if kind == "command":
+        return f"C: {event['line']}"
+    if kind == "auth_response":
+        return "C: <redacted>"
+    if kind == "reply":
+        return f"S: {event['line']}"
+    if kind == "message":
+        return f"C: <message, {event['size']} bytes by {event.get('via', 'DATA')}>"
+    if kind == "client_hello":
+        suites = event.get("cipher_suites") or []
+        return (f"*  ClientHello: offers {', '.join(event.get('versions', []))}; SNI {event.get('sni') or 'none'}"
+                + (f"; {len(suites)} cipher suites: {', '.join(map(str, suites))}" if suites else ""))
+    if kind == "tls":
+        cert = f"; client certificate {', '.join(event['client_certificate'])}" \
+            if event.get("client_certificate") else ""
+        return f"*  TLS {event['version']} {event['cipher']}{cert}"
+    if kind in ("tls_failed", "stored", "attribution", "spf", "fault", "harness_fault", "silent",
+                "plaintext", "discarded", "refused"):
+        detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
+        return f"*  {kind}: {detail}"
+    return None
+
+
 def transcript(obs: Observation) -> list[dict[str, Any]]:
-    """Each connection as the report shows it: C:/S: lines and what the edge noted."""
+    """Each connection as the report shows it: seconds since it opened, C:/S: lines and what the
+    edge noted (the TLS boundary with version, cipher and SNI; the ClientHello's offer)."""
     out = []
     for session in obs.sessions:
-        lines = []
-        for event in session.events:
-            kind = event["kind"]
-            if kind == "command":
-                lines.append(f"C: {event['line']}")
-            elif kind == "auth_response":
-                lines.append("C: <redacted>")
-            elif kind == "reply":
-                lines.append(f"S: {event['line']}")
-            elif kind == "message":
-                lines.append(f"C: <message, {event['size']} bytes by {event.get('via', 'DATA')}>")
-            elif kind == "client_hello":
-                lines.append(f"*  ClientHello: offers {', '.join(event.get('versions', []))}; "
-                             f"SNI {event.get('sni') or 'none'}")
-            elif kind == "tls":
-                cert = f"; client certificate {', '.join(event['client_certificate'])}" \
-                    if event.get("client_certificate") else ""
-                lines.append(f"*  TLS {event['version']} {event['cipher']}{cert}")
-            elif kind in ("tls_failed", "stored", "attribution", "spf", "fault", "harness_fault", "silent",
-                          "plaintext", "discarded", "refused"):
-                detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
-                lines.append(f"*  {kind}: {detail}")
+        opened = session.events[0]["t"]
+        lines = [f"{event['t'] - opened:7.3f} {text}" for event in session.events if (text := _line(event))]
         out.append({"session": session.id, "endpoint": session.endpoint, "peer": session.peer, "lines": lines})
     if obs.identity:  # what the sender asked login.microsoftonline.com, in order
         lines = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -107,6 +108,35 @@ def write_junit(path: Path, run: Run) -> Path:
     return path
 
 
+# The sources the catalog quotes by key (EXO-REFERENCE.md), as links a reader can follow.
+SOURCES = {
+    "MFD": "https://learn.microsoft.com/exchange/mail-flow-best-practices/how-to-set-up-a-multifunction-device-or-"
+           "application-to-send-email-using-microsoft-365-or-office-365",
+    "MFD (de)": "https://learn.microsoft.com/de-de/exchange/mail-flow-best-practices/how-to-set-up-a-multifunction-"
+                "device-or-application-to-send-email-using-microsoft-365-or-office-365",
+    "FIX": "https://learn.microsoft.com/exchange/mail-flow-best-practices/fix-issues-with-printers-scanners-and-lob-"
+           "applications-that-send-email-using-off",
+    "SUB": "https://learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements",
+    "OAUTH": "https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-"
+             "smtp-application-by-using-oauth",
+    "BA2": "https://techcommunity.microsoft.com/blog/exchange/updated-exchange-online-smtp-auth-basic-authentication-"
+           "deprecation-timeline/4489835",
+    "RDS": "https://techcommunity.microsoft.com/blog/exchange/introducing-more-control-over-direct-send-in-exchange-"
+           "online/4408790",
+}
+
+
+def source_link(source: str) -> str | None:
+    """Where a reference's source can be read: a catalog key, ``gh:owner/repo#n``, an RFC."""
+    if source in SOURCES:
+        return SOURCES[source]
+    if match := re.fullmatch(r"gh:([\w.-]+/[\w.-]+)#(\d+)", source):
+        return f"https://github.com/{match[1]}/issues/{match[2]}"
+    if match := re.match(r"RFC (\d+)", source):
+        return f"https://www.rfc-editor.org/rfc/rfc{match[1]}"
+    return None
+
+
 def tenant_digest(tenant: Tenant) -> str:
     """SHA-256 of the tenant as the edge served it, without its passwords and client secrets."""
     data = tenant.model_dump(mode="json")
@@ -120,6 +150,7 @@ def tenant_digest(tenant: Tenant) -> str:
 def write_html(path: Path, run: Run) -> Path:
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
+    env.filters["source_link"] = source_link
     results = sorted(run.results, key=lambda r: (ORDER.index(r.verdict), r.scenario.id))
     found = causes(run.results)
     by_option = {option: sorted((r for r in run.results if r.scenario.option == option), key=lambda r: r.scenario.id)
