@@ -10,11 +10,9 @@ outcome, never a secret), so a check can judge, say, how fast a device polled.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import ssl
-import weakref
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -25,34 +23,25 @@ from fakes.exo import replies as R
 from fakes.exo.identity import DEVICE_CODE_GRANT, Authorization, Grant, IdentityPlatform, Refusal, flow_id, new_trace
 from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
+from fakes.web import WebEndpoint
 
 _PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
 
 
-class IdentityServer:
-    """One HTTPS listener; ``stop`` may be called any number of times."""
+class IdentityServer(WebEndpoint):
+    """One HTTPS listener."""
 
     endpoint = "identity"
 
     def __init__(self, platform: IdentityPlatform, records: RecordLog, tls_context: ssl.SSLContext) -> None:
+        super().__init__()
         self.platform = platform
         self.records = records
         self.tls_context = tls_context
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        # the connections of clients that keep theirs open (HTTP keep-alive): dropped at stop
-        self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
-    @web.middleware
-    async def _remember_transport(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.transport is not None:
-            self._transports.add(request.transport)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._remember_transport])
-        app.add_routes([
+    def routes(self) -> list[web.RouteDef]:
+        return [
             web.get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
             web.get("/{tenant}/discovery/v2.0/keys", self.keys),
             web.get("/common/discovery/instance", self.instance_discovery),
@@ -63,23 +52,7 @@ class IdentityServer:
             web.get("/link", self.login_page),
             web.post("/link", self.login),
             web.get("/devicelogin", self.login_page),
-        ])
-        return app
-
-    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
-        self._runner = web.AppRunner(self._app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.tls_context)
-        await site.start()
-        bound = self._runner.addresses[0]
-        return bound[0], bound[1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-            for transport in list(self._transports):
-                transport.abort()
+        ]
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.store import MailStore
+from fakes.web import WebEndpoint
 
 KEEP = 200  # closed sessions shown
 LINES = 300  # transcript lines kept per session
@@ -111,30 +112,19 @@ class LiveSessions:
         return [*sorted(self.open.values(), key=lambda s: -s.started), *self.closed]
 
 
-class LiveView:
-    """The read-only page; ``stop`` may be called any number of times."""
+class LiveView(WebEndpoint):
+    """The read-only page."""
 
     endpoint = "live"
 
     def __init__(self, sessions: LiveSessions, store: MailStore, tenant: Callable[[], str]) -> None:
+        super().__init__()
         self.sessions = sessions
         self.store = store
         self.tenant = tenant
-        self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
-        app = web.Application()
-        app.add_routes([web.get("/", self.page), web.get("/sessions.json", self.json)])
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        return bound[0], bound[1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/", self.page), web.get("/sessions.json", self.json)]
 
     async def page(self, request: web.Request) -> web.Response:
         html = _PAGES.get_template("live.html").render(

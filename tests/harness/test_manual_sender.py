@@ -14,21 +14,26 @@ from tests.helpers import Device, message
 CATALOG = {s.id: s for s in load_catalog(Path(__file__).resolve().parents[2] / "scenarios")}
 
 
+def scanner_sends(edge, source: str) -> None:  # noqa: ANN001 - the edge
+    """The device, once its person pressed "scan to email": in a thread, as a device does."""
+
+    def device() -> None:
+        with Device(edge, source=source) as d:
+            d.secure()
+            d.login("scanner@contoso.com", "Scan-2026!")
+            body = message("scanner@contoso.com", "alice@contoso.com")
+            d.sendmail("scanner@contoso.com", ["alice@contoso.com"], body)
+
+    threading.Thread(target=device, daemon=True).start()
+
+
 def test_the_person_is_told_what_to_send_and_the_device_is_judged(exo_edge_clean):
     edge = exo_edge_clean
     prompts: list[str] = []
 
     def person_presses_scan(text: str) -> None:
         prompts.append(text)
-
-        def device() -> None:
-            with Device(edge, source="127.0.0.70") as d:
-                d.secure()
-                d.login("scanner@contoso.com", "Scan-2026!")
-                d.sendmail("scanner@contoso.com", ["alice@contoso.com"],
-                           message("scanner@contoso.com", "alice@contoso.com"))
-
-        threading.Thread(target=device, daemon=True).start()
+        scanner_sends(edge, "127.0.0.70")
 
     runner = Runner(edge, ManualSender(say=person_presses_scan), manual_idle=0.5)
     result = runner.run(CATALOG["submission/starttls-before-auth"])
@@ -79,14 +84,7 @@ def test_a_paced_run_waits_for_the_person_skips_and_retries_as_told(exo_edge_cle
     said: list[str] = []
 
     def press_scan(text: str) -> None:
-        def device() -> None:
-            with Device(edge, source="127.0.0.71") as d:
-                d.secure()
-                d.login("scanner@contoso.com", "Scan-2026!")
-                d.sendmail("scanner@contoso.com", ["alice@contoso.com"],
-                           message("scanner@contoso.com", "alice@contoso.com"))
-
-        threading.Thread(target=device, daemon=True).start()
+        scanner_sends(edge, "127.0.0.71")
 
     # ready; skip the first case; start the second, retry it, start it again, go on
     pacing = Pacing(io.StringIO("\ns\n\nr\n\n\n"), say=said.append)
