@@ -49,7 +49,8 @@ def _serve(state: Path) -> tuple[subprocess.Popen[str], str, int]:
     return process, host, int(port)
 
 
-def _load(host: str, port: int, acked: list[str], stop: threading.Event, client: int) -> None:
+def _load(host: str, port: int, acked: list[str], heard: threading.Condition, stop: threading.Event,
+          client: int) -> None:
     """One device sending until the edge dies; the Message-IDs it heard 250 for."""
     try:
         with smtplib.SMTP(host, port, local_hostname="device.lab", timeout=10,
@@ -58,9 +59,14 @@ def _load(host: str, port: int, acked: list[str], stop: threading.Event, client:
             while not stop.is_set():
                 message_id = make_msgid(domain="load.lab")
                 smtp.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=message_id))
-                acked.append(message_id.strip("<>"))  # list.append is atomic under the GIL
+                with heard:
+                    acked.append(message_id.strip("<>"))
+                    heard.notify_all()
     except (OSError, smtplib.SMTPException):
-        return  # the edge was killed
+        pass  # the edge was killed
+    finally:
+        with heard:
+            heard.notify_all()
 
 
 def test_kill_9_under_load_loses_no_250_and_stores_none_twice(tmp_path):
@@ -68,13 +74,14 @@ def test_kill_9_under_load_loses_no_250_and_stores_none_twice(tmp_path):
     acked: list[str] = []
     for _ in range(KILLS):
         process, host, port = _serve(state)
-        stop, enough = threading.Event(), len(acked) + 60
-        clients = [threading.Thread(target=_load, args=(host, port, acked, stop, n)) for n in range(20)]
+        stop, heard, enough = threading.Event(), threading.Condition(), len(acked) + 60
+        clients = [threading.Thread(target=_load, args=(host, port, acked, heard, stop, n)) for n in range(20)]
         for thread in clients:
             thread.start()
         try:
-            while len(acked) < enough and process.poll() is None and any(t.is_alive() for t in clients):
-                clients[0].join(0.01)  # until 60 more 250s were heard (polling a count the clients grow)
+            with heard:  # until 60 more 250s were heard: then the kill lands mid-flight
+                heard.wait_for(lambda enough=enough, clients=clients: len(acked) >= enough
+                               or not any(t.is_alive() for t in clients), 60)
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
