@@ -17,6 +17,14 @@ def edge(exo_edge_clean: Edge) -> Edge:
     return exo_edge_clean
 
 
+@pytest.fixture
+def chromium() -> str:
+    """Debian's headless Chromium (and its WebDriver, for the tests that type into pages)."""
+    from tests.helpers import need
+
+    return need("chromium", "chromium chromium-driver")
+
+
 def overrides(edge: Edge, **patch: object) -> None:
     """Serve the tenant with ``patch`` deep-merged over it, from the next command on."""
     edge.set_tenant(edge.tenant.with_overrides(patch))

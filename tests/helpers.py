@@ -158,3 +158,19 @@ class RawClient:
             socket.socket.shutdown(self.sock, socket.SHUT_WR)
         else:
             self.sock.shutdown(socket.SHUT_WR)
+
+
+def need(tool: str, package: str) -> str:
+    """A third-party program's path; missing, it skips the test locally and fails it in CI."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (apt-get install -y {package})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
@@ -157,11 +156,10 @@ def test_a_clock_jump_expires_the_access_token_at_the_submission_endpoint(edge):
     assert xoauth2(edge, SCANNER, body["access_token"]) == "235 2.7.0 Authentication successful"
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+def test_a_person_completes_the_device_login_page_in_headless_chromium(edge, tmp_path, chromium):
+    from tests.helpers import need
 
-
-def test_a_person_completes_the_device_login_page_in_headless_chromium(edge, tmp_path):
-    assert CHROMIUM and CHROMEDRIVER, "Debian's chromium and chromium-driver are needed (.ci/run installs them)"
+    chromedriver = need("chromedriver", "chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -174,14 +172,14 @@ def test_a_person_completes_the_device_login_page_in_headless_chromium(edge, tmp
     pin = base64.b64encode(hashlib.sha256(leaf.public_key().public_bytes(
         Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()).decode()
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  f"--user-data-dir={tmp_path / 'profile'}", f"--ignore-certificate-errors-spki-list={pin}",
                  f"--host-resolver-rules=MAP www.microsoft.com:443 {host}:{port}, EXCLUDE localhost"):
         options.add_argument(flag)
     app = device_app(edge)
     flow = app.initiate_device_flow(scopes=SMTP_SCOPE)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
         driver.get(flow["verification_uri"])  # https://www.microsoft.com/link, as the device's screen says
         driver.find_element(By.ID, "otc").send_keys(flow["user_code"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import threading
 import urllib.request
@@ -14,7 +13,7 @@ from fakes.edge import Edge, EdgeThread
 from tests.helpers import Device
 
 
-def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path):
+def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path, chromium):
     closed: list[str] = []
     seen = threading.Event()
 
@@ -42,8 +41,6 @@ def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path):
         with urllib.request.urlopen(f"http://{host}:{port}/", timeout=10) as answer:
             page = answer.read().decode()
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
-        chromium = shutil.which("chromium")
-        assert chromium, "Debian's chromium is needed (.ci/run installs it)"
         dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",
                               f"http://{host}:{port}/"], capture_output=True, text=True, timeout=60).stdout
         assert session["id"] in dom and "LOGIN scanner@contoso.com: success" in dom and "alice@contoso.com" in dom
