@@ -189,4 +189,11 @@ def sender_facts(obs: Observation) -> dict[str, Any]:
         "auth_before_tls": before_tls,
         "client_certificate": any(t.get("client_certificate") for s in obs.sessions for t in s.kinds("tls")),
         "identity_requests": len(obs.identity),
+        "sources": sorted({s.peer for s in obs.sessions}),
+        "recipient_domains": sorted({_domain_of(c) for s in obs.smtp for c in s.commands()
+                                     if c[:8].upper() == "RCPT TO:" and "@" in c}),
     }
+
+
+def _domain_of(rcpt: str) -> str:
+    return rcpt.split("@", 1)[1].split(">", 1)[0].strip().lower()

@@ -136,6 +136,11 @@ COMPARISON = (
     ("Device or application server must support TLS", ("Required (1.2 or later)", "Optional", "Optional")),
     ("Authentication required", ("A Microsoft 365 user name and password (or OAuth)", "None",
                                  "One or more static IP addresses (or a certificate)")),
+    # not rows of Microsoft's table: what the sender was seen to do that decides between the options
+    ("Sends from", ("any address", "an address in the SPF record (recommended static)",
+                    "a static address in the connector")),
+    ("Sends to", ("inside and outside the organization", "inside the organization only",
+                  "inside and outside the organization")),
 )
 # For each cause: the options a device with it can still use, and how.
 STILL_OPEN = {
@@ -172,6 +177,8 @@ def seen(results: list[CaseResult]) -> dict[str, str]:
             [*(f"AUTH {m}" for m in mechanisms),
              *(["OAuth tokens of its own"] if any(f.get("identity_requests") for f in facts) else []),
              *(["a client certificate"] if any(f.get("client_certificate") for f in facts) else [])]) or "none",
+        "Sends from": ", ".join(sorted({a for f in facts for a in f.get("sources", [])})) or "nowhere",
+        "Sends to": ", ".join(sorted({d for f in facts for d in f.get("recipient_domains", [])})) or "no recipient",
     }
 
 

@@ -48,6 +48,11 @@ def test_one_cause_explains_every_failure_of_a_tls_1_0_sender(tls10_run):
     verdicts = {o.option: o for o in option_verdicts(run.results, found)}
     assert verdicts["submission"].conforms is False and "TLS 1.2" in verdicts["submission"].because
     assert verdicts["direct-send"].conforms is None  # its cases were not this sender's
+    from harness.report.causes import seen
+
+    column = seen(run.results)  # the advisor's column: what the sender was seen to do
+    assert column["Device or application server must support TLS"] == "offers TLSv1; STARTTLS"
+    assert column["Sends from"] == "127.0.0.42" and column["Sends to"] == "no recipient"  # refused before RCPT
     advice = {a.option: a for a in advise(list(verdicts.values()), found)}
     assert advice["submission"].can_use is False and "opt-in endpoint for legacy TLS" in advice["submission"].why
     for option in ("direct-send", "relay"):  # what a TLS 1.0 device can still use
