@@ -164,3 +164,25 @@ class OAuthScope(_Check):
                                            f"for {SMTP_SCOPE} (or {APP_SCOPE} app-only); a Microsoft Graph token "
                                            "is refused with 535 5.7.3")
         return self.outcome(True, f"asked for {asked[0]['scope']!r}")
+
+
+class OAuthStopsWhenRefused(_Check):
+    """Once the identity platform refuses the app itself (disabled, unknown, wrong secret:
+    ``unauthorized_client`` or ``invalid_client``), the sender makes at most ``max_requests``
+    more requests there: retrying cannot help until an administrator acts."""
+
+    check: Literal["oauth_stops_when_refused"] = "oauth_stops_when_refused"
+    max_requests: int = Field(2, ge=0)
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        order = obs.identity
+        first = next((i for i, e in enumerate(order)
+                      if e.get("outcome") in ("unauthorized_client", "invalid_client")), None)
+        if first is None:
+            return self.outcome(None, "the identity platform never refused the sender's app")
+        refused, after = order[first], len(order) - first - 1
+        why = f"{refused.get('outcome')} (AADSTS{refused.get('aadsts')})"
+        if after > self.max_requests:
+            return self.outcome(False, f"{after} more requests to login.microsoftonline.com after {why}: the app "
+                                       "itself is refused, and retrying only gets the device throttled")
+        return self.outcome(True, f"stopped after {why} ({after} more request(s))")

@@ -55,7 +55,8 @@ RULES = (
          lambda f, failed: "auth_mechanism" in failed and "XOAUTH2" not in f.get("auth_mechanisms", [])
          and not f.get("identity_requests"), "submission/xoauth2-when-basic-auth-disabled"),
     Rule("storm", lambda f: "retries refusals in a tight loop",
-         lambda f, failed: bool(failed & {"no_retry_after_permanent", "no_auth_storm", "oauth_sign_in_again"}),
+         lambda f, failed: bool(failed & {"no_retry_after_permanent", "no_auth_storm", "oauth_sign_in_again",
+                                          "oauth_stops_when_refused"}),
          "submission/wrong-credentials-no-storm"),
     Rule("no-retry", lambda f: "gives up after a temporary (4xx) failure or a dropped connection",
          lambda f, failed: "retried_after_transient" in failed, "submission/transient-4xx-retried"),

@@ -328,6 +328,17 @@ def test_oauth_scope():
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION)) is None
 
 
+def test_oauth_stops_when_refused():
+    signed = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT)]
+    refused = signed + [at(9.0, "token", "unauthorized_client", grant_type="refresh_token", aadsts=7000112)]
+    stopped = refused + [at(9.1, "devicecode", "unauthorized_client", aadsts=7000112)]
+    assert outcome(C.OAuthStopsWhenRefused(), observe(GOOD_SUBMISSION, dns=stopped)) is True
+    loop = refused + [at(9 + i / 10, "token", "unauthorized_client", grant_type="refresh_token") for i in range(1, 6)]
+    assert outcome(C.OAuthStopsWhenRefused(), observe(GOOD_SUBMISSION, dns=loop)) is False
+    assert outcome(C.OAuthStopsWhenRefused(max_requests=5), observe(GOOD_SUBMISSION, dns=loop)) is True
+    assert outcome(C.OAuthStopsWhenRefused(), observe(GOOD_SUBMISSION, dns=signed)) is None
+
+
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
