@@ -3,10 +3,10 @@ which options the sender can use (the advisor).
 
 ``harness.observation.sender_facts(obs)`` is what one case saw the sender do (TLS versions
 offered, endpoints, STARTTLS, AUTH mechanisms, a client certificate, requests to the identity
-platform, where it sent from and to); the runner keeps it in each ``CaseResult``. ``causes(results)`` explains every case that did not pass by the first rule
-its facts or failed checks match ("offers TLS 1.0 only" explains every case whose handshake it
-broke), else by its first failed check; each cause names the case that quotes the guide's rule
-and gives the remedy.
+platform, where it sent from and to); the runner keeps it in each ``CaseResult``.
+``causes(results)`` explains every case that did not pass by the first rule its facts or failed
+checks match ("offers TLS 1.0 only" explains every case whose handshake it broke), else by its
+first failed check; each cause names the case that quotes the guide's rule and gives the remedy.
 """
 
 from __future__ import annotations
