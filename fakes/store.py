@@ -105,8 +105,9 @@ class MailStore:
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
-        self._writer.start()
+        # the one thread that writes: every message waiting goes into its next transaction
+        self.writer = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
+        self.writer.start()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -276,8 +277,8 @@ class MailStore:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._writer.is_alive():
+        if self.writer.is_alive():
             self._jobs.put(None)
-            self._writer.join()
+            self.writer.join()
         with self._lock:
             self._db.close()

@@ -23,7 +23,6 @@ def device_settings(edge: Edge) -> str:
     """What to set on a device to send through this edge, as a person at its web page reads it."""
     tenant = edge.tenant
     box = next((b for b in tenant.mailboxes if b.password and tenant.smtp_auth_enabled(b)), None)
-    dns, _ = edge.addresses["dns"]
     lines = [
         f"DNS server:        {edge.advertise}" + ("" if edge.addresses["dns"][1] == 53 else
                                                   f" (port {edge.addresses['dns'][1]}: devices need 53)"),
