@@ -16,6 +16,7 @@ and TCP on one port). Names, ports and host names live in ``fakes.exo.names``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import random
@@ -23,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,33 @@ from fakes.exo.zone import build_zone
 from fakes.identity import IdentityServer
 from fakes.live import LiveSession, LiveSessions, LiveView
 from fakes.pki import SERVER_LEAVES
-from fakes.record import RecordLog
+from fakes.record import FLUSH_INTERVAL, RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
 from fakes.tls import LabCA, load_client_hello_parser, server_context
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    """Use a mailbox has already made of its limits when a case starts."""
+
+    mailbox: str
+    recipients_today: int = 0
+    messages_this_minute: int = 0
+
+
+@dataclass(frozen=True)
+class CaseSetup:
+    """Everything one case changes at a running edge, applied at once by ``Edge.apply`` on the
+    edge's loop: the tenant, quota already used, injected faults, the TLS offer and certificate,
+    and what the service does mid-run."""
+
+    tenant: Tenant
+    quota: tuple[QuotaUse, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    tls_versions: tuple[str, ...] | None = None
+    certificate: str = "valid"
+    during: tuple[MidRun, ...] = ()
 
 
 def tenant_guid(tenant: Tenant) -> str:
@@ -118,12 +143,15 @@ class Edge:
         self._servers: list[Any] = []
         self._tls_cache: dict[tuple[tuple[str, ...] | None, str], dict[bool, Any]] = {}
         self._started = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._started:
             return
+        self._loop = asyncio.get_running_loop()
         contexts = self._contexts()
         await asyncio.to_thread(load_client_hello_parser)
         name = "?"
@@ -149,6 +177,7 @@ class Edge:
             self.addresses["dns"] = await dns.start(self.host, self.ports["dns"])
             self._servers.append(dns)
             self.dns = dns
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_records(), name="records-flush")
         except OSError as exc:
             await self.stop()
             port = self.ports.get(name, 0)
@@ -179,7 +208,18 @@ class Edge:
         self._servers.append(view)
         return self.addresses["live"]
 
+    async def _flush_records(self) -> None:
+        """Records reach their file within a second while the edge runs, however quiet it is."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.records.flush()
+
     async def stop(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
         servers, self._servers = self._servers, []
         for server in reversed(servers):
             await server.stop()
@@ -193,6 +233,45 @@ class Edge:
         self.store.close()
 
     # -- what a harness does with a running edge ----------------------------------------------
+
+    def on_loop(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run on the edge's loop (at once when called there, or before the edge runs),
+        its result or exception handed back: the one way another thread changes a running edge."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or _running_loop() is loop:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(_call(fn), loop).result(timeout=30)
+
+    def apply(self, setup: CaseSetup) -> None:
+        """Serve one case: its tenant, quota use, faults, TLS and mid-run steps, from the next
+        event on, with nothing of the case before it (no restart, no new bind)."""
+        def now() -> None:
+            self._reset_case(setup.tenant)
+            now = self.state.clock()
+            for use in setup.quota:
+                self.state.ledger.seed(use.mailbox, now=now, recipients_today=use.recipients_today,
+                                       messages_this_minute=use.messages_this_minute)
+            self.state.faults.extend(setup.faults)
+            self.configure_tls(setup.tls_versions, setup.certificate)
+            self.during(setup.during)
+        self.on_loop(now)
+
+    def reset(self, tenant: Tenant | None = None, *, store: bool = False) -> None:
+        """Back to ``tenant`` (by default the one being served) with no faults, quota use, sign-ins,
+        mid-run steps or TLS variation; ``store=True`` also empties the mailboxes."""
+        def now() -> None:
+            self._reset_case(tenant or self.tenant)
+            self.configure_tls()
+            if store:
+                self.store.clear()
+        self.on_loop(now)
+
+    def _reset_case(self, tenant: Tenant) -> None:
+        self.during(())
+        self.set_tenant(tenant)
+        self.clear_faults()
+        self.state.ledger.reset()
+        self.identity.reset()
 
     def set_tenant(self, tenant: Tenant) -> None:
         """Serve another tenant configuration from the next event on (no restart)."""
@@ -355,11 +434,6 @@ class EdgeThread:
             self._thread.join(timeout=10)
         self.edge.close()
 
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the edge's loop and return its result (for changes to live state)."""
-        future = asyncio.run_coroutine_threadsafe(_call(fn), self.loop)
-        return future.result(timeout=10)
-
     def __enter__(self) -> Edge:
         return self.start()
 
@@ -369,3 +443,10 @@ class EdgeThread:
 
 async def _call(fn: Callable[[], Any]) -> Any:
     return fn()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -4,7 +4,8 @@ Each connection gets a ``SessionRecord``; its events (connect, ClientHello, TLS,
 replies, AUTH outcome, message stored, disconnect, harness faults) are appended to one JSON-lines
 file; the newest ``IN_MEMORY`` of them are also kept in memory, for the harness's windows.
 Every event has ``session``, ``t`` and ``kind``. Lines are written through a buffer, flushed when
-the harness reads, every ``FLUSH_EVERY`` events and at close; a file left with a partial last line
+the harness reads, at each session's end, every ``FLUSH_EVERY`` events, at close, and by the running
+edge every ``FLUSH_INTERVAL`` seconds (so the file is never more than a second behind); a file left with a partial last line
 by a killed edge is cut back to its last whole line when it is opened again, so it always parses
 line by line.
 Secrets never reach it: AUTH payloads are replaced before an event is written.
@@ -66,6 +67,7 @@ IN_MEMORY = 10_000
 class WindowLost(RuntimeError):
     """A window began before the oldest event still in memory (more happened than IN_MEMORY)."""
 FLUSH_EVERY = 256
+FLUSH_INTERVAL = 0.5  # seconds: the running edge flushes what is buffered this often
 
 
 def repair_partial_line(path: Path) -> int:
@@ -151,8 +153,8 @@ class RecordLog:
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._unflushed += 1
-                if self._unflushed >= FLUSH_EVERY:
-                    self._flush()
+                if self._unflushed >= FLUSH_EVERY or event["kind"] == "disconnect":
+                    self._flush()  # a session's end reaches the file with it
             self._changed.notify_all()
         for watcher in self._watchers:
             watcher(event)

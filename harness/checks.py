@@ -132,25 +132,51 @@ class Tls(_Check):
         return self.outcome(True, f"negotiated {', '.join(versions)}")
 
 
+# What a server sees when the client itself refuses the certificate: the client's alert
+# (OpenSSL's reason names it), or the client closing right after the server's first flight.
+_CLIENT_REFUSALS = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
+                    "ALERT_CERTIFICATE_EXPIRED", "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_ACCESS_DENIED",
+                    "ALERT_CERTIFICATE_REVOKED", "UNEXPECTED_EOF", "CLIENT CLOSED DURING THE TLS HANDSHAKE")
+
+
+def client_refused(reason: str | None) -> bool:
+    """A failed handshake the client ended over the certificate (not for a version or a cipher)."""
+    upper = (reason or "").upper()
+    return any(mark in upper for mark in _CLIENT_REFUSALS)
+
+
 class CertificateVerified(_Check):
-    """Given a certificate it must not trust, the sender sent no credentials and no mail."""
+    """Given a certificate it must not trust, the sender refused it: its own alert, or its close
+    right after the server's certificate, and no credentials or mail inside that session. Applies
+    only when the sender tried TLS; a handshake that failed for a version or a cipher proves
+    nothing about the certificate."""
 
     check: Literal["certificate_verified"] = "certificate_verified"
 
     def evaluate(self, obs: Observation) -> Outcome:
         if not obs.smtp:
             return _no_connection(self)
+        refused, other = 0, []
         for session in obs.smtp:
             tls = session.index_of("tls")
-            if tls is None:
+            if tls is not None:
+                after = [e["line"].split(" ", 1)[0].upper() for e in session.events[tls:] if e["kind"] == "command"]
+                leaked = [c for c in after if c in ("AUTH", "MAIL")]
+                if leaked:
+                    return self.outcome(False, f"accepted a certificate it could not verify and went on to "
+                                               f"{leaked[0]}")
+                other.append("completed the handshake and then sent nothing")
                 continue
-            after = [e["line"].split(" ", 1)[0].upper() for e in session.events[tls:] if e["kind"] == "command"]
-            leaked = [c for c in after if c in ("AUTH", "MAIL")]
-            if leaked:
-                return self.outcome(False, f"accepted a certificate it could not verify and went on to {leaked[0]}")
-        failed = sum(1 for s in obs.smtp if s.kinds("tls_failed"))
-        return self.outcome(True, f"refused the certificate ({failed} handshake(s) aborted)" if failed
-                            else "sent nothing inside an unverified TLS session")
+            for failed in session.kinds("tls_failed"):
+                if session.client_hello is not None and client_refused(failed.get("reason")):
+                    refused += 1
+                else:
+                    other.append(f"the handshake failed for another reason ({failed.get('reason')})")
+        if refused:
+            return self.outcome(True, f"refused the certificate ({refused} handshake(s) it aborted)")
+        if other:
+            return self.outcome(None, f"never refused the certificate itself: {other[0]}")
+        return self.outcome(None, "never started TLS, so the certificate was never put to it")
 
 
 class AuthMechanism(_Check):
@@ -183,6 +209,8 @@ class NoAuth(_Check):
         tried = [s for s in obs.smtp if s.sent_credentials]
         if tried:
             return self.outcome(False, "tried to authenticate at the MX, which offers no AUTH")
+        if not any(s.mail_attempts for s in obs.smtp):
+            return self.outcome(None, "the sender neither authenticated nor began a message")
         return self.outcome(True, "sent without authenticating")
 
 

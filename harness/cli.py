@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{count} {verdict}" for verdict, count in run.summary().items() if count)
     print(f"\n{summary}")
     for option in option_verdicts(run.results, causes(run.results)):
-        conforms = {True: "yes", False: "no", None: "not tested"}[option.conforms]
+        conforms = {True: "yes", False: "no", None: "not judged"}[option.conforms]
         print(f"  {option.title}: {conforms}: {option.because}")
     print(f"report: {paths['html']}")
     bad = {Verdict.FAIL, Verdict.ERROR}

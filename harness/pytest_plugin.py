@@ -4,8 +4,8 @@
   (or instead of) the user's ``--exo-scenarios DIR``. ``pytest -m scenario`` runs it against
   ``--exo-sender`` (``reference:NAME``, ``command:...``, ``python:mod:fn``, ``manual``); asked
   to run scenarios and finding none is a usage error, never a silent empty run. FAIL fails the
-  item, ERROR errors it (in setup), SKIP skips it; NON-STRICT and INFO pass with the verdict in
-  ``user_properties``, so ``--junitxml`` and xdist carry it.
+  item, ERROR errors it (in setup), SKIP and INFO "not exercised" skip it (what the case judges never
+  happened: no pass); NON-STRICT and INFO pass with the verdict in ``user_properties``, so ``--junitxml`` and xdist carry it.
 - Writes ``results.json``, ``junit.xml`` and ``index.html`` under ``--exo-report`` at the end.
 - ``exo_edge``: the one running edge of the session (the scenarios use it too);
   ``exo_edge_clean``: the same edge reset for one test.
@@ -193,8 +193,8 @@ class ScenarioItem(pytest.Item):
         self.config.stash[RESULTS].append(result)
         self.user_properties.append(("verdict", str(result.verdict)))
         self.user_properties.append(("reason", result.reason))
-        if result.verdict == Verdict.SKIP:
-            # reported at the scenario file, not here
+        if result.verdict == Verdict.SKIP or not result.exercised:
+            # reported at the scenario file, not here; a case not exercised is no pass
             raise pytest.skip.Exception(result.reason, _use_item_location=True)
         if result.verdict == Verdict.ERROR:
             raise ScenarioOutcome(result)
@@ -283,6 +283,7 @@ def _restored(data: dict[str, Any], scenario: Scenario) -> CaseResult:
         [Outcome(c["check"], c["passed"], c["message"]) for c in data["checks"]],
         None if sender is None else SenderResult(**sender), data["transcript"], data["started"],
         data["duration"], data["fault"], data.get("facts", {}), data.get("dns", []), data.get("stored", []),
+        data.get("exercised", True),
     )
 
 
@@ -304,10 +305,4 @@ def exo_edge_clean(exo_edge: Edge, pytestconfig: pytest.Config) -> Iterator[Edge
 
 
 def reset(edge: Edge, tenant: Tenant | None = None) -> None:
-    edge.during(())
-    edge.set_tenant(tenant or default_tenant())
-    edge.clear_faults()
-    edge.configure_tls()
-    edge.state.ledger.reset()
-    edge.identity.reset()
-    edge.store.clear()
+    edge.reset(tenant or default_tenant(), store=True)

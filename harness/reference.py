@@ -314,21 +314,27 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
             _check(client.ehlo())
         _authenticate(client, order, b, oauth)
         options = [f"SIZE={len(message)}"] if b.declare_size and client.has_extn("size") else []
-        _check(client.mail(sender_address(order, b), options))
-        accepted = 0
-        for rcpt in order.to:
-            code, text = client.rcpt(rcpt)
-            if 200 <= code < 300:
-                accepted += 1
-            elif len(order.to) == 1 or 400 <= code < 500:
-                _check((code, text))
-        if not accepted:
-            raise _Outcome("permanent", "no recipient accepted")
-        code, text = client.data(message)
-        _check((code, text))
+        pending, replies = list(order.to), []
+        while pending:  # one transaction, and one more for recipients over the limit a message
+            _check(client.mail(sender_address(order, b), options))
+            accepted, later = 0, []
+            for rcpt in pending:
+                code, text = client.rcpt(rcpt)
+                if 200 <= code < 300:
+                    accepted += 1
+                elif code == 452 and accepted:  # 4.5.3 too many recipients: the next transaction's
+                    later.append(rcpt)
+                elif len(order.to) == 1 or 400 <= code < 500:
+                    _check((code, text))
+            if not accepted:
+                raise _Outcome("permanent", "no recipient accepted")
+            code, text = client.data(message)
+            _check((code, text))
+            replies.append(text.decode(errors="replace"))
+            pending = later
         with contextlib.suppress(smtplib.SMTPServerDisconnected):
             client.quit()
-        return text.decode(errors="replace")
+        return "; ".join(replies)
 
 
 def deliver(order: Order, profile: Profile, message: bytes, log: list[str], oauth: DeviceOAuth | None = None) -> bool:

@@ -18,10 +18,10 @@ from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-from fakes.edge import Edge
+from fakes.edge import CaseSetup, Edge, QuotaUse
 from fakes.exo.errors import ConfigError
 from fakes.exo.events import Fault, MidRun
-from fakes.exo.lab import MissingRole, Roles, roles
+from fakes.exo.lab import Demand, MissingRole, Roles, roles, unmet
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
 from fakes.exo.tenant import Tenant
 from fakes.store import StoredMessage
@@ -59,6 +59,7 @@ class Verdict(enum.StrEnum):
 
 
 log = logging.getLogger(__name__)
+NOT_EXERCISED = "not exercised: "  # the reason of an INFO whose judged behaviour never happened
 SEVERITY_VERDICT = {"must": Verdict.FAIL, "should": Verdict.NON_STRICT, "info": Verdict.INFO}
 
 
@@ -77,6 +78,7 @@ class CaseResult:
     facts: dict[str, Any] = field(default_factory=dict)  # what the sender was seen to do (report.causes)
     dns: list[dict[str, Any]] = field(default_factory=list)  # the sender's DNS queries: name, type, answer
     stored: list[dict[str, Any]] = field(default_factory=list)  # copies stored: folder, mailbox, headers, size
+    exercised: bool = True  # False: what the case judges never happened (INFO "not exercised")
 
     def as_dict(self) -> dict[str, Any]:
         s = self.scenario
@@ -91,7 +93,7 @@ class CaseResult:
                 "error": result.error, "duration": round(result.duration, 3), "notes": result.notes,
             },
             "transcript": self.transcript, "facts": self.facts, "dns": self.dns, "stored": self.stored,
-            "started": self.started,
+            "exercised": self.exercised, "started": self.started,
             "duration": round(self.duration, 3),
         }
 
@@ -170,32 +172,36 @@ class Runner:
 
     # -- applying a scenario ------------------------------------------------------------------
 
-    def _apply(self, scenario: Scenario) -> Tenant:
-        tenant = self.tenant.with_overrides(scenario.tenant, source=f"{scenario.path}: tenant") \
-            if scenario.tenant else self.tenant
-        edge = self.edge
-        edge.set_tenant(tenant)
-        edge.clear_faults()
-        edge.state.ledger.reset()
-        edge.identity.reset()
-        now = edge.state.clock()
-        for seed in scenario.quota:
-            edge.state.ledger.seed(seed.mailbox, now=now, recipients_today=seed.recipients_today,
-                                   messages_this_minute=seed.messages_this_minute)
-        for spec in scenario.faults:
-            edge.inject(Fault(stage=spec.stage, reply=spec.reply.reply() if spec.reply else None,
-                              remaining=None if spec.times == "always" else spec.times,
-                              drop=spec.drop, delay=spec.delay))
-        edge.configure_tls(tuple(scenario.edge.tls_versions) if scenario.edge.tls_versions else None,
-                           scenario.edge.certificate)
-        edge.during([MidRun(**step.model_dump()) for step in scenario.during])
-        return tenant
+    def _tenant(self, scenario: Scenario) -> Tenant:
+        """The tenant as the case runs it: the scenario's overrides over the run's tenant."""
+        if not scenario.tenant:
+            return self.tenant
+        return self.tenant.with_overrides(scenario.tenant, source=f"{scenario.path}: tenant")
+
+    @staticmethod
+    def setup(scenario: Scenario, tenant: Tenant) -> CaseSetup:
+        """What the case changes at the edge, every number taken from ``tenant``."""
+        return CaseSetup(
+            tenant=tenant,
+            quota=tuple(QuotaUse(seed.mailbox, *seed.use(tenant)) for seed in scenario.quota),
+            faults=tuple(Fault(stage=spec.stage, reply=spec.reply.reply() if spec.reply else None,
+                               remaining=None if spec.times == "always" else spec.times, drop=spec.drop,
+                               delay=spec.delay) for spec in scenario.faults),
+            tls_versions=tuple(scenario.edge.tls_versions) if scenario.edge.tls_versions else None,
+            certificate=scenario.edge.certificate,
+            during=tuple(MidRun(**{**step.model_dump(), "advance_clock": step.seconds(tenant)})
+                         for step in scenario.during),
+        )
+
+    @staticmethod
+    def demand(scenario: Scenario, tenant: Tenant, order: Order) -> Demand:
+        seeded = sum(seed.use(tenant)[0] for seed in scenario.quota)
+        return Demand(user=order.user if scenario.option in ("submission", "any") else None,
+                      recipients=order.count * len(order.to) + seeded, message_size=order.size,
+                      clock_jump=scenario.clock_jump(tenant))
 
     def _restore(self) -> None:
-        self.edge.during(())
-        self.edge.set_tenant(self.tenant)
-        self.edge.clear_faults()
-        self.edge.configure_tls()
+        self.edge.reset(self.tenant)
 
     def order(self, scenario: Scenario, tenant: Tenant) -> Order:
         """What the sender is asked to do, every address taken from the roles of the tenant the
@@ -228,7 +234,7 @@ class Runner:
             app = tenant.app(client_id)
             client_secret = app.secret if app else None
         return Order(
-            host=edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
+            host=tenant.mx_host if endpoint == "mx" else edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
             sender=sender, to=tuple(send.to) or (default_to,), subject=send.subject, user=user,
             password=password, token=edge.mint_token(user) if send.token and box else None,
             cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,
@@ -276,17 +282,20 @@ class Runner:
                               started=started)
         try:
             scenario = scenario.cast(roles(self.tenant))
-            tenant = self._apply(scenario)
+            tenant = self._tenant(scenario)
             order = self.order(scenario, tenant)
         except MissingRole as missing:
-            self._restore()
             return CaseResult(scenario, self.sender.name, Verdict.SKIP, f"not applicable: {missing}",
                               started=started)
         except ConfigError as exc:
-            self._restore()
             return CaseResult(scenario, self.sender.name, Verdict.ERROR, f"invalid scenario: {exc}",
                               started=started, fault="scenario")
+        why_not = unmet(scenario.required(), tenant, self.demand(scenario, tenant, order))
+        if why_not is not None:
+            return CaseResult(scenario, self.sender.name, Verdict.SKIP, f"the tenant cannot host it: {why_not}",
+                              started=started)
         try:
+            self.edge.apply(self.setup(scenario, tenant))
             self.edge.secrets.add(order.password)  # tokens are masked by their shape
             mark = self.edge.records.mark()
             result = self.sender.send(order)
@@ -304,7 +313,8 @@ class Runner:
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
                           started, time.monotonic() - clock, fault, sender_facts(obs),
                           [{k: e.get(k) for k in ("name", "type", "rcode", "answers", "transport")} for e in obs.dns],
-                          [stored_summary(m) for m in obs.stored])
+                          [stored_summary(m) for m in obs.stored],
+                          exercised=not (verdict == Verdict.INFO and reason.startswith(NOT_EXERCISED)))
 
     def _masked(self, case: CaseResult) -> CaseResult:
         """The result with every secret of the run masked (what a sender printed included)."""
@@ -356,7 +366,10 @@ class Runner:
             return (Verdict.SKIP, "not applicable: the sender never asked login.microsoftonline.com for a token "
                                   "(whether it should is judged by oauth/device-code-then-xoauth2)", None)
         failed = [o for o in outcomes if o.failed]
-        if not failed:
-            return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed) or "all checks passed", None
-        reason = "; ".join(f"{o.check}: {o.message}" for o in failed)
-        return SEVERITY_VERDICT[scenario.severity], reason, None
+        if failed:
+            reason = "; ".join(f"{o.check}: {o.message}" for o in failed)
+            return SEVERITY_VERDICT[scenario.severity], reason, None
+        idle = [o for o in outcomes if o.not_exercised]
+        if idle:  # no verdict without exercise: what the case judges never happened
+            return Verdict.INFO, NOT_EXERCISED + "; ".join(f"{o.check}: {o.message}" for o in idle), None
+        return Verdict.PASS, "; ".join(o.message for o in outcomes if o.passed), None

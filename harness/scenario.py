@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fakes.exo import replies as R
 from fakes.exo.documents import load_document, read_text
 from fakes.exo.errors import ConfigError, ConfigErrors
-from fakes.exo.lab import ROLE_NAMES, MissingRole, Roles, cast, roles
+from fakes.exo.lab import NEEDS, OPTION_NEEDS, ROLE_NAMES, SIGN_IN_NEEDS, MissingRole, Roles, cast, past_token_lifetime, roles
 from fakes.exo.tenant import Tenant
 from harness.checks import Check, TlsVersion
 
@@ -87,9 +87,18 @@ class FaultSpec(_Strict):
 
 
 class QuotaSeed(_Strict):
+    """Use already made of a mailbox's limits when the case starts; ``limit``: all of it (the
+    tenant's own limit, whatever it is)."""
+
     mailbox: str = Field(description="a mailbox, or a role: {submitter}")
-    recipients_today: int = Field(0, ge=0)
-    messages_this_minute: int = Field(0, ge=0)
+    recipients_today: Annotated[int, Field(ge=0)] | Literal["limit"] = 0
+    messages_this_minute: Annotated[int, Field(ge=0)] | Literal["limit"] = 0
+
+    def use(self, tenant: Tenant) -> tuple[int, int]:
+        """(recipients today, messages this minute) for ``tenant``."""
+        limits = tenant.limits
+        return (limits.recipients_per_day if self.recipients_today == "limit" else self.recipients_today,
+                limits.messages_per_minute if self.messages_this_minute == "limit" else self.messages_this_minute)
 
 
 class EdgeVariation(_Strict):
@@ -108,8 +117,13 @@ class MidRun(_Strict):
                                                       "disabled in Entra ID")
     require_mfa: str | None = Field(None, description="a mailbox or a role: Conditional Access now requires "
                                                       "multi-factor authentication for it")
-    advance_clock: float = Field(0.0, ge=0, le=400 * 86400, description="seconds the service's clock jumps "
-                                                                         "ahead (tokens expire as they would)")
+    advance_clock: Annotated[float, Field(ge=0, le=400 * 86400)] | Literal["past_token_lifetime"] = Field(
+        0.0, description="seconds the service's clock jumps ahead (tokens expire as they "
+                                               "would); past_token_lifetime: past the tenant's access token lifetime")
+
+    def seconds(self, tenant: Tenant) -> float:
+        """The clock jump in seconds for ``tenant``."""
+        return past_token_lifetime(tenant) if self.advance_clock == "past_token_lifetime" else self.advance_clock
 
     @model_validator(mode="after")
     def _does_something(self) -> MidRun:
@@ -151,6 +165,10 @@ class Scenario(_Strict):
                            "for a sender that never asked the identity platform for a token (whether it should "
                            "is another case's to judge)")
     reference: list[Reference] = Field(min_length=1)
+    needs: list[Literal[tuple(NEEDS)]] | None = Field(  # type: ignore[valid-type]
+        None, description="what the case needs of the tenant, each: " + "; ".join(f"{k}: {v}" for k, v in NEEDS.items())
+        + ". Default: what its option needs (submission: smtp_auth; direct-send: direct_send; all: message_fits, "
+          "daily_room; OAuth device cases also device_code_time). A tenant without it skips the case with the reason")
     tenant: dict[str, Any] = Field(default_factory=dict, description="overrides deep-merged over the tenant")
     quota: list[QuotaSeed] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
@@ -174,6 +192,15 @@ class Scenario(_Strict):
         if sign_in is not None and self.sign_in != ("any" if sign_in == "password" else sign_in):
             return False
         return self.connector is None or connector is None or self.connector == connector
+
+    def required(self) -> tuple[str, ...]:
+        """The needs this case declares, or those of its option (and sign-in)."""
+        if self.needs is not None:
+            return tuple(self.needs)
+        return OPTION_NEEDS[self.option] + SIGN_IN_NEEDS.get(self.sign_in, ())
+
+    def clock_jump(self, tenant: Tenant) -> float:
+        return sum(step.seconds(tenant) for step in self.during)
 
     def cast(self, lab: Roles) -> Scenario:
         """This scenario with its ``{role}`` placeholders filled from a tenant's roles."""

@@ -27,7 +27,8 @@ def chromium() -> str:
 
 def overrides(edge: Edge, **patch: object) -> None:
     """Serve the tenant with ``patch`` deep-merged over it, from the next command on."""
-    edge.set_tenant(edge.tenant.with_overrides(patch))
+    tenant = edge.tenant.with_overrides(patch)
+    edge.on_loop(lambda: edge.set_tenant(tenant))
 
 
 def _disable_a_check_for_the_mutation_smoke_test() -> None:

@@ -183,7 +183,11 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> 
         return model.model_validate(data)
     except ValidationError as exc:
         problems: list[ConfigError] = []
-        for err in exc.errors():
+        errors = exc.errors()
+        inner = {tuple(e["loc"][:-1]) for e in errors if e["loc"]}
+        for err in errors:
+            if err.get("type") == "too_short" and tuple(err["loc"]) in inner:
+                continue  # a list left short by its own bad item: that item's error says it all
             loc = _normalize(data, tuple(p for p in err["loc"] if isinstance(p, (int, str))))
             if not loc:  # a rule across the document: its message names the key it is about
                 problems.append(_document_error(_message(dict(err)), node, source))

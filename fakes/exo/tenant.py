@@ -13,33 +13,94 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .documents import load_document, read_text, validate
 from .errors import ConfigError
 from .names import MX_SUFFIX, is_address
 
-_DOMAIN = re.compile(r"^([A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_LABEL = re.compile(r"^[a-z0-9-]+$")
+
+
+def _domain_problem(value: str) -> str | None:
+    """Why ``value`` is not a DNS domain name as Microsoft 365 accepts one (RFC 1035 labels, at most
+    253 octets, an internationalized name in its A-label form), or None."""
+    if not value.isascii():
+        try:
+            hint = f": write it as its A-label {value.encode('idna').decode()!r}"
+        except UnicodeError:
+            hint = ""
+        return f"is not an ASCII domain name{hint} (an internationalized name is given in its xn-- form)"
+    if len(value) > 253:
+        return f"is {len(value)} octets long; a domain name has at most 253"
+    labels = value.lower().split(".")
+    if len(labels) < 2:
+        return "is not a domain name (a name and a top-level domain, with a dot between)"
+    for label in labels:
+        if not label:
+            return "has an empty label (two dots, or a dot at an end)"
+        if len(label) > 63:
+            return f"has a label of {len(label)} octets ({label[:16]}...); a label has at most 63"
+        if not _LABEL.match(label):
+            return f"has a label with characters other than letters, digits and hyphens ({label!r})"
+        if label.startswith("-") or label.endswith("-"):
+            return f"has a label that begins or ends with a hyphen ({label!r})"
+    if labels[-1].isdigit() or len(labels[-1]) < 2:
+        return f"does not end in a top-level domain ({labels[-1]!r})"
+    return None
 
 
 def _address(value: str) -> str:
+    if not value.isascii():
+        raise ValueError("is not an ASCII address: tenants here take ASCII mailboxes only (no SMTPUTF8 "
+                         "addresses); give an internationalized domain as its xn-- A-label")
     if not is_address(value):
         raise ValueError("is not an email address")
+    local, _, domain = value.rpartition("@")
+    if len(local) > 64:
+        raise ValueError(f"has a local part of {len(local)} octets; at most 64")
+    problem = _domain_problem(domain)
+    if problem:
+        raise ValueError(f"has a domain that {problem}")
     return value.lower()
 
 
 def _domain(value: str) -> str:
-    if not _DOMAIN.match(value):
-        raise ValueError("is not a domain name")
+    problem = _domain_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value.lower()
 
 
 def _certificate_domain(value: str) -> str:
     bare = value[2:] if value.startswith("*.") else value
-    if not _DOMAIN.match(bare):
-        raise ValueError("is not a domain name or a *.domain wildcard")
+    problem = _domain_problem(bare)
+    if problem:
+        raise ValueError(f"is not a domain name or a *.domain wildcard: it {problem}")
     return value.lower()
+
+
+def _network(value: Any) -> Any:
+    """An address range in CIDR form, refused in one line when it is not one (host bits set, a
+    prefix too long)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError as exc:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"is not an address range in CIDR form (address/prefix): {exc}") from None
+        raise ValueError(f"has host bits set: the range is {loose}") from None
+
+
+def _ip4_network(value: Any) -> Any:
+    network = _network(value)
+    if isinstance(network, ipaddress.IPv6Network):
+        raise ValueError("is an IPv6 range where an ip4 range is due (SPF's ip4:)")
+    return network
 
 
 def _ip(value: str) -> str:
@@ -59,6 +120,8 @@ def _certificate_pem(value: str) -> str:
     return value
 
 
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+Ip4Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_ip4_network)]
 Address = Annotated[str, AfterValidator(_address)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Domain = Annotated[str, AfterValidator(_domain)]
@@ -93,7 +156,7 @@ class Connector(_Frozen):
     """An inbound connector "From: your organization's email server, To: Microsoft 365"."""
 
     name: str = Field(min_length=1)
-    sender_ip_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    sender_ip_ranges: tuple[Network, ...] = ()
     certificate_domain: Annotated[str, AfterValidator(_certificate_domain)] | None = None
     require_tls: bool = False
 
@@ -163,7 +226,7 @@ class Dns(_Frozen):
     """The tenant's public DNS as the lab server publishes it."""
 
     spf: bool = True
-    spf_ip4: tuple[ipaddress.IPv4Network, ...] = ()
+    spf_ip4: tuple[Ip4Network, ...] = ()
     spf_all: Literal["~all", "-all", "?all"] = "~all"
 
 
@@ -186,6 +249,8 @@ class Tenant(_Frozen):
     schema_version: Literal[1]
     tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
     accepted_domains: tuple[Domain, ...] = Field(min_length=1)
+    # the MX host, when the one Microsoft derives from the first accepted domain would not be a DNS name
+    mx: Domain | None = None
     org: Org = Org()
     mailboxes: tuple[Mailbox, ...] = ()
     limits: Limits = Limits()
@@ -197,6 +262,23 @@ class Tenant(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
+        domains: set[str] = set()
+        for i, domain in enumerate(self.accepted_domains):
+            if domain in domains:
+                raise ValueError(f"accepted_domains[{i}]={domain!r} is listed twice")
+            domains.add(domain)
+        label = self.accepted_domains[0].replace(".", "-")
+        if self.mx is None and len(label) > 63:
+            raise ValueError(f"accepted_domains[0]={self.accepted_domains[0]!r} gives an MX host label of "
+                             f"{len(label)} octets (at most 63): name the tenant's MX host with mx:")
+        if self.mx is None and len(label + MX_SUFFIX) > 253:
+            raise ValueError(f"accepted_domains[0]={self.accepted_domains[0]!r} gives an MX host over 253 octets: "
+                             "name the tenant's MX host with mx:")
+        client_ids: set[str] = set()
+        for i, app in enumerate(self.apps):
+            if app.client_id in client_ids:
+                raise ValueError(f"apps[{i}].client_id={app.client_id!r} is listed twice")
+            client_ids.add(app.client_id)
         seen: set[str] = set()
         for i, box in enumerate(self.mailboxes):
             if box.address in seen:
@@ -206,6 +288,9 @@ class Tenant(_Frozen):
                 raise ValueError(
                     f"mailboxes[{i}].address={box.address!r} is not in an accepted domain"
                 )
+            for j, granted in enumerate(box.apps):
+                if granted not in client_ids:
+                    raise ValueError(f"mailboxes[{i}].apps[{j}]={granted!r} is the client_id of no app in apps")
         lab = self.lab
         for name in ("submitter", "internal", "internal_2"):
             address = getattr(lab, name)
@@ -226,8 +311,8 @@ class Tenant(_Frozen):
 
     @property
     def mx_host(self) -> str:
-        """``contoso.com`` -> ``contoso-com.mail.protection.outlook.com``."""
-        return self.accepted_domains[0].replace(".", "-") + MX_SUFFIX
+        """``contoso.com`` -> ``contoso-com.mail.protection.outlook.com`` (or the ``mx`` it names)."""
+        return self.mx or self.accepted_domains[0].replace(".", "-") + MX_SUFFIX
 
     @property
     def initial_domain(self) -> str:

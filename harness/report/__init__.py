@@ -203,7 +203,7 @@ def load_run(path: Path) -> Run:
             [Outcome(c["check"], c["passed"], c["message"]) for c in case.get("checks", [])],
             None if sender is None else SenderResult(**sender), case.get("transcript", []), case.get("started", 0.0),
             case.get("duration", 0.0), case.get("fault"), case.get("facts", {}), case.get("dns", []),
-            case.get("stored", [])))
+            case.get("stored", []), case.get("exercised", True)))
     return Run(sender=data.get("sender", "?"), tenant=data.get("tenant", "?"), edge=data.get("edge", {}),
                results=results, started=data.get("started", 0.0), finished=data.get("finished"),
                catalog=data.get("catalog", {}), sender_name=data.get("sender_name"),

@@ -85,7 +85,7 @@ def causes(results: list[CaseResult]) -> list[Cause]:
     by_id = {r.scenario.id: r for r in results}
     found: dict[str, Cause] = {}
     for result in results:
-        if result.verdict not in NOT_PASSED:
+        if result.verdict not in NOT_PASSED or not result.exercised:
             continue
         failed = {o.check for o in result.outcomes if o.failed}
         rule = next((r for r in RULES if r.matches(result.facts, failed)), None)
@@ -105,27 +105,44 @@ def causes(results: list[CaseResult]) -> list[Cause]:
 class OptionVerdict:
     option: str
     title: str
-    conforms: bool | None  # None: not tested (every case skipped)
+    conforms: bool | None  # None: not judged (every case skipped, in error or not exercised)
     because: str
 
 
+def _grouped(results: list[CaseResult]) -> str:
+    """Reasons of cases that were not judged, each once with its count: "35 ERROR: the sender never
+    connected"."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in results:
+        label = "not exercised" if not r.exercised else str(r.verdict)
+        why = r.reason.split(": ", 1)[1] if not r.exercised and ": " in r.reason else r.reason
+        counts[label, why] = counts.get((label, why), 0) + 1
+    return "; ".join(f"{n} {label}: {why}" for (label, why), n in sorted(counts.items(), key=lambda i: -i[1]))
+
+
 def option_verdicts(results: list[CaseResult], found: list[Cause]) -> list[OptionVerdict]:
+    """Per option: "yes" only when its cases were judged and every must was met; "no" only for a
+    FAIL (a fault of the sender); else not judged, with why (an ERROR is never the sender's)."""
     out = []
     for option, title in OPTIONS.items():
-        mine = [r for r in results if r.scenario.option in (option, "any") and r.verdict != Verdict.SKIP]
-        if not mine:
-            out.append(OptionVerdict(option, title, None, "every case of it was skipped for this sender"))
-            continue
-        broken = [r for r in mine if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
-        if not broken:
-            shy = [r for r in mine if r.verdict in NOT_PASSED]
+        mine = [r for r in results if r.scenario.option in (option, "any")]
+        judged = [r for r in mine if r.exercised and r.verdict not in (Verdict.SKIP, Verdict.ERROR)]
+        broken = [r for r in judged if r.verdict == Verdict.FAIL]
+        unjudged = [r for r in mine if r not in judged and r.verdict != Verdict.SKIP]
+        if broken:
+            labels = [c.label for c in found if any(r in broken for r in c.cases)]
+            out.append(OptionVerdict(option, title, False, f"{len(broken)} case(s) failed: {'; '.join(labels)}"))
+        elif not judged:
+            out.append(OptionVerdict(option, title, None, _grouped(mine) if mine else "the catalog has no case of it"))
+        elif any(r.verdict == Verdict.ERROR for r in unjudged):
+            out.append(OptionVerdict(option, title, None, f"{len(unjudged)} of its cases could not be judged "
+                                                          f"({_grouped(unjudged)})"))
+        else:
+            shy = [r for r in judged if r.verdict in NOT_PASSED]
             note = f"; {len(shy)} should/info case(s) not met" if shy else ""
-            out.append(OptionVerdict(option, title, True, f"every must of its {len(mine)} case(s) met{note}"))
-            continue
-        labels = [c.label for c in found if any(r in broken for r in c.cases)]
-        errors = [r for r in broken if r.verdict == Verdict.ERROR]
-        reason = "; ".join(labels) or "; ".join(r.reason for r in errors)
-        out.append(OptionVerdict(option, title, False, f"{len(broken)} case(s) failed: {reason}"))
+            idle = f"; {_grouped(unjudged)}" if unjudged else ""
+            out.append(OptionVerdict(option, title, True, f"every must of its {len(judged)} judged case(s) "
+                                                          f"met{note}{idle}"))
     return out
 
 

@@ -227,7 +227,8 @@ def test_fourth_concurrent_session_gets_432_at_end_of_data(edge):
 
 
 def test_daily_recipient_limit_seeded_at_9998(edge):
-    edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(), recipients_today=9_998)
+    edge.on_loop(lambda: edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(),
+                                                recipients_today=9_998))
     reply = submit(edge, to=("alice@contoso.com", "bob@contoso.com", "x@example.org"))
     assert reply.startswith("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException [")
     assert submit(edge, to=("alice@contoso.com", "bob@contoso.com")).startswith("250 2.6.0")
@@ -235,7 +236,8 @@ def test_daily_recipient_limit_seeded_at_9998(edge):
 
 
 def test_over_30_messages_a_minute_is_accepted_but_delayed(edge):
-    edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(), messages_this_minute=30)
+    edge.on_loop(lambda: edge.state.ledger.seed("scanner@contoso.com", now=edge.state.clock(),
+                                                messages_this_minute=30))
     assert submit(edge).startswith("250 2.6.0")
     inbox = edge.store.messages(mailbox="alice@contoso.com", folder="Inbox")
     assert len(inbox) == 1 and inbox[0].delayed
@@ -365,7 +367,7 @@ def test_an_injected_delay_holds_the_reply_back(edge):
 
     from fakes.exo.events import Fault
 
-    edge.inject(Fault(stage="ehlo", delay=0.3))
+    edge.on_loop(lambda: edge.inject(Fault(stage="ehlo", delay=0.3)))
     with Device(edge) as device:
         start = time.monotonic()
         assert device.ehlo()[0] == 250

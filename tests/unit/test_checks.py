@@ -137,10 +137,28 @@ def test_tls():
     assert outcome(C.Tls(required=False), observe(session("s3", "mx", cmd("EHLO d")))) is True
 
 
-def test_certificate_verified():
-    refused = session("s2", "submission", cmd("STARTTLS"), ev("tls_failed", reason="certificate unknown"))
+HELLO = ev("client_hello", versions=["TLSv1.2", "TLSv1.3"], highest_version="TLSv1.3")
+
+
+@pytest.mark.parametrize("reason", ["TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
+                                    "SSLV3_ALERT_CERTIFICATE_EXPIRED", "UNEXPECTED_EOF_WHILE_READING",
+                                    "the client closed during the TLS handshake"])
+def test_certificate_verified(reason):
+    """Credited only for the client's own refusal."""
+    refused = session("s2", "submission", cmd("STARTTLS"), HELLO, ev("tls_failed", reason=reason))
     assert outcome(C.CertificateVerified(), observe(refused)) is True
     assert outcome(C.CertificateVerified(), observe(GOOD_SUBMISSION)) is False  # went on to AUTH
+
+
+@pytest.mark.parametrize("events", [
+    (cmd("EHLO device"), cmd("QUIT")),  # never started TLS
+    (cmd("STARTTLS"), HELLO, ev("tls_failed", reason="UNSUPPORTED_PROTOCOL")),  # a version, not the certificate
+    (cmd("STARTTLS"), HELLO, ev("tls_failed", reason="NO_SHARED_CIPHER")),
+    (cmd("STARTTLS"), ev("tls_failed", reason="UNEXPECTED_EOF_WHILE_READING")),  # closed before its ClientHello
+    (cmd("STARTTLS"), HELLO, ev("tls", version="TLSv1.3", cipher="x", client_certificate=None), cmd("QUIT")),
+], ids=["no-tls", "version", "cipher", "no-hello", "handshake-then-nothing"])
+def test_certificate_verified_is_not_exercised_without_a_refusal_to_credit(events):
+    assert outcome(C.CertificateVerified(), observe(session("s2", "submission", *events))) is None
     assert outcome(C.CertificateVerified(), observe()) is None
 
 
@@ -158,8 +176,9 @@ def test_auth_mechanism():
 
 
 def test_no_auth():
-    mx = session("s2", "mx", cmd("EHLO d"), cmd("MAIL FROM:<a@b.example>"))
+    mx = session("s2", "mx", cmd("EHLO d"), cmd("MAIL FROM:<a@b.example>"), reply("250 2.1.0 Sender OK", "mail"))
     assert outcome(C.NoAuth(), observe(mx)) is True
+    assert outcome(C.NoAuth(), observe(session("s4", "mx", cmd("EHLO d"), cmd("QUIT")))) is None
     assert outcome(C.NoAuth(), observe(session("s3", "mx", cmd("AUTH LOGIN <redacted>")))) is False
     assert outcome(C.NoAuth(), observe()) is None
 
@@ -342,3 +361,26 @@ def test_oauth_stops_when_refused():
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
+
+
+# Parameters a check needs to be built at all; every other check is built with its defaults.
+_PARAMS: dict[str, dict[str, Any]] = {"reply": {"code": 250}}
+EHLO_QUIT = session("s9", "submission",
+                    reply("220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready", "banner"),
+                    cmd("EHLO device"), reply("250 SMTPUTF8", "ehlo"), cmd("QUIT"),
+                    reply("221 2.0.0 Service closing transmission channel", "quit"))
+
+
+@pytest.mark.parametrize("name", sorted(C.CHECKS))
+def test_a_sender_that_only_says_ehlo_and_quit_passes_no_check(name):
+    """No verdict without exercise: each check, over a sender that connected, said EHLO and QUIT,
+    either did not apply (and says why) or failed; none passes."""
+    check = C.CHECKS[name](**_PARAMS.get(name, {}))
+    result = check.evaluate(observe(EHLO_QUIT))
+    if name == "connected":
+        assert result.passed is True  # it did connect: the one fact this sender shows
+        return
+    if name == "reply" or name == "port":
+        return  # judge a reply's presence or a port: facts, not behaviour (see their own tests)
+    assert result.passed is not True, result.message
+    assert result.message
