@@ -128,7 +128,9 @@ class Authority:
         """A leaf from the intermediate (trustme does the issuing), with its chain."""
         issuer = trustme.CA.from_pem(self.intermediate_pem, self.intermediate_key_pem)
         start = not_before or _now() - datetime.timedelta(days=1)
-        leaf = issuer.issue_cert(*(names or (common_name,)), common_name=common_name, key_type=trustme.KeyType.RSA,
+        # X.509 allows a common name of 64 characters at most; a longer name lives in the SAN alone
+        cn = common_name if len(common_name) <= 64 else None
+        leaf = issuer.issue_cert(*(names or (common_name,)), common_name=cn, key_type=trustme.KeyType.RSA,
                                  organization_name="exo-edge lab", organization_unit_name="exo-edge lab",
                                  not_before=start, not_after=start + datetime.timedelta(days=days))
         return Leaf(leaf.cert_chain_pems[0].bytes() + self.intermediate_pem, leaf.private_key_pem.bytes())

@@ -142,9 +142,9 @@ class RecordLog:
         allowed = EVENTS.get(event["kind"])
         if allowed is None or not event.keys() - _ALWAYS <= allowed:
             raise ValueError(f"not in the record vocabulary: {event['kind']} {sorted(event.keys() - _ALWAYS)}")
+        if self.mask is not None:  # the values, never the JSON around them (a secret may look like a number)
+            event = {key: _masked(value, self.mask) for key, value in event.items()}
         line = _ENCODE(event).decode()
-        if self.mask is not None:
-            line = self.mask(line)
         event = _DECODE(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
             if len(self._events) == self._events.maxlen:
@@ -170,6 +170,19 @@ class RecordLog:
         if self._file is not None and self._unflushed:
             self._file.flush()
             self._unflushed = 0
+            self._changed.notify_all()
+
+    def wait_written(self, timeout: float) -> bool:
+        """Block until every event kept so far is in the file (by whoever flushes: the running
+        edge, a session's end), without flushing; False if ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._unflushed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
 
     def flush(self) -> None:
         with self._lock:
@@ -226,6 +239,16 @@ class RecordLog:
                 self._file.close()
                 self._file = None
                 self._unflushed = 0
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list | tuple):
+        return [_masked(item, mask) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    return value
 
 
 def _window(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import os
 import ssl
 import tempfile
@@ -118,7 +119,8 @@ class LabCA:
 
     def client_certificate(self, name: str, directory: Path) -> tuple[Path, Path]:
         """A client certificate for ``name`` (CN and SAN) with its chain, written as cert and key files."""
-        return self._write_leaf(self.authority.issue(name, name), directory / f"{name}.pem", directory / f"{name}.key")
+        stem = name if len(name) <= 200 else hashlib.sha256(name.encode()).hexdigest()[:32]  # a file name: 255 octets
+        return self._write_leaf(self.authority.issue(name, name), directory / f"{stem}.pem", directory / f"{stem}.key")
 
     def configure_trust(self, ctx: ssl.SSLContext) -> None:
         """Trust the lab root; the intermediate is there too so that a client certificate sent

@@ -303,18 +303,22 @@ class Runner:
             budget = self.manual_wait if manual and self.manual_wait is not None else scenario.timeout
             self._wait(mark, budget - (time.monotonic() - clock), manual=manual)
             expected_host = order.host
-            events = self.edge.records.window(mark)
-            sessions = sorted({e["session"] for e in events if e["kind"] == "connect"})
-            obs = Observation.build(events, self.edge.store.messages(sessions=sessions), expected_host)
+            obs = self.observe(mark, expected_host)
             outcomes = [check.evaluate(obs) for check in scenario.expect]
         finally:
             self._restore()
-        verdict, reason, fault = self._verdict(scenario, obs, outcomes, result)
+        verdict, reason, fault = self.verdict(scenario, obs, outcomes, result)
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
                           started, time.monotonic() - clock, fault, sender_facts(obs),
                           [{k: e.get(k) for k in ("name", "type", "rcode", "answers", "transport")} for e in obs.dns],
                           [stored_summary(m) for m in obs.stored],
                           exercised=not (verdict == Verdict.INFO and reason.startswith(NOT_EXERCISED)))
+
+    def observe(self, mark: int, expected_host: str) -> Observation:
+        """What the edge saw of the sessions begun since ``mark``, with the copies they stored."""
+        events = self.edge.records.window(mark)
+        sessions = sorted({e["session"] for e in events if e["kind"] == "connect"})
+        return Observation.build(events, self.edge.store.messages(sessions=sessions), expected_host)
 
     def _masked(self, case: CaseResult) -> CaseResult:
         """The result with every secret of the run masked (what a sender printed included)."""
@@ -353,7 +357,7 @@ class Runner:
             records.wait_for(quiet, max(deadline - time.monotonic(), 0), since=mark)
 
     @staticmethod
-    def _verdict(scenario: Scenario, obs: Observation, outcomes: list[Outcome],
+    def verdict(scenario: Scenario, obs: Observation, outcomes: list[Outcome],
                  result: SenderResult) -> tuple[Verdict, str, str | None]:
         """The verdict, why, and for an ERROR whose fault it is: harness, environment or scenario."""
         if obs.harness_faults:

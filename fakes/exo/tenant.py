@@ -355,10 +355,14 @@ class Tenant(_Frozen):
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "<overrides>") -> Tenant:
         """A new tenant with ``overrides`` deep-merged over this one: mappings merge, lists
-        replace, and ``mailboxes`` given as a mapping by address changes just those mailboxes
-        (``{"scanner@contoso.com": {"smtp_client_authentication": "disabled"}}``)."""
+        replace, and ``mailboxes`` (or ``apps``) given as a mapping by address (or client id) changes
+        just those (``{"scanner@contoso.com": {"smtp_client_authentication": "disabled"}}``)."""
         merged = _deep_merge(self.model_dump(mode="json"), overrides, source)
         return validate(type(self), merged, None, source)
+
+
+# lists an override may change item by item, given as a mapping by each item's key
+_KEYED = {"mailboxes": ("address", "mailbox"), "apps": ("client_id", "app")}
 
 
 def _deep_merge(base: Any, patch: Any, source: str, path: str = "") -> Any:
@@ -368,15 +372,15 @@ def _deep_merge(base: Any, patch: Any, source: str, path: str = "") -> Any:
             here = f"{path}.{key}" if path else str(key)
             out[key] = _deep_merge(base.get(key), value, source, here) if key in base else copy.deepcopy(value)
         return out
-    if path == "mailboxes" and isinstance(base, list) and isinstance(patch, dict):
-        by_address = {box["address"]: dict(box) for box in base}
-        for address, change in patch.items():
-            if str(address).lower() not in by_address:
-                raise ConfigError("no such mailbox in the tenant", source=source, path=f"mailboxes.{address}",
-                                  value=address, has_value=True)
-            by_address[str(address).lower()] = _deep_merge(by_address[str(address).lower()], change, source,
-                                                           f"mailboxes.{address}")
-        return list(by_address.values())
+    if path in _KEYED and isinstance(base, list) and isinstance(patch, dict):
+        key, what = _KEYED[path]
+        by_key = {str(item[key]).lower(): dict(item) for item in base}
+        for name, change in patch.items():
+            if str(name).lower() not in by_key:
+                raise ConfigError(f"no such {what} in the tenant", source=source, path=f"{path}.{name}",
+                                  value=name, has_value=True)
+            by_key[str(name).lower()] = _deep_merge(by_key[str(name).lower()], change, source, f"{path}.{name}")
+        return list(by_key.values())
     return copy.deepcopy(patch)
 
 

@@ -1,0 +1,44 @@
+"""The records file as a tool reads it while the edge runs: every line JSON whatever the secrets
+look like, and each event on disk within a second, before and without any stop."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+
+from fakes.edge import Edge, EdgeThread
+from fakes.exo.secrets import SecretMask
+from fakes.record import RecordLog
+
+
+def test_a_secret_that_looks_like_a_number_or_a_key_masks_values_never_the_json(tmp_path):
+    mask = SecretMask()
+    mask.add("2026", "kind", "session")  # a password may be any text: a year, a word of the vocabulary
+    log = RecordLog(tmp_path / "records.jsonl", clock=lambda: 1764420262.5, mask=mask.mask)
+    session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
+    session.command("EHLO printer-2026")
+    log.close()
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # every line parses
+    assert [e["kind"] for e in events] == ["connect", "command"]
+    assert events[0]["t"] == 1764420262.5
+    assert events[1]["line"] == "EHLO printer-********"
+
+
+def test_records_reach_the_file_while_the_edge_runs(tmp_path):
+    """A lab tool tailing records.jsonl sees a session without waiting for 256 events or a stop:
+    at the session's end, and what is still open within a second."""
+    edge = Edge(state_dir=tmp_path)
+    path = tmp_path / "records.jsonl"
+    with EdgeThread(edge):
+        host, port = edge.addresses["submission"]
+        with smtplib.SMTP(host, port, local_hostname="device.lab") as client:
+            client.ehlo()
+            # still open: the events so far reach the file by the edge's flush, within a second
+            assert edge.records.wait_for(lambda events: any(e["kind"] == "reply" for e in events), 5)
+            assert edge.records.wait_written(timeout=10), "the open session's events were never written"
+            assert "ehlo device.lab" in path.read_text().lower()
+        # closed: its disconnect is flushed with it
+        assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5)
+        assert '"kind":"disconnect"' in path.read_text()
+
