@@ -5,9 +5,9 @@ replies, AUTH outcome, message stored, disconnect, harness faults) are appended 
 file; the newest ``IN_MEMORY`` of them are also kept in memory, for the harness's windows.
 Every event has ``session``, ``t`` and ``kind``. Lines are written through a buffer, flushed when
 the harness reads, at each session's end, every ``FLUSH_EVERY`` events, at close, and by the running
-edge every ``FLUSH_INTERVAL`` seconds (so the file is never more than a second behind); a file left with a partial last line
-by a killed edge is cut back to its last whole line when it is opened again, so it always parses
-line by line.
+edge every ``FLUSH_INTERVAL`` seconds (so the file is never more than a second behind); a file left
+with a partial last line by a killed edge is cut back to its last whole line when it is opened
+again, so it always parses line by line.
 Secrets never reach it: AUTH payloads are replaced before an event is written.
 """
 

@@ -5,7 +5,8 @@
   ``--exo-sender`` (``reference:NAME``, ``command:...``, ``python:mod:fn``, ``manual``); asked
   to run scenarios and finding none is a usage error, never a silent empty run. FAIL fails the
   item, ERROR errors it (in setup), SKIP and INFO "not exercised" skip it (what the case judges never
-  happened: no pass); NON-STRICT and INFO pass with the verdict in ``user_properties``, so ``--junitxml`` and xdist carry it.
+  happened: no pass); NON-STRICT and INFO pass with the verdict in ``user_properties``, so
+  ``--junitxml`` and xdist carry it.
 - Writes ``results.json``, ``junit.xml`` and ``index.html`` under ``--exo-report`` at the end.
 - ``exo_edge``: the one running edge of the session (the scenarios use it too);
   ``exo_edge_clean``: the same edge reset for one test.

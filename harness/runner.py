@@ -234,7 +234,8 @@ class Runner:
             app = tenant.app(client_id)
             client_secret = app.secret if app else None
         return Order(
-            host=tenant.mx_host if endpoint == "mx" else edge.hostname(endpoint), addr=addr, port=port, ports=ports, dns=f"{dns_host}:{dns_port}",
+            host=tenant.mx_host if endpoint == "mx" else edge.hostname(endpoint), addr=addr, port=port,
+            ports=ports, dns=f"{dns_host}:{dns_port}",
             sender=sender, to=tuple(send.to) or (default_to,), subject=send.subject, user=user,
             password=password, token=edge.mint_token(user) if send.token and box else None,
             cafile=str(edge.ca.cert_path), cert=str(cert) if cert else None, key=str(key) if key else None,

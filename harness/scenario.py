@@ -22,7 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fakes.exo import replies as R
 from fakes.exo.documents import load_document, read_text
 from fakes.exo.errors import ConfigError, ConfigErrors
-from fakes.exo.lab import NEEDS, OPTION_NEEDS, ROLE_NAMES, SIGN_IN_NEEDS, MissingRole, Roles, cast, past_token_lifetime, roles
+from fakes.exo.lab import (
+    NEEDS,
+    OPTION_NEEDS,
+    ROLE_NAMES,
+    SIGN_IN_NEEDS,
+    MissingRole,
+    Roles,
+    cast,
+    past_token_lifetime,
+    roles,
+)
 from fakes.exo.tenant import Tenant
 from harness.checks import Check, TlsVersion
 

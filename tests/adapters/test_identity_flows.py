@@ -230,7 +230,7 @@ def test_an_app_signs_its_client_assertion_with_its_certificate_driven_by_msal(e
 def test_a_graph_token_has_the_wrong_audience_for_smtp_and_resources_do_not_mix(edge):
     graph = "https://graph.microsoft.com/Mail.Send"
     scopes = ["SMTP.Send", "offline_access", "openid", "profile", graph]
-    overrides(edge, apps=[{"client_id": DEVICE_APP, "delegated_scopes": scopes}])
+    overrides(edge, apps={DEVICE_APP: {"delegated_scopes": scopes}})
     host, port = edge.addresses["identity"]
     mixed = http(edge).post(f"https://{host}:{port}/contoso.com/oauth2/v2.0/devicecode", timeout=10, data={
         "client_id": DEVICE_APP, "scope": f"https://outlook.office.com/SMTP.Send {graph}"})

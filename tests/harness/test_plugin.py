@@ -161,3 +161,24 @@ def test_asking_for_scenarios_and_finding_none_is_a_usage_error(pytester):
                                            "reference:submission", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: no scenario was collected: looked in *scenarios*-k expressions"])
+
+
+def test_pytest_m_scenario_collects_with_only_the_package_installed():
+    """After the README's first command (no test extras) ``pytest -m scenario`` in the checkout
+    collects: modules that need a test extra skip at collection and say which."""
+    import os
+
+    extras = ("msal", "requests", "dns", "selenium", "aiosmtplib", "xdist", "pytest_timeout", "build")
+    code = ("import sys\n"
+            f"for name in {extras!r}: sys.modules[name] = None  # as if never installed\n"
+            "import pytest\n"
+            "sys.exit(pytest.main(['-m', 'scenario', '--collect-only', '-q', '-rs', '-p', 'no:cacheprovider',"
+            " '-p', 'harness.pytest_plugin']))\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "scenarios/submission/port-587-not-465.yaml" in done.stdout
+    assert "MSAL is a test extra" in done.stdout

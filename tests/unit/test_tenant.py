@@ -126,3 +126,50 @@ def test_a_billion_laughs_is_refused_before_it_expands():
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(9))
     with pytest.raises(ConfigError, match="aliases"):
         Tenant.from_yaml(bomb)
+
+
+APPS = """apps:
+  - client_id: 6d1e2f0a-3b4c-4d5e-8f90-a1b2c3d4e5f6
+"""
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("[fabrikam.com]", "[" + "l" * 64 + ".com]"),
+     "t.yaml:3: accepted_domains[0]='" + "l" * 64 + ".com': has a label of 64 octets"),
+    (("[fabrikam.com]", "[-fabrikam.com]"),
+     "t.yaml:3: accepted_domains[0]='-fabrikam.com': has a label that begins or ends with a hyphen ('-fabrikam')"),
+    (("[fabrikam.com]", "[" + ".".join(["l" * 60] * 5) + ".com]"), "is 308 octets long; a domain name has at most 253"),
+    (("[fabrikam.com]", "[fabrikam.com, Fabrikam.COM]"),
+     "t.yaml:3: accepted_domains[1]='fabrikam.com': is listed twice"),
+    (("[fabrikam.com]", "[büro.de, fabrikam.com]"),
+     "t.yaml:3: accepted_domains[0]='büro.de': is not an ASCII domain name: write it as its A-label 'xn--bro-hoa.de'"),
+    (("  - address: bob@fabrikam.com", "  - address: jörg@fabrikam.com"),
+     "t.yaml:8: mailboxes[1].address='jörg@fabrikam.com': is not an ASCII address"),
+    (("[fabrikam.com]", "[" + "a" * 30 + "." + "b" * 33 + ".com]"),
+     "gives an MX host label of 68 octets (at most 63): name the tenant's MX host with mx:"),
+    (("    send_as: [reception@fabrikam.com]", "    apps: [00000000-0000-0000-0000-000000000bad]"),
+     "t.yaml:7: mailboxes[0].apps[0]='00000000-0000-0000-0000-000000000bad': is the client_id of no app in apps"),
+    (("schema_version: 1\n", "schema_version: 1\n" + APPS + APPS.removeprefix("apps:\n").replace("  -", "  -", 1)),
+     "apps[1].client_id='6d1e2f0a-3b4c-4d5e-8f90-a1b2c3d4e5f6': is listed twice"),
+    (("schema_version: 1\n", "schema_version: 1\nconnectors:\n  - name: c\n    sender_ip_ranges: [127.0.0.1/24]\n"),
+     "t.yaml:4: connectors[0].sender_ip_ranges[0]='127.0.0.1/24': has host bits set: the range is 127.0.0.0/24"),
+    (("schema_version: 1\n", "schema_version: 1\nconnectors:\n  - name: c\n    sender_ip_ranges: [127.0.0.1/33]\n"),
+     "t.yaml:4: connectors[0].sender_ip_ranges[0]='127.0.0.1/33': is not an address range in CIDR form"),
+    (("schema_version: 1\n", "schema_version: 1\ndns:\n  spf_ip4: ['::1/128']\n"),
+     "t.yaml:3: dns.spf_ip4[0]='::1/128': is an IPv6 range where an ip4 range is due"),
+])
+def test_tenants_are_validated_as_dns_and_entra_validate_them_in_one_line(edit, expected):
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(GOOD.replace(*edit), "t.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message, message
+
+
+def test_a_long_domain_runs_with_the_mx_host_it_names_and_idn_in_a_label_form():
+    long = "a" * 30 + "." + "b" * 33 + ".com"
+    named = "tenant: fabrikam\nmx: fabrikam-01c.mail.protection.outlook.com"
+    tenant = Tenant.from_yaml(GOOD.replace("[fabrikam.com]", f"[fabrikam.com, {long}, xn--bro-hoa.de]")
+                              .replace("tenant: fabrikam", named))
+    assert tenant.mx_host == "fabrikam-01c.mail.protection.outlook.com"
+    assert tenant.is_accepted(f"o'brien+scan@{long}") and tenant.is_accepted("x@XN--BRO-HOA.de")
