@@ -136,7 +136,7 @@ class Edge:
             mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
         )
         self.state.spf = self.spf
-        self.identity = IdentityPlatform(lambda: self.tenant, self.tokens, clock)
+        self.identity = IdentityPlatform(lambda: self.tenant, self.tokens, clock, draw=self.rng.randint)
         self.zone = build_zone(self.tenant, [self.advertise])
         self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}

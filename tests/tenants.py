@@ -140,6 +140,7 @@ def tenant_data(draw: st.DrawFn) -> dict[str, Any]:
     data["identity"] = {
         # Entra's default: a lifetime drawn between 60 and 90 minutes
         "access_token_lifetime": draw(_mostly(3599, st.one_of(st.integers(3600, 5400), st.integers(1, 3600)))),
+        "access_token_lifetime_max": draw(_mostly(None, st.sampled_from([5400, 7200]))),
         "refresh_token_lifetime": draw(_mostly(90 * 86400, st.integers(1, 90 * 86400))),
         "device_code_lifetime": draw(_mostly(900, st.integers(1, 900))),
         "polling_interval": draw(_mostly(5, st.integers(1, 5))),

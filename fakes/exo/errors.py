@@ -44,14 +44,16 @@ class ConfigError(ExoEdgeError):
         return f"{where}: {what}: {self.message}" if what else f"{where}: {self.message}"
 
 
-SECRET_KEYS = ("password", "secret", "token", "key")
+# a key naming any of these holds a secret (a mistyped one too: passwd, pwd), unless it names a lifetime
+SECRET_KEYS = ("passw", "pwd", "pass", "secret", "token", "key", "credential")
+NOT_SECRET = ("lifetime",)
 MAX_SHOWN = 80
 
 
 def _shown(path: str, value: object) -> str:
     """The offending value as an error shows it: cut short, and never a secret."""
     last = path.rsplit(".", 1)[-1].lower()
-    if any(word in last for word in SECRET_KEYS):
+    if any(word in last for word in SECRET_KEYS) and not any(word in last for word in NOT_SECRET):
         return "'********'"
     text = repr(value)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"

@@ -142,10 +142,12 @@ def _split_scopes(scope: str) -> tuple[str, ...]:
 
 class IdentityPlatform:
     def __init__(self, tenant: Callable[[], Tenant], tokens: TokenAuthority, clock: Callable[[], float],
-                 domains: Callable[[], tuple[str, ...]] | None = None) -> None:
+                 domains: Callable[[], tuple[str, ...]] | None = None,
+                 draw: Callable[[int, int], int] | None = None) -> None:
         self._tenant = tenant
         self.tokens = tokens
         self.clock = clock
+        self.draw = draw or (lambda low, high: low)  # a lifetime within a range: randomness passed in
         self._device_codes: dict[str, _DeviceCode] = {}  # by device_code
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
@@ -409,28 +411,35 @@ class IdentityPlatform:
             return app
         if _split_scopes(form.get("scope", "")) != (APP_SCOPE,):
             return Refusal(R.INVALID_SCOPE, {"scope": form.get("scope", "") or "(none)"})
-        lifetime = self.tenant.identity.access_token_lifetime
+        lifetime = self.access_lifetime()
         roles = (APP_ROLE,) if app.send_as_app else ()
         token = self.tokens.mint(now=self.clock(), app_id=app.client_id, expires_in=lifetime, roles=roles,
                                  audience=AUDIENCES[1])
         return Grant({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                       "access_token": token})
 
+    def access_lifetime(self) -> int:
+        """An access token's lifetime: the tenant's, or drawn from its range (Entra's default: a
+        lifetime between 60 and 90 minutes, so that tokens do not all expire at once)."""
+        settings = self.tenant.identity
+        if settings.access_token_lifetime_max is None:
+            return settings.access_token_lifetime
+        return self.draw(settings.access_token_lifetime, settings.access_token_lifetime_max)
+
     def _tokens(self, app: App, mailbox: str, scopes: tuple[str, ...], *, mfa: bool = False,
                 nonce: str | None = None) -> Grant:
         now, settings = self.clock(), self.tenant.identity
+        lifetime = self.access_lifetime()
         smtp = tuple(s for s in scopes if s not in _OIDC)
         graph = tuple(s.removeprefix(GRAPH) for s in smtp if s.startswith(GRAPH))
         if graph:  # a token for Microsoft Graph: the submission endpoint refuses its audience
-            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
-                                      scopes=graph, audience=GRAPH.rstrip("/"))
+            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=lifetime, scopes=graph,
+                                      audience=GRAPH.rstrip("/"))
         else:
-            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=settings.access_token_lifetime,
-                                      scopes=smtp or (DELEGATED_SCOPE,))
+            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=lifetime, scopes=smtp or (DELEGATED_SCOPE,))
         body: dict[str, Any] = {
             "token_type": "Bearer", "scope": " ".join(s if s.startswith(GRAPH) else f"{OUTLOOK}{s}" for s in smtp),
-            "expires_in": settings.access_token_lifetime, "ext_expires_in": settings.access_token_lifetime,
-            "access_token": access,
+            "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
         }
         if "offline_access" in scopes:
             refresh = secrets.token_urlsafe(64)

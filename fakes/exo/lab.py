@@ -249,7 +249,7 @@ def _mfa_not_required(tenant: Tenant, demand: Demand) -> str | None:
 
 def _refresh_outlives_access(tenant: Tenant, demand: Demand) -> str | None:
     identity = tenant.identity
-    needed = max(identity.access_token_lifetime, demand.clock_jump) + CLOCK_MARGIN
+    needed = max(longest_access_token(tenant), demand.clock_jump) + CLOCK_MARGIN
     if identity.refresh_token_lifetime > needed:
         return None
     return (f"refresh tokens live {identity.refresh_token_lifetime} s (identity.refresh_token_lifetime), no longer "
@@ -296,6 +296,12 @@ def unmet(needs: tuple[str, ...] | list[str], tenant: Tenant, demand: Demand) ->
     return None
 
 
+def longest_access_token(tenant: Tenant) -> int:
+    identity = tenant.identity
+    return identity.access_token_lifetime_max or identity.access_token_lifetime
+
+
 def past_token_lifetime(tenant: Tenant) -> float:
-    """A clock jump that expires every access token the tenant's identity platform issues."""
-    return tenant.identity.access_token_lifetime + CLOCK_MARGIN
+    """A clock jump that expires every access token the tenant's identity platform issues (the
+    longest of its range)."""
+    return longest_access_token(tenant) + CLOCK_MARGIN

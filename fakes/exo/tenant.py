@@ -13,7 +13,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .documents import load_document, read_text, validate
 from .errors import ConfigError
@@ -217,9 +226,19 @@ class Identity(_Frozen):
     """Token lifetimes of the identity platform; short ones let a scenario see an expiry."""
 
     access_token_lifetime: Annotated[int, Field(ge=1)] = 3599
+    # with a maximum, each access token's lifetime is drawn between the two (Entra's default: 3600-5400)
+    access_token_lifetime_max: Annotated[int, Field(ge=1)] | None = None
     refresh_token_lifetime: Annotated[int, Field(ge=1)] = 90 * 24 * 3600
     device_code_lifetime: Annotated[int, Field(ge=1)] = 900
     polling_interval: Annotated[int, Field(ge=1)] = 5
+
+    @field_validator("access_token_lifetime_max")
+    @classmethod
+    def _a_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("access_token_lifetime")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"is below access_token_lifetime ({low})")
+        return value
 
 
 class Dns(_Frozen):

@@ -75,11 +75,12 @@ def test_basic_auth_removed_skips_the_wrong_password_case_and_the_rest_still_pas
     assert not [cid for cid, r in results.items() if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
 
 
-@pytest.mark.parametrize("lifetime", [5400, 600])
-def test_clock_jumps_come_from_the_tenants_token_lifetime(lab, lifetime):
+@pytest.mark.parametrize("lifetimes", [{"access_token_lifetime": 5400}, {"access_token_lifetime": 600},
+                                       {"access_token_lifetime": 3600, "access_token_lifetime_max": 5400}])
+def test_clock_jumps_come_from_the_tenants_token_lifetime(lab, lifetimes):
     """Entra's access tokens live 60 to 90 minutes; a jump of a fixed hour left a 90-minute token
     valid, and the conformant device was blamed."""
-    tenant = contoso(identity={"access_token_lifetime": lifetime})
+    tenant = contoso(identity=lifetimes)
     results = run(lab, tenant, "oauth-device", "oauth/expired-token-refused-then-refreshed",
                   "oauth/app-disabled-stops", "oauth/revoked-sign-in-no-storm")
     assert {cid: r.verdict for cid, r in results.items()} == dict.fromkeys(results, Verdict.PASS), \
@@ -164,3 +165,13 @@ def test_conformant_senders_never_fail_or_error_on_a_generated_tenant(lab, tenan
             continue
         failed = {o.check for o in result.outcomes if o.failed}
         assert check in failed, (profile, case_id, result.verdict, result.reason)
+
+
+def test_access_token_lifetimes_are_drawn_from_the_tenants_range(lab):
+    tenant = contoso(identity={"access_token_lifetime": 3600, "access_token_lifetime_max": 5400})
+    lab.reset(tenant)
+    try:
+        drawn = {lab.on_loop(lab.identity.access_lifetime) for _ in range(50)}
+    finally:
+        lab.reset(CONTOSO)
+    assert min(drawn) >= 3600 and max(drawn) <= 5400 and len(drawn) > 1
