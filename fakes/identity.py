@@ -25,6 +25,8 @@ from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
 from fakes.web import WebEndpoint
 
+# what the platform sends with every token and error answer (public transcripts: gh:Azure/azure-cli#22251)
+NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "Expires": "-1"}
 _PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
 
 
@@ -45,8 +47,11 @@ class IdentityServer(WebEndpoint):
             web.get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
             web.get("/{tenant}/discovery/v2.0/keys", self.keys),
             web.get("/common/discovery/instance", self.instance_discovery),
+            web.get("/common/userrealm/{user}", self.user_realm),
             web.post("/{tenant}/oauth2/v2.0/devicecode", self.devicecode),
             web.post("/{tenant}/oauth2/v2.0/token", self.token),
+            web.get("/{tenant}/oauth2/v2.0/token", self.not_posted),
+            web.get("/{tenant}/oauth2/v2.0/devicecode", self.not_posted),
             web.get("/{tenant}/oauth2/v2.0/authorize", self.authorize_page),
             web.post("/{tenant}/oauth2/v2.0/authorize", self.authorize),
             web.get("/link", self.login_page),
@@ -69,18 +74,22 @@ class IdentityServer(WebEndpoint):
 
     def _refused(self, refusal: Refusal) -> web.Response:
         trace, correlation = new_trace()
-        return web.json_response(refusal.body(self.platform.clock(), trace, correlation), status=refusal.reply.status)
+        return web.json_response(refusal.body(self.platform.clock(), trace, correlation), status=refusal.reply.status,
+                                 headers=NO_STORE)
 
     def _answer(self, request: web.Request, what: str, form: dict[str, str], result: Grant | Refusal) -> web.Response:
         granted = result.body if isinstance(result, Grant) else {}
         device_code = form.get("device_code") or granted.get("device_code")
+        presented, issued = form.get("refresh_token"), granted.get("refresh_token")
         self._record(request, what, grant_type=form.get("grant_type"), client_id=form.get("client_id"),
                      scope=form.get("scope"), outcome="ok" if isinstance(result, Grant) else result.reply.error,
                      aadsts=None if isinstance(result, Grant) else result.reply.aadsts,
-                     flow=flow_id(device_code) if device_code else None, interval=granted.get("interval"))
+                     flow=flow_id(device_code) if device_code else None, interval=granted.get("interval"),
+                     tenant=request.match_info.get("tenant"), user=form.get("username"),
+                     presented=flow_id(presented) if presented else None, issued=flow_id(issued) if issued else None)
         if isinstance(result, Refusal):
             return self._refused(result)
-        return web.json_response(result.body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return web.json_response(result.body, headers=NO_STORE)
 
     # -- the endpoints ---------------------------------------------------------------------------
 
@@ -117,12 +126,30 @@ class IdentityServer(WebEndpoint):
                           "aliases": [IDENTITY_HOST, request.host]}],
         })
 
+    async def user_realm(self, request: web.Request) -> web.Response:
+        """What MSAL asks before ROPC: whether the account is managed here (cloud passwords) or
+        federated; this tenant's domains are managed, any other is unknown."""
+        user = request.match_info["user"]
+        domain = user.rpartition("@")[2].lower()
+        known = self.platform.tenant.is_accepted(user)
+        return web.json_response({"ver": "1.0", "account_type": "Managed" if known else "Unknown",
+                                  "domain_name": domain, "cloud_instance_name": "microsoftonline.com",
+                                  "cloud_audience_urn": "urn:federation:MicrosoftOnline"}, headers=NO_STORE)
+
     async def devicecode(self, request: web.Request) -> web.Response:
         refused = self._tenant_refusal(request)
         if refused:
             return refused
         form = {k: str(v) for k, v in (await request.post()).items()}
-        return self._answer(request, "devicecode", form, self.platform.device_code(form))
+        return self._answer(request, "devicecode", form,
+                            self.platform.device_code(form, tenant=request.match_info["tenant"]))
+
+    async def not_posted(self, request: web.Request) -> web.Response:
+        """A GET where only POST is served: the platform's JSON error, as for any bad request."""
+        refusal = Refusal(R.POST_ONLY, {"verb": request.method})
+        self._record(request, request.path.rsplit("/", 1)[-1], outcome=refusal.reply.error,
+                     aadsts=refusal.reply.aadsts)
+        return self._refused(refusal)
 
     async def token(self, request: web.Request) -> web.Response:
         refused = self._tenant_refusal(request)
@@ -133,7 +160,7 @@ class IdentityServer(WebEndpoint):
             user, _, secret = base64.b64decode(request.headers["Authorization"][6:]).decode().partition(":")
             form.setdefault("client_id", unquote(user))
             form.setdefault("client_secret", unquote(secret))
-        return self._answer(request, "token", form, self.platform.token(form))
+        return self._answer(request, "token", form, self.platform.token(form, tenant=request.match_info["tenant"]))
 
     # -- the device login page (microsoft.com/link) -----------------------------------------------
 

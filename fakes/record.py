@@ -56,7 +56,9 @@ EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, f
     # outside SMTP sessions
     "dns_query": "peer transport name type rcode answers",
     "dns_malformed": "peer size transport",
-    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved flow interval",
+    # presented, issued: which refresh token a request used and which it got (fingerprints, never the token)
+    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved flow interval tenant "
+                "presented issued",
 }.items()}
 _ALWAYS = frozenset({"session", "t", "kind"})
 # Events kept in memory for the harness (a scenario's window is a few hundred, a hundred messages'

@@ -13,6 +13,7 @@ token is replaced at each use (rotation).
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import secrets
 import string
@@ -39,6 +40,14 @@ OUTLOOK = "https://outlook.office.com/"
 GRAPH = "https://graph.microsoft.com/"  # an app may hold Graph's scopes too; their tokens are not Exchange's
 APP_SCOPE = "https://outlook.office365.com/.default"
 TENANT_ALIASES = ("organizations", "common")
+ERROR_LOOKUP = "https://login.microsoftonline.com/error"  # every error body links its code there
+# Exchange Online's resource, by both its identifier URIs, and the delegated permissions a device may
+# ask for (dynamic consent: asked at sign-in, whether or not the app registration lists them)
+EXCHANGE_RESOURCES = ("https://outlook.office.com/", "https://outlook.office365.com/")
+EXCHANGE_PERMISSIONS = {name.lower(): name for name in ("SMTP.Send", "IMAP.AccessAsUser.All",
+                                                        "POP.AccessAsUser.All", "EWS.AccessAsUser.All")}
+APP_SCOPES = tuple(f"{resource}.default" for resource in EXCHANGE_RESOURCES)
+REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
 _OIDC = ("openid", "profile", "email", "offline_access")
 
 
@@ -53,7 +62,8 @@ class Refusal:
         description = (f"{self.reply.description(**self.fields)}\r\nTrace ID: {trace_id}\r\n"
                        f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}")
         return {"error": self.reply.error, "error_description": description, "error_codes": [self.reply.aadsts],
-                "timestamp": stamp, "trace_id": trace_id, "correlation_id": correlation_id}
+                "timestamp": stamp, "trace_id": trace_id, "correlation_id": correlation_id,
+                "error_uri": f"{ERROR_LOOKUP}?code={self.reply.aadsts}"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class _DeviceCode:
     mailbox: str | None = None  # set when a person signed in on the login page
     declined: bool = False
     mfa: bool = False  # the person completed multi-factor authentication
+    forget: float = 0.0  # kept past its expiry until then, so that a late poll still hears expired_token
 
 
 @dataclass
@@ -81,6 +92,7 @@ class _RefreshToken:
     issued: float
     expires: float
     mfa: bool = False
+    revoked: bool = False  # by an administrator (a revoked sign-in): refused with 50173 until it expires
 
 
 @dataclass
@@ -115,7 +127,7 @@ AUTHORIZATION_CODE_LIFETIME = 600  # seconds; Microsoft's codes are short-lived 
 
 
 def flow_id(device_code: str) -> str:
-    """A name for one device code in records (the code itself is a credential)."""
+    """A name for one device code, or one refresh token, in records (the thing itself is a credential)."""
     return hashlib.sha256(device_code.encode()).hexdigest()[:12]
 
 
@@ -150,6 +162,8 @@ class IdentityPlatform:
         self.draw = draw or (lambda low, high: low)  # a lifetime within a range: randomness passed in
         self._device_codes: dict[str, _DeviceCode] = {}  # by device_code
         self._refresh_tokens: dict[str, _RefreshToken] = {}
+        # the newest refresh tokens of each (app, mailbox): using one does not revoke the others
+        self._families: dict[tuple[str, str], collections.deque[str]] = {}
         self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
 
     @property
@@ -164,7 +178,11 @@ class IdentityPlatform:
         names = {self.tokens.tenant_id, tenant.initial_domain, *tenant.accepted_domains, *TENANT_ALIASES}
         return name.lower() in names
 
-    def _client(self, form: dict[str, str], *, secret_required: bool = False) -> App | Refusal:
+    def _client(self, form: dict[str, str], *, secret_required: bool = False, tenant: str | None = None,
+                authenticate: bool = True) -> App | Refusal:
+        """The app asking, authenticated as Microsoft authenticates it: a confidential client (one
+        that does not allow public client flows) proves itself on every grant, with its secret or a
+        client assertion; a single-tenant app is not served on /common or /organizations."""
         client_id = form.get("client_id", "")
         if not client_id:
             return Refusal(R.MISSING_PARAMETER, {"name": "client_id"})
@@ -173,10 +191,17 @@ class IdentityPlatform:
             return Refusal(R.UNKNOWN_CLIENT, {"client_id": client_id, "tenant": self.tokens.tenant_id})
         if app.disabled:
             return Refusal(R.APP_DISABLED, {"client_id": client_id, "name": app.name})
+        if tenant is not None and tenant.lower() in TENANT_ALIASES and not app.multi_tenant:
+            return Refusal(R.SINGLE_TENANT_APP, {"client_id": client_id, "name": app.name})
+        if not authenticate:
+            return app
         if form.get("client_assertion_type") == JWT_BEARER:
             return self._assertion(app, form.get("client_assertion", "")) or app
-        if (secret_required or form.get("client_secret")) and (
-                not app.secret or not secrets.compare_digest(form.get("client_secret", ""), app.secret)):
+        if not form.get("client_secret"):
+            if secret_required or not app.is_public:
+                return Refusal(R.NO_CLIENT_CREDENTIAL)
+            return app
+        if not app.secret or not secrets.compare_digest(form["client_secret"], app.secret):
             return Refusal(R.INVALID_CLIENT_SECRET, {"client_id": client_id})
         return app
 
@@ -210,30 +235,46 @@ class IdentityPlatform:
         return None
 
     def _delegated_scopes(self, app: App, scope: str) -> tuple[str, ...] | Refusal:
-        """``https://outlook.office.com/SMTP.Send offline_access`` -> the scopes, each granted."""
+        """The scopes a person's token is for, as Microsoft resolves them: Exchange's permissions by
+        either identifier URI and in any case (kept by their short name), its ``.default`` (the
+        app's configured Exchange permissions), OpenID scopes alone, Graph's whole, and a bare
+        name taken as Graph's (so bare ``SMTP.Send`` gives a token smtp.office365.com refuses)."""
         wanted = _split_scopes(scope)
         if not wanted:
             return Refusal(R.MISSING_PARAMETER, {"name": "scope"})
-        out = []
+        out: list[str] = []
         for item in wanted:
-            # OpenID scopes stand alone; Exchange's are asked for with their resource (and kept
-            # by their short name), Graph's are kept whole
-            short = item.removeprefix(OUTLOOK)
-            known = short in _OIDC if short == item else short not in _OIDC
-            if item.startswith(GRAPH):
-                known, short = True, item
-            if not known or short not in app.delegated_scopes:
+            low = item.lower()
+            resource = next((r for r in EXCHANGE_RESOURCES if low.startswith(r)), None)
+            if low in _OIDC:
+                out.append(low)
+            elif resource is not None:
+                name = low[len(resource):]
+                if name == ".default":
+                    configured = [s for s in app.delegated_scopes if s.lower() in EXCHANGE_PERMISSIONS]
+                    if not configured:
+                        return Refusal(R.INVALID_SCOPE, {"scope": item})
+                    out.extend(configured)
+                elif name in EXCHANGE_PERMISSIONS:
+                    out.append(EXCHANGE_PERMISSIONS[name])
+                else:
+                    return Refusal(R.INVALID_SCOPE, {"scope": item})
+            elif low.startswith(GRAPH):
+                out.append(GRAPH + item[len(GRAPH):])
+            elif "/" not in item and ":" not in item:  # a bare name is Microsoft Graph's
+                out.append(GRAPH + item)
+            else:
                 return Refusal(R.INVALID_SCOPE, {"scope": item})
-            out.append(short)
         resources = {"graph" if s.startswith(GRAPH) else "outlook" for s in out if s not in _OIDC}
         if len(resources) > 1:
             return Refusal(R.MORE_THAN_ONE_RESOURCE)
-        return tuple(out)
+        return tuple(dict.fromkeys(out))
 
     # -- device authorization -------------------------------------------------------------------
 
-    def device_code(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form)
+    def device_code(self, form: dict[str, str], tenant: str | None = None) -> Grant | Refusal:
+        """``POST /{tenant}/oauth2/v2.0/devicecode`` (the app is authenticated when it polls)."""
+        app = self._client(form, tenant=tenant, authenticate=False)
         if isinstance(app, Refusal):
             return app
         scopes = self._delegated_scopes(app, form.get("scope", ""))
@@ -243,9 +284,10 @@ class IdentityPlatform:
         settings = self.tenant.identity
         user_code = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(9))
         device_code = secrets.token_urlsafe(48)
-        self._device_codes[device_code] = _DeviceCode(app.client_id, scopes, user_code,
-                                                      self.clock() + settings.device_code_lifetime,
-                                                      settings.polling_interval)
+        expires = self.clock() + settings.device_code_lifetime
+        self._device_codes[device_code] = _DeviceCode(app.client_id, scopes, user_code, expires,
+                                                      settings.polling_interval,
+                                                      forget=expires + settings.device_code_lifetime)
         return Grant({
             "user_code": user_code, "device_code": device_code, "verification_uri": VERIFICATION_URI,
             "expires_in": settings.device_code_lifetime, "interval": settings.polling_interval,
@@ -256,8 +298,8 @@ class IdentityPlatform:
     def pending(self, user_code: str) -> _DeviceCode | None:
         """The device code a person typed on the login page, if it is one still waiting."""
         self._forget_expired()
-        code = user_code.strip().upper().replace("-", "")
-        return next((c for c in self._device_codes.values() if c.user_code == code), None)
+        code, now = user_code.strip().upper().replace("-", ""), self.clock()
+        return next((c for c in self._device_codes.values() if c.user_code == code and now < c.expires), None)
 
     def _person(self, mailbox: str, password: str, mfa: bool) -> tuple[str, bool] | IdentityReply:
         """A person signing in: their mailbox's address and whether a second factor was asked for
@@ -289,7 +331,7 @@ class IdentityPlatform:
     def authorize(self, query: dict[str, str]) -> Authorization | Refusal:
         """``GET /authorize``: a request a person may sign in to, or why it is refused (shown on
         the page, since a bad ``redirect_uri`` must never be redirected to)."""
-        app = self._client(query)
+        app = self._client(query, authenticate=False)
         if isinstance(app, Refusal):
             return app
         redirect_uri = query.get("redirect_uri", "")
@@ -329,30 +371,31 @@ class IdentityPlatform:
 
     # -- the token endpoint ---------------------------------------------------------------------
 
-    def token(self, form: dict[str, str]) -> Grant | Refusal:
+    def token(self, form: dict[str, str], tenant: str | None = None) -> Grant | Refusal:
+        """``POST /{tenant}/oauth2/v2.0/token``; ``tenant`` as the path names it (None: this tenant)."""
         grant = form.get("grant_type", "")
-        if grant == DEVICE_CODE_GRANT:
-            return self._by_device_code(form)
-        if grant == "refresh_token":
-            return self._by_refresh_token(form)
-        if grant == "client_credentials":
-            return self._by_client_credentials(form)
-        if grant == "authorization_code":
-            return self._by_authorization_code(form)
         if not grant:
             return Refusal(R.MISSING_PARAMETER, {"name": "grant_type"})
-        return Refusal(R.UNSUPPORTED_GRANT, {"grant": grant})
-
-    def _by_device_code(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form)
+        handler = {DEVICE_CODE_GRANT: self._by_device_code, "refresh_token": self._by_refresh_token,
+                   "client_credentials": self._by_client_credentials, "authorization_code": self._by_authorization_code,
+                   "password": self._by_password}.get(grant)
+        if handler is None:
+            return Refusal(R.UNSUPPORTED_GRANT, {"grant": grant})
+        if grant == "client_credentials" and tenant is not None and tenant.lower() == "common":
+            return Refusal(R.GRANT_NEEDS_TENANT)
+        app = self._client(form, secret_required=grant == "client_credentials", tenant=tenant)
         if isinstance(app, Refusal):
             return app
-        code = self._device_codes.get(form.get("device_code", ""))
+        return handler(app, form)
+
+    def _by_device_code(self, app: App, form: dict[str, str]) -> Grant | Refusal:
+        if not form.get("device_code"):
+            return Refusal(R.MISSING_PARAMETER, {"name": "device_code"})
+        code = self._device_codes.get(form["device_code"])
         now = self.clock()
         if code is None or code.client_id != app.client_id:
             return Refusal(R.BAD_VERIFICATION_CODE)
-        if now >= code.expires:
-            del self._device_codes[form["device_code"]]
+        if now >= code.expires:  # and so it stays, poll after poll, until it is forgotten
             return Refusal(R.EXPIRED_DEVICE_CODE)
         if code.declined:
             del self._device_codes[form["device_code"]]
@@ -362,10 +405,7 @@ class IdentityPlatform:
         del self._device_codes[form["device_code"]]
         return self._tokens(app, code.mailbox, code.scopes, mfa=code.mfa)
 
-    def _by_authorization_code(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form)
-        if isinstance(app, Refusal):
-            return app
+    def _by_authorization_code(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         held = self._codes.pop(form.get("code", ""), None)  # a code is redeemed once
         if held is None or held.client_id != app.client_id or self.clock() >= held.expires:
             return Refusal(R.BAD_AUTHORIZATION_CODE)
@@ -381,16 +421,20 @@ class IdentityPlatform:
                 return Refusal(R.PKCE_MISMATCH)
         return self._tokens(app, held.mailbox, held.scopes, mfa=held.mfa, nonce=held.nonce)
 
-    def _by_refresh_token(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form)
-        if isinstance(app, Refusal):
-            return app
+    def _by_refresh_token(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         presented = form.get("refresh_token", "")
-        held = self._refresh_tokens.pop(presented, None)  # rotation: a refresh token works once
+        if not presented:
+            return Refusal(R.MISSING_PARAMETER, {"name": "refresh_token"})
+        # a new refresh token comes with every use, and the one used stays valid: Microsoft "doesn't
+        # revoke old refresh tokens when used to fetch new access tokens" (entra-docs refresh-tokens.md)
+        held = self._refresh_tokens.get(presented)
         now = self.clock()
-        if held is None or held.client_id != app.client_id:
+        if held is None:
+            return Refusal(R.MALFORMED_REQUEST)
+        if held.client_id != app.client_id or held.revoked:
             return Refusal(R.REFRESH_TOKEN_REVOKED)
         if now >= held.expires:
+            del self._refresh_tokens[presented]
             return Refusal(R.REFRESH_TOKEN_EXPIRED, {"issued": _stamp(held.issued),
                                                      "inactive": f"{int(now - held.issued)} seconds"})
         box = self.tenant.mailbox(held.mailbox)
@@ -405,16 +449,32 @@ class IdentityPlatform:
             scopes = asked
         return self._tokens(app, held.mailbox, scopes, mfa=held.mfa)
 
-    def _by_client_credentials(self, form: dict[str, str]) -> Grant | Refusal:
-        app = self._client(form, secret_required=form.get("client_assertion_type") != JWT_BEARER)
-        if isinstance(app, Refusal):
-            return app
-        if _split_scopes(form.get("scope", "")) != (APP_SCOPE,):
-            return Refusal(R.INVALID_SCOPE, {"scope": form.get("scope", "") or "(none)"})
+    def _by_password(self, app: App, form: dict[str, str]) -> Grant | Refusal:
+        """Resource owner password credentials (ROPC): a work account's user name and password,
+        never with MFA (entra-docs v2-oauth-ropc.md); basic authentication by another name."""
+        for name in ("username", "password", "scope"):
+            if not form.get(name):
+                return Refusal(R.MISSING_PARAMETER, {"name": name})
+        scopes = self._delegated_scopes(app, form["scope"])
+        if isinstance(scopes, Refusal):
+            return scopes
+        person = self._person(form["username"], form["password"], mfa=False)
+        if isinstance(person, IdentityReply):
+            return Refusal(person)
+        return self._tokens(app, person[0], scopes)
+
+    def _by_client_credentials(self, app: App, form: dict[str, str]) -> Grant | Refusal:
+        scope = form.get("scope", "")
+        asked = _split_scopes(scope)
+        if len(asked) != 1 or not asked[0].lower().endswith("/.default"):
+            return Refusal(R.APP_ONLY_SCOPE, {"scope": scope or "(none)"})
+        if asked[0].lower() not in APP_SCOPES and not asked[0].lower().startswith(GRAPH):
+            return Refusal(R.INVALID_SCOPE, {"scope": asked[0]})
         lifetime = self.access_lifetime()
         roles = (APP_ROLE,) if app.send_as_app else ()
+        audience = GRAPH.rstrip("/") if asked[0].lower().startswith(GRAPH) else AUDIENCES[1]
         token = self.tokens.mint(now=self.clock(), app_id=app.client_id, expires_in=lifetime, roles=roles,
-                                 audience=AUDIENCES[1])
+                                 audience=audience)
         return Grant({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                       "access_token": token})
 
@@ -445,6 +505,10 @@ class IdentityPlatform:
             refresh = secrets.token_urlsafe(64)
             self._refresh_tokens[refresh] = _RefreshToken(app.client_id, mailbox, scopes, now,
                                                           now + settings.refresh_token_lifetime, mfa)
+            family = self._families.setdefault((app.client_id, mailbox), collections.deque())
+            family.append(refresh)
+            if len(family) > REFRESH_FAMILY:
+                self._refresh_tokens.pop(family.popleft(), None)
             body["refresh_token"] = refresh
         if "openid" in scopes:
             body["id_token"] = self.tokens.id_token(now=now, mailbox=mailbox, client_id=app.client_id, nonce=nonce)
@@ -453,21 +517,23 @@ class IdentityPlatform:
     # -- what a scenario does mid-run -----------------------------------------------------------
 
     def revoke(self, mailbox: str) -> int:
-        """Revoke every refresh token of a mailbox (Revoke-MgUserSignInSession); how many."""
-        gone = [t for t, held in self._refresh_tokens.items() if held.mailbox == mailbox.lower()]
-        for token in gone:
-            del self._refresh_tokens[token]
+        """Revoke every refresh token of a mailbox (Revoke-MgUserSignInSession): each is refused
+        with 50173 from now on; how many."""
+        gone = [held for held in self._refresh_tokens.values() if held.mailbox == mailbox.lower()]
+        for held in gone:
+            held.revoked = True
         return len(gone)
 
     def reset(self) -> None:
         """Forget every device code and refresh token (a new scenario starts signed out)."""
         self._device_codes.clear()
         self._refresh_tokens.clear()
+        self._families.clear()
         self._codes.clear()
 
     def _forget_expired(self) -> None:
         now = self.clock()
-        for code in [c for c, held in self._device_codes.items() if now >= held.expires]:
+        for code in [c for c, held in self._device_codes.items() if now >= max(held.forget, held.expires)]:
             del self._device_codes[code]
         for token in [t for t, held in self._refresh_tokens.items() if now >= held.expires]:
             del self._refresh_tokens[token]

@@ -322,9 +322,14 @@ EXPIRED_DEVICE_CODE = IdentityReply(
     400, "expired_token", 70020,
     "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
     "entra-docs v2-oauth2-device-code.md; public error logs", "C (error); O (text)")
+# Microsoft's reference names 70019 CodeExpired, but every public log of an expired device code at the
+# token endpoint shows 70020 with this text (gh:Azure/azure-cli#22251, gh:MicrosoftDocs/azure-docs#92366,
+# gh:Azure/azure-sdk-for-python#32375): the wire wins.
 BAD_VERIFICATION_CODE = IdentityReply(
-    400, "bad_verification_code", 70019, "Verification code expired or is not valid.",
-    "entra-docs v2-oauth2-device-code.md", "C (error); text UNCONFIRMED")
+    400, "bad_verification_code", 70018,
+    "Invalid verification code due to User typing in wrong user code for device code flow. Authorization "
+    "isn't approved.", "entra-docs reference-error-codes.md (AADSTS70018 BadVerificationCode)",
+    "C (code and its description); the service's own text UNCONFIRMED")
 UNKNOWN_CLIENT = IdentityReply(
     400, "unauthorized_client", 700016,
     "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen "
@@ -363,6 +368,32 @@ INVALID_CREDENTIALS = IdentityReply(
 MISSING_PARAMETER = IdentityReply(
     400, "invalid_request", 900144, "The request body must contain the following parameter: '{name}'.",
     "public error logs (AADSTS900144)", "O")
+NO_CLIENT_CREDENTIAL = IdentityReply(
+    401, "invalid_client", 7000218,
+    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    "entra-docs reference-error-codes.md (AADSTS7000218)", "C")
+APP_ONLY_SCOPE = IdentityReply(
+    400, "invalid_scope", 1002012,
+    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with "
+    "/.default suffixed to the resource identifier (application ID URI).",
+    "public error logs (AADSTS1002012)", "O")
+MALFORMED_REQUEST = IdentityReply(
+    400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.",
+    "entra-docs reference-error-codes.md (AADSTS9002313); public error logs for a refresh token that is no "
+    "token", "C (code); O (text)")
+SINGLE_TENANT_APP = IdentityReply(
+    400, "invalid_request", 50194,
+    "Application '{client_id}'({name}) is not configured as a multi-tenant application. Usage of the /common "
+    "endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific "
+    "endpoint or configure the application to be multi-tenant.",
+    "entra-docs reference-error-codes.md (AADSTS50194); public error logs", "C (code); O (text)")
+GRANT_NEEDS_TENANT = IdentityReply(
+    400, "invalid_request", 9001023,
+    "The grant type isn't supported over the /common or /consumers endpoints. Please use the /organizations "
+    "or tenant-specific endpoint.", "entra-docs reference-error-codes.md (AADSTS9001023)", "C")
+POST_ONLY = IdentityReply(
+    400, "invalid_request", 900561, "The endpoint only accepts POST, OPTIONS requests. Received a {verb} request.",
+    "entra-docs reference-error-codes.md (AADSTS900561)", "C (code); text from its description")
 UNKNOWN_TENANT = IdentityReply(
     400, "invalid_tenant", 90002,
     "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the "

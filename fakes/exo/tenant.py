@@ -220,6 +220,16 @@ class App(_Frozen):
     delegated_scopes: tuple[str, ...] = ("SMTP.Send", "offline_access", "openid", "profile", "email")
     send_as_app: bool = False  # SMTP.SendAsApp granted, with admin consent (app-only)
     disabled: bool = False
+    # "Allow public client flows" (device code, ROPC, no secret); by default: an app without credentials
+    public_client: bool | None = None
+    multi_tenant: bool = False  # signInAudience; single-tenant apps are not served on /common or /organizations
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the app may sign in without a credential of its own (a public client)."""
+        if self.public_client is not None:
+            return self.public_client
+        return not (self.secret or self.certificate)
 
 
 class Identity(_Frozen):
