@@ -16,7 +16,6 @@ from tests.adapters.test_identity import (  # noqa: E402
     SERVICE_APP,
     SERVICE_SECRET,
     authority,
-    device_app,
     http,
     person_signs_in,
     xoauth2,
