@@ -20,7 +20,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo import replies as R
-from fakes.exo.identity import DEVICE_CODE_GRANT, Authorization, Grant, IdentityPlatform, Refusal, flow_id, new_trace
+from fakes.exo.identity import Authorization, Grant, IdentityPlatform, Refusal, flow_id, new_trace
 from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
 from fakes.web import WebEndpoint
@@ -97,22 +97,46 @@ class IdentityServer(WebEndpoint):
         refused = self._tenant_refusal(request)
         if refused:
             return refused
-        base = f"https://{request.host}/{request.match_info['tenant']}"
+        # Entra names the tenant by its id (a placeholder for /common and /organizations), never by the
+        # domain in the path, and its own host: here the address this endpoint listens on, never the
+        # request's Host header (a peer must not write URLs into the document)
+        asked = request.match_info["tenant"].lower()
+        tenant = "{tenantid}" if asked in ("common", "organizations") else self.platform.tokens.tenant_id
+        path = asked if asked in ("common", "organizations") else tenant
+        base = f"https://{self._own_host(request)}/{path}"
         return web.json_response({
-            "issuer": self.platform.tokens.v2_issuer,
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
             "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", DEVICE_CODE_GRANT],
-            "code_challenge_methods_supported": ["plain", "S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "issuer": f"https://login.microsoftonline.com/{tenant}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True, "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                                 "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+                                 "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
             "tenant_region_scope": "EU", "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net", "msgraph_host": "graph.microsoft.com",
+            "rbac_url": "https://pas.windows.net",
         })
+
+    @staticmethod
+    def _own_host(request: web.Request) -> str:
+        """login.microsoftonline.com where this endpoint has its real port (a lab), else the
+        address and port it listens on (tests on ephemeral ports)."""
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        if not local or local[1] == 443:
+            return IDENTITY_HOST
+        host = local[0]
+        return f"[{host}]:{local[1]}" if ":" in host else f"{host}:{local[1]}"
 
     async def keys(self, request: web.Request) -> web.Response:
         return self._tenant_refusal(request) or web.json_response(self.platform.tokens.jwks())

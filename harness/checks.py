@@ -19,6 +19,7 @@ from harness.checks_oauth import (
     OAuthDeviceFlow,
     OAuthPollingPace,
     OAuthRefreshed,
+    OAuthRefreshTokenKept,
     OAuthScope,
     OAuthSignInAgain,
     OAuthStopsWhenRefused,
@@ -364,7 +365,8 @@ class WellFormed(_Check):
 Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
     | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
-    | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused,
+    | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused
+    | OAuthRefreshTokenKept,
     Field(discriminator="check"),
 ]
 CHECKS: dict[str, type[_Check]] = {
@@ -372,5 +374,5 @@ CHECKS: dict[str, type[_Check]] = {
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
                 OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
-                OAuthStopsWhenRefused)
+                OAuthStopsWhenRefused, OAuthRefreshTokenKept)
 }

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from fakes.exo.identity import for_exchange
 from harness.check_base import Outcome, _Check
 from harness.observation import Observation
 
@@ -42,6 +43,10 @@ class OAuthDeviceFlow(_Check):
         polls = _requests(obs, "token", DEVICE_CODE_GRANT)
         if not any(e.get("outcome") == "ok" for e in polls):
             return self.outcome(False, f"got a device code but never redeemed it ({len(polls)} poll(s))")
+        granted = [e for e in asked if e.get("outcome") == "ok"]
+        if not any(for_exchange(str(e.get("scope", ""))) for e in granted):
+            return self.outcome(False, f"signed in with a device code, but for {granted[0].get('scope')!r}: a token "
+                                       "for Microsoft Graph, which smtp.office365.com refuses (535 5.7.3)")
         return self.outcome(True, f"signed in with a device code ({len(polls)} poll(s))")
 
 
@@ -144,8 +149,9 @@ class OAuthAppOnly(_Check):
 
 class OAuthScope(_Check):
     """Every token the sender asked for was one Exchange Online's SMTP accepts: delegated
-    ``https://outlook.office.com/SMTP.Send`` (with OpenID scopes and offline_access at most), or
-    app-only ``https://outlook.office365.com/.default``; never a Microsoft Graph scope."""
+    SMTP.Send (``https://outlook.office.com/SMTP.Send`` or ``https://outlook.office365.com/...``,
+    or Exchange's ``.default``; OpenID scopes, offline_access and other Exchange permissions beside),
+    or app-only Exchange's ``.default``; never a Microsoft Graph scope, nor a bare name (Graph's)."""
 
     check: Literal["oauth_scope"] = "oauth_scope"
 
@@ -154,16 +160,37 @@ class OAuthScope(_Check):
         if not asked:
             return self.outcome(None, "the sender asked the identity platform for no scope")
         for request in asked:
-            scopes = set(str(request["scope"]).replace(",", " ").split())
-            if request.get("grant_type") == "client_credentials":
-                good = scopes == {APP_SCOPE}
-            else:
-                good = SMTP_SCOPE in scopes and scopes <= {SMTP_SCOPE, *OPENID_SCOPES}
-            if not good:
+            if not for_exchange(str(request["scope"]), app_only=request.get("grant_type") == "client_credentials"):
                 return self.outcome(False, f"asked for {request['scope']!r}: smtp.office365.com accepts only tokens "
                                            f"for {SMTP_SCOPE} (or {APP_SCOPE} app-only); a Microsoft Graph token "
-                                           "is refused with 535 5.7.3")
+                                           "(a bare SMTP.Send is Graph's) is refused with 535 5.7.3")
         return self.outcome(True, f"asked for {asked[0]['scope']!r}")
+
+
+class OAuthRefreshTokenKept(_Check):
+    """Each refresh presents the newest refresh token the platform returned: a device stores the
+    rotated one. (Microsoft leaves the old ones valid until they expire, so this is judged from
+    which token was presented, never from a refusal.)"""
+
+    check: Literal["oauth_refresh_token_kept"] = "oauth_refresh_token_kept"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        newest: dict[str, str] = {}  # by client: the refresh token it was given last
+        judged, stale = 0, 0
+        for event in obs.identity:
+            client = str(event.get("client_id"))
+            if event.get("grant_type") == "refresh_token" and event.get("presented") and client in newest:
+                judged += 1
+                stale += event["presented"] != newest[client]
+            if event.get("issued"):
+                newest[client] = str(event["issued"])
+        if judged < 2:
+            return self.outcome(None, f"{judged} refresh(es): the rotation is judged from the second refresh on")
+        if stale:
+            return self.outcome(False, f"{stale} of {judged} refreshes presented a refresh token the platform had "
+                                       "already replaced: store the new refresh_token of every answer (the old one "
+                                       "works only until its own lifetime ends, and the user is signed out then)")
+        return self.outcome(True, f"every one of {judged} refreshes presented the newest refresh token")
 
 
 class OAuthStopsWhenRefused(_Check):

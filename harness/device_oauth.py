@@ -25,7 +25,9 @@ from harness.senders import Order
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 OAUTH_SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
 APP_SCOPE = "https://outlook.office365.com/.default"
-Refresh = Literal["ahead", "never", "loop"]
+# ahead: refreshes before expiry and keeps each new refresh token; never; loop: retries a refused one;
+# stale: refreshes, but keeps presenting the first refresh token it was given
+Refresh = Literal["ahead", "never", "loop", "stale"]
 
 
 class SignInFailed(Exception):
@@ -66,6 +68,7 @@ class DeviceOAuth:
     refresh: Refresh = "ahead"
     poll_pace: float = 1.0  # of ``interval``: below 1 polls too fast
     app_only: bool = False
+    poll_through_errors: bool = False  # keeps polling whatever the platform answers (a fault)
     log: list[str] = field(default_factory=list)
     _access: str | None = None
     _expires: float = 0.0  # monotonic
@@ -109,7 +112,8 @@ class DeviceOAuth:
         self._access = str(answer["access_token"])
         self._lifetime = float(answer.get("expires_in", 3599))
         self._expires = time.monotonic() + self._lifetime
-        self._refresh_token = answer.get("refresh_token", self._refresh_token)
+        if not (self.refresh == "stale" and self._refresh_token):
+            self._refresh_token = answer.get("refresh_token", self._refresh_token)
         return self._access
 
     def _client_credentials(self) -> str:
@@ -151,7 +155,8 @@ class DeviceOAuth:
             if status == 200:
                 return self._keep(answer)
             pause = float(code["interval"]) * self.poll_pace
-            if answer.get("error") != "authorization_pending" or time.monotonic() + pause > deadline:
+            refused = answer.get("error") != "authorization_pending"
+            if (refused and not (self.poll_through_errors and polls < 10)) or time.monotonic() + pause > deadline:
                 raise SignInFailed(f"no token: {answer.get('error_description', answer)}")
             if polls == 1:  # the person reads the code off the screen and signs in
                 self._person_signs_in(code["user_code"])

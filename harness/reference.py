@@ -52,6 +52,7 @@ class Behaviour:
     refresh: Refresh = "ahead"  # device-code: refreshes ahead of expiry, never, or in a loop when refused
     poll_pace: float = 1.0  # device-code: the pause between polls, as a fraction of `interval`
     password_fallback: bool = False  # device-code: signs in with its password when OAuth fails
+    poll_through_errors: bool = False  # device-code: keeps polling whatever the platform answers
     declare_size: bool = True
 
 
@@ -140,6 +141,13 @@ _PROFILES = [
     Profile("oauth-fast-poller", "submission", "127.0.0.56",
             "polls the token endpoint five times as often as the device code's interval allows",
             replace(Behaviour(), auth="device-code", poll_pace=0.2), fault="polls faster than interval"),
+    Profile("oauth-stale-refresh", "submission", "127.0.0.58",
+            "refreshes its access token, but always with the first refresh token it was given, never the new ones",
+            replace(Behaviour(), auth="device-code", refresh="stale"), fault="never stores the rotated refresh token"),
+    Profile("oauth-polls-through-errors", "submission", "127.0.0.59",
+            "keeps polling the token endpoint whatever it answers, its app refused included",
+            replace(Behaviour(), auth="device-code", poll_through_errors=True),
+            fault="polls on after its app is refused"),
     Profile("oauth-app-delegated-scope", "submission", "127.0.0.57",
             "an app that asks client credentials for the delegated scope https://outlook.office.com/SMTP.Send",
             replace(Behaviour(), auth="client-credentials", oauth_scope=OAUTH_SCOPE),
@@ -411,7 +419,7 @@ class ReferenceSender:
         delivered = 0
         b = self.profile.behaviour
         oauth = DeviceOAuth(order, b.oauth_scope, b.refresh, b.poll_pace, app_only=b.auth == "client-credentials",
-                            log=log) if self.sign_in != "password" else None
+                            poll_through_errors=b.poll_through_errors, log=log) if self.sign_in != "password" else None
         for index in range(order.count):
             if index and order.interval:
                 time.sleep(order.interval)  # the pace the order asks of the device, not a wait for an event

@@ -126,6 +126,19 @@ class Authorization:
 AUTHORIZATION_CODE_LIFETIME = 600  # seconds; Microsoft's codes are short-lived ("about 10 minutes")
 
 
+def for_exchange(scope: str, *, app_only: bool = False) -> bool:
+    """Whether a requested ``scope`` gives a token smtp.office365.com accepts, as the platform
+    resolves it: Exchange's SMTP.Send (either identifier URI, any case) or its ``.default``, with
+    other Exchange permissions and OpenID scopes beside; app-only, Exchange's ``.default`` alone."""
+    asked = [s.lower() for s in _split_scopes(scope)]
+    if app_only:
+        return len(asked) == 1 and asked[0] in APP_SCOPES
+    exchange = [s for s in asked if s.startswith(EXCHANGE_RESOURCES)]
+    if not exchange or len(exchange) + sum(s in _OIDC for s in asked) != len(asked):
+        return False
+    return any(s.endswith(("/smtp.send", "/.default")) for s in exchange)
+
+
 def flow_id(device_code: str) -> str:
     """A name for one device code, or one refresh token, in records (the thing itself is a credential)."""
     return hashlib.sha256(device_code.encode()).hexdigest()[:12]

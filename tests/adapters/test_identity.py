@@ -158,7 +158,18 @@ def test_discovery_names_the_endpoints_and_the_keys_verify_the_tokens(edge):
 
     session = http(edge)
     config = session.get(authority(edge) + "/v2.0/.well-known/openid-configuration").json()
-    assert config["device_authorization_endpoint"].endswith("/contoso.com/oauth2/v2.0/devicecode")
+    tenant_id = edge.tokens.tenant_id  # named by its id, never by the domain in the path
+    assert config["device_authorization_endpoint"].endswith(f"/{tenant_id}/oauth2/v2.0/devicecode")
+    assert config["issuer"] == f"https://login.microsoftonline.com/{tenant_id}/v2.0"
+    assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"]
+    assert {"userinfo_endpoint", "end_session_endpoint", "response_modes_supported"} <= config.keys()
+    assert not {"grant_types_supported", "code_challenge_methods_supported"} & config.keys()  # Entra has neither
+    host, port = edge.addresses["identity"]
+    forged = session.get(authority(edge) + "/v2.0/.well-known/openid-configuration",
+                         headers={"Host": "evil.example"}).json()
+    assert forged["token_endpoint"].startswith(f"https://{host}:{port}/")  # the Host header is not echoed
+    common = session.get(f"https://{host}:{port}/common/v2.0/.well-known/openid-configuration").json()
+    assert common["issuer"] == "https://login.microsoftonline.com/{tenantid}/v2.0"
     keys = session.get(config["jwks_uri"]).json()
     token = edge.mint_token(SCANNER)
     signing = jwt.PyJWKSet.from_dict(keys)[jwt.get_unverified_header(token)["kid"]]

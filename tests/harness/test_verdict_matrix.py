@@ -53,6 +53,8 @@ CAUGHT_BY = [  # (profile, case, check)
     ("relay-cert-tls11", "relay/certificate-connector-tls-1.2", "tls"),
     ("relay-cert-storm", "relay/wrong-certificate-domain-refused", "no_retry_after_permanent"),
     ("oauth-refresh-loop", "oauth/app-disabled-stops", "oauth_stops_when_refused"),
+    ("oauth-stale-refresh", "oauth/rotated-refresh-token-kept", "oauth_refresh_token_kept"),
+    ("oauth-polls-through-errors", "oauth/public-client-flows-off-stops", "oauth_stops_when_refused"),
 ]
 
 

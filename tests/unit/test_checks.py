@@ -264,9 +264,15 @@ def identity_event(endpoint: str, outcome: str, **fields: Any) -> dict[str, Any]
 
 def test_oauth_device_flow():
     grant = "urn:ietf:params:oauth:grant-type:device_code"
-    signed_in = [identity_event("devicecode", "ok"), identity_event("token", "authorization_pending", grant_type=grant),
+    smtp = "https://outlook.office365.com/SMTP.Send offline_access"
+    signed_in = [identity_event("devicecode", "ok", scope=smtp),
+                 identity_event("token", "authorization_pending", grant_type=grant),
                  identity_event("token", "ok", grant_type=grant)]
     assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=signed_in)) is True
+    # Microsoft grants a Graph scope (or a bare SMTP.Send, which is Graph's): a token SMTP refuses
+    for graph in ("https://graph.microsoft.com/Mail.Send", "SMTP.Send offline_access"):
+        for_graph = [{**signed_in[0], "scope": graph}, *signed_in[1:]]
+        assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=for_graph)) is False
     assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION)) is False  # a password, no token asked for
     refused = [identity_event("devicecode", "invalid_scope", aadsts=70011, scope="https://graph.microsoft.com/x")]
     assert outcome(C.OAuthDeviceFlow(), observe(GOOD_SUBMISSION, dns=refused)) is False
@@ -337,6 +343,12 @@ def test_oauth_scope():
 
     smtp = "https://outlook.office.com/SMTP.Send offline_access"
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp))) is True
+    for accepted in ("https://outlook.office365.com/SMTP.Send offline_access", "https://outlook.office.com/.default",
+                     "https://outlook.office.com/smtp.send https://outlook.office.com/IMAP.AccessAsUser.All openid"):
+        assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(accepted))) is True, accepted
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked("SMTP.Send offline_access"))) is False
+    assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked("https://outlook.office.com/.default",
+                                                                        "client_credentials"))) is True
     graph = "https://graph.microsoft.com/Mail.Send"
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(graph))) is False
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp + " https://graph.microsoft.com/User.Read"))
@@ -345,6 +357,21 @@ def test_oauth_scope():
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(app, "client_credentials"))) is True
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION, dns=asked(smtp, "client_credentials"))) is False
     assert outcome(C.OAuthScope(), observe(GOOD_SUBMISSION)) is None
+
+
+def test_oauth_refresh_token_kept():
+    def refreshes(*presented: str) -> list[dict[str, Any]]:
+        events = [at(0.0, "devicecode", "ok", client_id="d"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT,
+                                                                 client_id="d", issued="r1")]
+        for i, token in enumerate(presented, start=2):
+            events.append(at(float(i), "token", "ok", grant_type="refresh_token", client_id="d", presented=token,
+                             issued=f"r{i}"))
+        return events
+
+    assert outcome(C.OAuthRefreshTokenKept(), observe(GOOD_SUBMISSION, dns=refreshes("r1", "r2", "r3"))) is True
+    assert outcome(C.OAuthRefreshTokenKept(), observe(GOOD_SUBMISSION, dns=refreshes("r1", "r1", "r1"))) is False
+    # one refresh: nothing rotated yet to keep
+    assert outcome(C.OAuthRefreshTokenKept(), observe(GOOD_SUBMISSION, dns=refreshes("r1"))) is None
 
 
 def test_oauth_stops_when_refused():
