@@ -22,7 +22,6 @@ import ipaddress
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +72,8 @@ class CaseSetup:
 
 
 def tenant_guid(tenant: Tenant) -> str:
-    """A stable tenant id (a GUID, as Entra gives one) derived from the tenant's name."""
-    return str(uuid.UUID(int=random.Random(tenant.tenant).getrandbits(128), version=4))
+    """The tenant's id (a GUID, as Entra gives one): its own, or one derived from its name."""
+    return tenant.guid
 
 
 def advertised_address(host: str, advertise: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import hashlib
 import secrets
 import string
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jwt
@@ -416,7 +417,7 @@ class IdentityPlatform:
         if code.mailbox is None:
             return Refusal(R.AUTHORIZATION_PENDING)
         del self._device_codes[form["device_code"]]
-        return self._tokens(app, code.mailbox, code.scopes, mfa=code.mfa)
+        return self._tokens(app, code.mailbox, code.scopes, mfa=code.mfa, form=form)
 
     def _by_authorization_code(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         held = self._codes.pop(form.get("code", ""), None)  # a code is redeemed once
@@ -432,7 +433,7 @@ class IdentityPlatform:
                 base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
             if not secrets.compare_digest(derived, held.challenge):
                 return Refusal(R.PKCE_MISMATCH)
-        return self._tokens(app, held.mailbox, held.scopes, mfa=held.mfa, nonce=held.nonce)
+        return self._tokens(app, held.mailbox, held.scopes, mfa=held.mfa, nonce=held.nonce, form=form)
 
     def _by_refresh_token(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         presented = form.get("refresh_token", "")
@@ -460,7 +461,7 @@ class IdentityPlatform:
             if isinstance(asked, Refusal):
                 return asked
             scopes = asked
-        return self._tokens(app, held.mailbox, scopes, mfa=held.mfa)
+        return self._tokens(app, held.mailbox, scopes, mfa=held.mfa, form=form)
 
     def _by_password(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         """Resource owner password credentials (ROPC): a work account's user name and password,
@@ -474,7 +475,7 @@ class IdentityPlatform:
         person = self._person(form["username"], form["password"], mfa=False)
         if isinstance(person, IdentityReply):
             return Refusal(person)
-        return self._tokens(app, person[0], scopes)
+        return self._tokens(app, person[0], scopes, form=form)
 
     def _by_client_credentials(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         scope = form.get("scope", "")
@@ -487,7 +488,7 @@ class IdentityPlatform:
         roles = (APP_ROLE,) if app.send_as_app else ()
         audience = GRAPH.rstrip("/") if asked[0].lower().startswith(GRAPH) else AUDIENCES[1]
         token = self.tokens.mint(now=self.clock(), app_id=app.client_id, expires_in=lifetime, roles=roles,
-                                 audience=audience)
+                                 audience=audience, app_name=app.name, credential=_credential(form))
         return Grant({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                       "access_token": token})
 
@@ -500,16 +501,19 @@ class IdentityPlatform:
         return self.draw(settings.access_token_lifetime, settings.access_token_lifetime_max)
 
     def _tokens(self, app: App, mailbox: str, scopes: tuple[str, ...], *, mfa: bool = False,
-                nonce: str | None = None) -> Grant:
+                nonce: str | None = None, form: dict[str, str] | None = None) -> Grant:
         now, settings = self.clock(), self.tenant.identity
+        box = self.tenant.mailbox(mailbox)
         lifetime = self.access_lifetime()
+        mint = functools.partial(self.tokens.mint, now=now, mailbox=mailbox, expires_in=lifetime,
+                                 client_id=app.client_id, app_name=app.name, name=box.display_name if box else None,
+                                 credential=_credential(form or {}), mfa=mfa)
         smtp = tuple(s for s in scopes if s not in _OIDC)
         graph = tuple(s.removeprefix(GRAPH) for s in smtp if s.startswith(GRAPH))
         if graph:  # a token for Microsoft Graph: the submission endpoint refuses its audience
-            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=lifetime, scopes=graph,
-                                      audience=GRAPH.rstrip("/"))
+            access = mint(scopes=graph, audience=GRAPH.rstrip("/"))
         else:
-            access = self.tokens.mint(now=now, mailbox=mailbox, expires_in=lifetime, scopes=smtp or (DELEGATED_SCOPE,))
+            access = mint(scopes=smtp or (DELEGATED_SCOPE,))
         body: dict[str, Any] = {
             "token_type": "Bearer", "scope": " ".join(s if s.startswith(GRAPH) else f"{OUTLOOK}{s}" for s in smtp),
             "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
@@ -524,7 +528,8 @@ class IdentityPlatform:
                 self._refresh_tokens.pop(family.popleft(), None)
             body["refresh_token"] = refresh
         if "openid" in scopes:
-            body["id_token"] = self.tokens.id_token(now=now, mailbox=mailbox, client_id=app.client_id, nonce=nonce)
+            body["id_token"] = self.tokens.id_token(now=now, mailbox=mailbox, client_id=app.client_id, nonce=nonce,
+                                                    name=box.display_name if box else None)
         return Grant(body)
 
     # -- what a scenario does mid-run -----------------------------------------------------------
@@ -552,6 +557,13 @@ class IdentityPlatform:
             del self._refresh_tokens[token]
         for code in [c for c, held in self._codes.items() if now >= held.expires]:
             del self._codes[code]
+
+
+def _credential(form: dict[str, str]) -> Literal["none", "secret", "certificate"]:
+    """How the app proved itself in a request (a token's ``appidacr``)."""
+    if form.get("client_assertion_type") == JWT_BEARER:
+        return "certificate"
+    return "secret" if form.get("client_secret") else "none"
 
 
 def _stamp(when: float) -> str:

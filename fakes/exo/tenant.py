@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import random
 import re
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -152,6 +154,7 @@ class Org(_Frozen):
 
 class Mailbox(_Frozen):
     address: Address
+    display_name: str | None = None  # the person's name in tokens (name); default: the local part
     password: str | None = Field(None, repr=False)  # never in a repr, a log line or an error
     smtp_client_authentication: Literal["enabled", "disabled", "inherit"] = "inherit"
     send_as: tuple[Address, ...] = ()
@@ -277,6 +280,8 @@ class Lab(_Frozen):
 class Tenant(_Frozen):
     schema_version: Literal[1]
     tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
+    # Entra's tenant id; default: one derived from the tenant's name, the same in every run
+    tenant_id: uuid.UUID | None = None
     accepted_domains: tuple[Domain, ...] = Field(min_length=1)
     # the MX host, when the one Microsoft derives from the first accepted domain would not be a DNS name
     mx: Domain | None = None
@@ -342,6 +347,13 @@ class Tenant(_Frozen):
     def mx_host(self) -> str:
         """``contoso.com`` -> ``contoso-com.mail.protection.outlook.com`` (or the ``mx`` it names)."""
         return self.mx or self.accepted_domains[0].replace(".", "-") + MX_SUFFIX
+
+    @property
+    def guid(self) -> str:
+        """The tenant id Entra knows it by: ``tenant_id``, or a GUID derived from the tenant's name."""
+        if self.tenant_id is not None:
+            return str(self.tenant_id)
+        return str(uuid.UUID(int=random.Random(self.tenant).getrandbits(128), version=4))
 
     @property
     def initial_domain(self) -> str:

@@ -186,3 +186,45 @@ def test_every_answer_has_the_platforms_error_fields_and_headers(edge):
     got = session.get(f"{base}/token")
     assert got.status_code == 400 and got.headers["Content-Type"].startswith("application/json")
     assert got.json()["error"] == "invalid_request" and got.json()["error_codes"] == [900561]
+
+
+# Microsoft's access token claims reference (entra-docs access-token-claims-reference.md), v1.0
+V1_DELEGATED = {"aud", "iss", "iat", "nbf", "exp", "acr", "amr", "app_displayname", "appid", "appidacr", "idtyp",
+                "name", "oid", "scp", "sub", "tid", "unique_name", "upn", "uti", "ver"}
+V1_APP = {"aud", "iss", "iat", "nbf", "exp", "app_displayname", "appid", "appidacr", "idp", "idtyp", "oid", "roles",
+          "sub", "tid", "uti", "ver"}
+
+
+def test_exchange_tokens_have_microsofts_v1_claims_and_the_key_set_its_certificate(edge):
+    import base64
+
+    import jwt
+    from cryptography import x509
+
+    overrides(edge, mailboxes={SCANNER: {"display_name": "Scanner 3rd floor"}})
+    tokens = signed_in(edge, "https://outlook.office.com/SMTP.Send offline_access openid profile")
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    tenant_id = edge.tokens.tenant_id
+    assert V1_DELEGATED <= claims.keys(), V1_DELEGATED - claims.keys()
+    assert not {"preferred_username", "jti"} & claims.keys()  # v2 and generic claims Exchange's tokens lack
+    assert claims["ver"] == "1.0" and claims["iss"] == f"https://sts.windows.net/{tenant_id}/"
+    assert claims["aud"] == "https://outlook.office.com" and claims["scp"] == "SMTP.Send"
+    assert claims["appid"] == DEVICE_APP and claims["appidacr"] == "0" and claims["idtyp"] == "user"
+    assert claims["upn"] == claims["unique_name"] == SCANNER and claims["name"] == "Scanner 3rd floor"
+    id_claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert id_claims["name"] == "Scanner 3rd floor" and id_claims["ver"] == "2.0"
+    header = jwt.get_unverified_header(tokens["access_token"])
+    assert header["x5t"] == header["kid"] and header["typ"] == "JWT"
+    keys = http(edge).get(authority(edge) + "/discovery/v2.0/keys").json()["keys"]
+    (key,) = [k for k in keys if k["kid"] == header["kid"]]
+    certificate = x509.load_der_x509_certificate(base64.b64decode(key["x5c"][0]))
+    jwt.decode(tokens["access_token"], certificate.public_key(), algorithms=["RS256"],
+               audience="https://outlook.office.com")  # verifies with the published certificate
+    app = msal.ConfidentialClientApplication(SERVICE_APP, client_credential=SERVICE_SECRET, authority=authority(edge),
+                                             http_client=http(edge), validate_authority=False,
+                                             instance_discovery=False)
+    app_token = app.acquire_token_for_client(scopes=["https://outlook.office365.com/.default"])["access_token"]
+    app_claims = jwt.decode(app_token, options={"verify_signature": False})
+    assert V1_APP <= app_claims.keys(), V1_APP - app_claims.keys()
+    assert app_claims["roles"] == ["SMTP.SendAsApp"] and app_claims["idtyp"] == "app"
+    assert app_claims["appidacr"] == "1" and app_claims["sub"] == app_claims["oid"]
