@@ -510,10 +510,8 @@ class IdentityPlatform:
                                  credential=_credential(form or {}), mfa=mfa)
         smtp = tuple(s for s in scopes if s not in _OIDC)
         graph = tuple(s.removeprefix(GRAPH) for s in smtp if s.startswith(GRAPH))
-        if graph:  # a token for Microsoft Graph: the submission endpoint refuses its audience
-            access = mint(scopes=graph, audience=GRAPH.rstrip("/"))
-        else:
-            access = mint(scopes=smtp or (DELEGATED_SCOPE,))
+        # a token for Microsoft Graph: the submission endpoint refuses its audience
+        access = mint(scopes=graph, audience=GRAPH.rstrip("/")) if graph else mint(scopes=smtp or (DELEGATED_SCOPE,))
         body: dict[str, Any] = {
             "token_type": "Bearer", "scope": " ".join(s if s.startswith(GRAPH) else f"{OUTLOOK}{s}" for s in smtp),
             "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
