@@ -25,6 +25,32 @@ from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
 from fakes.web import WebEndpoint
 
+# The sign-in pages' own words, in the language the browser asks for (``?mkt=`` or Accept-Language)
+PAGE_TEXT = {
+    "en": {"lang": "en", "enter_code": "Enter code", "sign_in": "Sign in", "code": "Code", "email": "Email",
+           "password": "Password", "accept": "Sign in and allow", "decline": "Decline",
+           "second": "I approved the sign-in request on my phone (when my organisation asks for a second factor)",
+           "close": "You can close this window and go back to the device.",
+           "intro": "Enter the code displayed on your device, then sign in with the mailbox the device sends as.",
+           "signed_in": "You have signed in to the device", "declined": "You declined to sign in"},
+    "de": {"lang": "de", "enter_code": "Code eingeben", "sign_in": "Anmelden", "code": "Code", "email": "E-Mail",
+           "password": "Kennwort", "accept": "Anmelden und zulassen", "decline": "Ablehnen",
+           "second": "Ich habe die Anmeldeanforderung auf meinem Telefon genehmigt (wenn meine Organisation einen "
+                     "zweiten Faktor verlangt)",
+           "close": "Sie können dieses Fenster schließen und zum Gerät zurückkehren.",
+           "intro": "Geben Sie den auf Ihrem Gerät angezeigten Code ein, und melden Sie sich dann mit dem Postfach "
+                    "an, als das das Gerät sendet.",
+           "signed_in": "Sie haben sich beim Gerät angemeldet", "declined": "Sie haben die Anmeldung abgelehnt"},
+}
+
+
+def page_language(request: web.Request, form: Any = None) -> dict[str, str]:
+    """The page's words: ``mkt`` (query or form), else the browser's first Accept-Language."""
+    asked = request.query.get("mkt") or (form.get("mkt") if form is not None else None) \
+        or request.headers.get("Accept-Language", "en").split(",", 1)[0]
+    return PAGE_TEXT.get(str(asked).split("-", 1)[0].strip().lower(), PAGE_TEXT["en"])
+
+
 # what the platform sends with every token and error answer (public transcripts: gh:Azure/azure-cli#22251)
 NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache", "Expires": "-1"}
 _PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
@@ -166,7 +192,8 @@ class IdentityServer(WebEndpoint):
             return refused
         form = {k: str(v) for k, v in (await request.post()).items()}
         return self._answer(request, "devicecode", form,
-                            self.platform.device_code(form, tenant=request.match_info["tenant"]))
+                            self.platform.device_code(form, tenant=request.match_info["tenant"],
+                                                      mkt=request.query.get("mkt")))
 
     async def not_posted(self, request: web.Request) -> web.Response:
         """A GET where only POST is served: the platform's JSON error, as for any bad request."""
@@ -188,16 +215,16 @@ class IdentityServer(WebEndpoint):
 
     # -- the device login page (microsoft.com/link) -----------------------------------------------
 
-    def _page(self, *, status: int = 200, **fields: Any) -> web.Response:
-        values = {"heading": "Enter code", "action": "/link", "hidden": {}, "code": None, "login": "",
-                  "error": None, "done": None, "plays": "microsoft.com/link",
-                  "intro": "Enter the code displayed on your device, then sign in with the mailbox the device "
-                           "sends as."} | fields
-        html = _PAGES.get_template("sign-in.html").render(tenant=self.platform.tenant.tenant, **values)
+    def _page(self, *, status: int = 200, words: dict[str, str] | None = None, **fields: Any) -> web.Response:
+        t = words or PAGE_TEXT["en"]
+        values = {"heading": t["enter_code"], "action": "/link", "hidden": {}, "code": None, "login": "",
+                  "error": None, "done": None, "plays": "microsoft.com/link", "intro": t["intro"], "mkt": ""} | fields
+        html = _PAGES.get_template("sign-in.html").render(tenant=self.platform.tenant.tenant, t=t, **values)
         return web.Response(text=html, content_type="text/html", status=status)
 
     async def login_page(self, request: web.Request) -> web.Response:
-        return self._page(code=request.query.get("otc", ""))
+        words = page_language(request)
+        return self._page(code=request.query.get("otc", ""), words=words, mkt=words["lang"])
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -207,9 +234,10 @@ class IdentityServer(WebEndpoint):
                                         mfa=form.get("mfa") == "approved")
         self._record(request, "device-login", user=login, outcome="ok" if problem is None else problem.error,
                      approved=approve, aadsts=problem.aadsts if problem else None)
+        words = page_language(request, form)
         if problem is not None:
-            return self._page(code=code, login=login, error=problem.description())
-        return self._page(done="You have signed in to the device" if approve else "You declined to sign in")
+            return self._page(code=code, login=login, error=problem.description(), words=words, mkt=words["lang"])
+        return self._page(done=words["signed_in"] if approve else words["declined"], words=words)
 
     # -- the authorize page (authorization code with PKCE) ------------------------------------------
 

@@ -286,8 +286,9 @@ class IdentityPlatform:
 
     # -- device authorization -------------------------------------------------------------------
 
-    def device_code(self, form: dict[str, str], tenant: str | None = None) -> Grant | Refusal:
-        """``POST /{tenant}/oauth2/v2.0/devicecode`` (the app is authenticated when it polls)."""
+    def device_code(self, form: dict[str, str], tenant: str | None = None, mkt: str | None = None) -> Grant | Refusal:
+        """``POST /{tenant}/oauth2/v2.0/devicecode`` (the app is authenticated when it polls); the
+        message in the language ``mkt`` names."""
         app = self._client(form, tenant=tenant, authenticate=False)
         if isinstance(app, Refusal):
             return app
@@ -305,8 +306,7 @@ class IdentityPlatform:
         return Grant({
             "user_code": user_code, "device_code": device_code, "verification_uri": VERIFICATION_URI,
             "expires_in": settings.device_code_lifetime, "interval": settings.polling_interval,
-            "message": f"To sign in, use a web browser to open the page {VERIFICATION_URI} and enter the code "
-                       f"{user_code} to authenticate.",
+            "message": R.device_code_message(mkt, VERIFICATION_URI, user_code),
         })
 
     def pending(self, user_code: str) -> _DeviceCode | None:

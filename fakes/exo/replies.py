@@ -447,3 +447,21 @@ MORE_THAN_ONE_RESOURCE = IdentityReply(
     400, "invalid_scope", 28000,
     "Provided value for the input parameter scope is not valid because it contains more than one resource.",
     "public error logs (AADSTS28000)", "O")
+
+
+# The device code answer's ``message``, by the language ``?mkt=`` names (entra-docs
+# v2-oauth2-device-code.md: "localisable with ?mkt=xx-XX"). English: [O] learn.microsoft.com/answers
+# 981553 (2022). German: the wording Microsoft's German documentation quotes for this message (its
+# Azure Data Explorer and Resource Graph quickstarts, 2023-2025); the service's own German text is
+# UNCONFIRMED.
+DEVICE_CODE_MESSAGES = {
+    "en": "To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate.",
+    "de": "Verwenden Sie zum Anmelden einen Webbrowser, um die Seite {uri} zu öffnen, und geben Sie den Code "
+          "{code} ein, um sich zu authentifizieren.",
+}
+
+
+def device_code_message(mkt: str | None, uri: str, code: str) -> str:
+    """The message in the language ``mkt`` names (``de-DE``, ``de``), English for any other."""
+    language = (mkt or "en").split("-", 1)[0].lower()
+    return DEVICE_CODE_MESSAGES.get(language, DEVICE_CODE_MESSAGES["en"]).format(uri=uri, code=code)

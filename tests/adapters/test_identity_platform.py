@@ -228,3 +228,26 @@ def test_exchange_tokens_have_microsofts_v1_claims_and_the_key_set_its_certifica
     assert app_claims.keys() >= V1_APP, V1_APP - app_claims.keys()
     assert app_claims["roles"] == ["SMTP.SendAsApp"] and app_claims["idtyp"] == "app"
     assert app_claims["appidacr"] == "1" and app_claims["sub"] == app_claims["oid"]
+
+
+def test_mkt_localises_the_device_code_message_and_the_login_page(edge):
+    session = http(edge)
+    german = session.post(authority(edge) + "/oauth2/v2.0/devicecode?mkt=de-DE",
+                          data={"client_id": DEVICE_APP, "scope": "https://outlook.office.com/SMTP.Send"}).json()
+    code = german["user_code"]
+    assert german["message"] == ("Verwenden Sie zum Anmelden einen Webbrowser, um die Seite "
+                                 f"https://www.microsoft.com/link zu öffnen, und geben Sie den Code {code} "
+                                 "ein, um sich zu authentifizieren.")
+    english = session.post(authority(edge) + "/oauth2/v2.0/devicecode",
+                           data={"client_id": DEVICE_APP, "scope": "https://outlook.office.com/SMTP.Send"}).json()
+    assert english["message"].startswith("To sign in, use a web browser to open the page")
+    host, port = edge.addresses["identity"]
+    link = http(edge, "www.microsoft.com")
+    page = link.get(f"https://{host}:{port}/link?mkt=de-DE").text
+    assert '<html lang="de">' in page and "Code eingeben" in page and "Kennwort" in page
+    by_browser = link.get(f"https://{host}:{port}/link", headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert "Code eingeben" in by_browser.text
+    assert "Enter code" in link.get(f"https://{host}:{port}/link").text
+    done = link.post(f"https://{host}:{port}/link", data={"otc": german["user_code"], "login": SCANNER,
+                                                          "password": "Scan-2026!", "mkt": "de"}).text
+    assert "Sie haben sich beim Gerät angemeldet" in done
