@@ -169,6 +169,9 @@ class Edge:
             https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=("TLSv1.2", "TLSv1.3"))
             identity = IdentityServer(self.identity, self.records, https)
             self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])
+            bound, port = self.addresses["identity"]
+            for address in (bound, self.advertise):  # a client assertion's audience may name them
+                self.identity.hosts.add(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
             self._servers.append(identity)
             self._rebuild_zone()
             name = "dns"

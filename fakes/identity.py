@@ -11,6 +11,7 @@ outcome, never a secret), so a check can judge, say, how fast a device polled.
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
 import ssl
 from typing import Any
@@ -186,11 +187,30 @@ class IdentityServer(WebEndpoint):
                                   "domain_name": domain, "cloud_instance_name": "microsoftonline.com",
                                   "cloud_audience_urn": "urn:federation:MicrosoftOnline"}, headers=NO_STORE)
 
+    async def _form(self, request: web.Request, what: str) -> dict[str, str] | web.Response:
+        """The request's form, or the platform's 400 for a body that is not one (bytes that are not
+        UTF-8, a charset no one knows, a file where a field is due, Basic credentials that are not
+        base64 of UTF-8), recorded as any other refusal."""
+        try:
+            form = {k: v if isinstance(v, str) else "" for k, v in (await request.post()).items()}
+            if request.headers.get("Authorization", "").startswith("Basic "):  # client_secret_basic
+                raw = base64.b64decode(request.headers["Authorization"][6:], validate=True).decode()
+                user, _, secret = raw.partition(":")
+                form.setdefault("client_id", unquote(user))
+                form.setdefault("client_secret", unquote(secret))
+        except (UnicodeDecodeError, LookupError, ValueError, binascii.Error):
+            refusal = Refusal(R.MALFORMED_FORM)
+            self._record(request, what, outcome=refusal.reply.error, aadsts=refusal.reply.aadsts)
+            return self._refused(refusal)
+        return form
+
     async def devicecode(self, request: web.Request) -> web.Response:
         refused = self._tenant_refusal(request)
         if refused:
             return refused
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await self._form(request, "devicecode")
+        if isinstance(form, web.Response):
+            return form
         return self._answer(request, "devicecode", form,
                             self.platform.device_code(form, tenant=request.match_info["tenant"],
                                                       mkt=request.query.get("mkt")))
@@ -206,11 +226,9 @@ class IdentityServer(WebEndpoint):
         refused = self._tenant_refusal(request)
         if refused:
             return refused
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        if request.headers.get("Authorization", "").startswith("Basic "):  # client_secret_basic
-            user, _, secret = base64.b64decode(request.headers["Authorization"][6:]).decode().partition(":")
-            form.setdefault("client_id", unquote(user))
-            form.setdefault("client_secret", unquote(secret))
+        form = await self._form(request, "token")
+        if isinstance(form, web.Response):
+            return form
         return self._answer(request, "token", form, self.platform.token(form, tenant=request.match_info["tenant"]))
 
     # -- the device login page (microsoft.com/link) -----------------------------------------------
@@ -227,7 +245,9 @@ class IdentityServer(WebEndpoint):
         return self._page(code=request.query.get("otc", ""), words=words, mkt=words["lang"])
 
     async def login(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await self._form(request, "device-login")
+        if isinstance(form, web.Response):
+            return form
         code, login = str(form.get("otc", "")), str(form.get("login", ""))
         approve = form.get("consent", "accept") != "decline"
         problem = self.platform.sign_in(code, login, str(form.get("password", "")), approve=approve,
@@ -262,7 +282,9 @@ class IdentityServer(WebEndpoint):
                                 f"({', '.join(asked.scopes)}). Sign in with your mailbox to allow it.")
 
     async def authorize(self, request: web.Request) -> web.StreamResponse:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await self._form(request, "authorize")
+        if isinstance(form, web.Response):
+            return form
         params = {k: v for k, v in form.items() if k not in ("login", "password", "consent", "mfa")}
         asked = self._authorization(request, params)
         if isinstance(asked, web.Response):

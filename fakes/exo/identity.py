@@ -16,6 +16,7 @@ import base64
 import collections
 import functools
 import hashlib
+import re
 import secrets
 import string
 import uuid
@@ -30,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import replies as R
+from .names import IDENTITY_HOST
 from .replies import IdentityReply
 from .tenant import App, Tenant
 from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
@@ -48,6 +50,7 @@ EXCHANGE_RESOURCES = ("https://outlook.office.com/", "https://outlook.office365.
 EXCHANGE_PERMISSIONS = {name.lower(): name for name in ("SMTP.Send", "IMAP.AccessAsUser.All",
                                                         "POP.AccessAsUser.All", "EWS.AccessAsUser.All")}
 APP_SCOPES = tuple(f"{resource}.default" for resource in EXCHANGE_RESOURCES)
+ASSERTION_LIFETIME = 3600  # seconds a client assertion may be valid for (UNCONFIRMED; MSAL's last 600)
 REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
 _OIDC = ("openid", "profile", "email", "offline_access")
 
@@ -145,12 +148,21 @@ def flow_id(device_code: str) -> str:
     return hashlib.sha256(device_code.encode()).hexdigest()[:12]
 
 
+_URI_TROUBLE = re.compile(r"[\\\s\x00-\x1f\x7f]|%(?:2f|5c|40|00)", re.IGNORECASE)
+
+
 def _redirect_matches(asked: str, registered: str) -> bool:
     """Exactly the registered URI; for a loopback one (a native app's) the port may differ, as
-    Microsoft allows (entra-docs reply-url.md: "the port component is ignored")."""
+    Microsoft allows (entra-docs reply-url.md: "the port component is ignored"), after a parse a
+    browser agrees with: no backslash, whitespace, control character or user info, which Python
+    and a browser read differently (``http://evil.example\\@localhost:8/`` is evil.example's)."""
     if asked == registered:
         return True
+    if _URI_TROUBLE.search(asked) or not asked.isascii():
+        return False
     a, r = urlsplit(asked), urlsplit(registered)
+    if a.username is not None or a.password is not None or "@" in a.netloc:
+        return False
     return (r.scheme == a.scheme == "http" and r.hostname in ("localhost", "127.0.0.1")
             and a.hostname == r.hostname and (a.path or "/") == (r.path or "/") and not a.query)
 
@@ -179,6 +191,9 @@ class IdentityPlatform:
         # the newest refresh tokens of each (app, mailbox): using one does not revoke the others
         self._families: dict[tuple[str, str], collections.deque[str]] = {}
         self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
+        self._assertions_seen: dict[str, float] = {}  # client assertion ids (jti) used, until they expire
+        # the hosts a client assertion's audience may name: Microsoft's, and where this endpoint listens
+        self.hosts: set[str] = {IDENTITY_HOST}
 
     @property
     def tenant(self) -> Tenant:
@@ -238,14 +253,27 @@ class IdentityPlatform:
         except jwt.PyJWTError as exc:
             return Refusal(R.ASSERTION_INVALID, {"why": str(exc)})
         now = self.clock()
-        if not claims.get("exp") or now >= float(claims["exp"]) or now < float(claims.get("nbf", 0)) - 300:
+        try:
+            expires, begins = float(claims["exp"]), float(claims.get("nbf", claims.get("iat", 0)))
+        except (KeyError, TypeError, ValueError):
+            return Refusal(R.ASSERTION_INVALID, {"why": "Its exp and nbf must be numbers (seconds since 1970)."})
+        if now >= expires or now < begins - 300:
             return Refusal(R.ASSERTION_EXPIRED)
+        if expires - begins > ASSERTION_LIFETIME:
+            return Refusal(R.ASSERTION_INVALID, {"why": f"It is valid for {expires - begins:.0f} seconds; an assertion "
+                                                        f"lives {ASSERTION_LIFETIME} seconds at most."})
         if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
             return Refusal(R.ASSERTION_INVALID, {"why": "Its iss and sub must be the application id."})
         audience = urlsplit(str(claims.get("aud", "")))
         tenant = audience.path.strip("/").split("/")[0] if audience.path else ""
-        if audience.path.rstrip("/") != f"/{tenant}/oauth2/v2.0/token" or not self.knows_tenant(tenant):
+        if (audience.scheme != "https" or audience.netloc.lower() not in self.hosts
+                or audience.path != f"/{tenant}/oauth2/v2.0/token" or audience.query or not self.knows_tenant(tenant)):
             return Refusal(R.ASSERTION_INVALID, {"why": "Its aud must be this tenant's token endpoint."})
+        jti = str(claims.get("jti") or "")
+        if not jti or jti in self._assertions_seen:
+            return Refusal(R.ASSERTION_INVALID, {"why": "Its jti is missing or was used before: an assertion is "
+                                                        "used once."})
+        self._assertions_seen[jti] = expires
         return None
 
     def _delegated_scopes(self, app: App, scope: str) -> tuple[str, ...] | Refusal:
@@ -390,6 +418,7 @@ class IdentityPlatform:
         grant = form.get("grant_type", "")
         if not grant:
             return Refusal(R.MISSING_PARAMETER, {"name": "grant_type"})
+        self._forget_expired()
         handler = {DEVICE_CODE_GRANT: self._by_device_code, "refresh_token": self._by_refresh_token,
                    "client_credentials": self._by_client_credentials, "authorization_code": self._by_authorization_code,
                    "password": self._by_password}.get(grant)
@@ -555,6 +584,8 @@ class IdentityPlatform:
             del self._refresh_tokens[token]
         for code in [c for c, held in self._codes.items() if now >= held.expires]:
             del self._codes[code]
+        for jti in [j for j, expires in self._assertions_seen.items() if now >= expires]:
+            del self._assertions_seen[jti]
 
 
 def _credential(form: dict[str, str]) -> Literal["none", "secret", "certificate"]:

@@ -381,6 +381,10 @@ MALFORMED_REQUEST = IdentityReply(
     400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.",
     "entra-docs reference-error-codes.md (AADSTS9002313); public error logs for a refresh token that is no "
     "token", "C (code); O (text)")
+MALFORMED_FORM = IdentityReply(
+    400, "invalid_request", 9002313, "Invalid request. Request is malformed or invalid.",
+    "entra-docs reference-error-codes.md (AADSTS9002313 InvalidRequest)", "C (code and text); its use for a body "
+    "that is not a form UNCONFIRMED")
 SINGLE_TENANT_APP = IdentityReply(
     400, "invalid_request", 50194,
     "Application '{client_id}'({name}) is not configured as a multi-tenant application. Usage of the /common "
