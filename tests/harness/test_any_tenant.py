@@ -144,6 +144,7 @@ def _acceptable(result: CaseResult) -> bool:
     return result.verdict == Verdict.INFO and result.scenario.severity == "info" and result.exercised
 
 
+@pytest.mark.timeout(60 + 150 * GENERATED)  # the catalog for seven senders, and the faulty ones, per tenant
 @settings(max_examples=GENERATED, deadline=None, database=None, derandomize=True,
           phases=[Phase.generate],  # a failing tenant is shown as drawn: shrinking would rerun the catalog
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

@@ -18,6 +18,9 @@ from harness.reference import PROFILES, ReferenceSender
 from harness.runner import SEVERITY_VERDICT, CaseResult, Runner, Verdict
 from harness.scenario import load_catalog
 
+# the matrix (every profile, every case) is built once, in the first test's setup: minutes, mostly
+# the senders' own pace
+pytestmark = pytest.mark.timeout(900)
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "scenarios")
 NOT_PASSED = {Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO}
 # Cases about the edge itself, which no sender behaviour can fail.
