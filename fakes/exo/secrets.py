@@ -20,7 +20,10 @@ from typing import Any
 MASK = "********"
 # base64 runs shorter than this are not masked inside longer base64 (too likely to be chance)
 _MIN_FRAGMENT = 8
-_JWT = r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+# A JWT starts where a run of its alphabet starts, and each segment is taken whole (possessive): a
+# search costs one pass over the text, however long a run of base64-looking text a peer sends (the
+# plain pattern backtracked through the rest of the run at every "eyJ", a quadratic stall)
+_JWT = r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+"
 
 
 def encodings(secret: str) -> set[str]:
