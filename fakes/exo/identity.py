@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from . import replies as R
 from .names import IDENTITY_HOST
 from .replies import IdentityReply
+from .secrets import REFRESH_TOKEN_PREFIX
 from .tenant import App, Tenant
 from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
 
@@ -546,7 +547,7 @@ class IdentityPlatform:
             "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
         }
         if "offline_access" in scopes:
-            refresh = secrets.token_urlsafe(64)
+            refresh = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(64)  # masked by its shape
             self._refresh_tokens[refresh] = _RefreshToken(app.client_id, mailbox, scopes, now,
                                                           now + settings.refresh_token_lifetime, mfa)
             family = self._families.setdefault((app.client_id, mailbox), collections.deque())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+import urllib.parse
 from typing import Any
 
 MASK = "********"
@@ -27,10 +28,12 @@ _JWT = r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9
 
 
 def encodings(secret: str) -> set[str]:
-    """The secret, its base64, and the part of its base64 that stays the same at any offset
-    within a longer base64 text."""
+    """The secret, its form encodings (a form body a sender prints: ``password=Scan-2026%21``), its
+    base64, and the part of its base64 that stays the same at any offset within a longer base64 text."""
     raw = secret.encode()
-    forms = {secret, base64.b64encode(raw).decode()}
+    quoted = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}
+    # and as encoders that take "~" for reserved write it (RFC 2396: %7E)
+    forms = {secret, base64.b64encode(raw).decode(), *quoted, *(q.replace("~", "%7E") for q in quoted)}
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode()
         # the first quantum mixes in what came before; the last may mix in what follows
@@ -49,8 +52,12 @@ def _inside_base64(marker: bytes) -> list[str]:
     return out
 
 
-# A token by its shape: a JWT, or base64 from "auth=Bearer " (XOAUTH2) or from a JWT header on
-TOKEN_SHAPES = [_JWT, *(re.escape(core) + "[A-Za-z0-9+/]*={0,2}"
+# A refresh token of the lab's identity platform: opaque, but shaped as Microsoft's start ("0.A"),
+# so it is masked wherever it appears (a sender may print it, or send it outside AUTH)
+REFRESH_TOKEN_PREFIX = "0.A"
+_REFRESH = r"(?<![A-Za-z0-9_.-])0\.A[A-Za-z0-9_-]{60,}+"
+# A token by its shape: a JWT, a refresh token, or base64 from "auth=Bearer " (XOAUTH2) or from a JWT header on
+TOKEN_SHAPES = [_JWT, _REFRESH, *(re.escape(core) + "[A-Za-z0-9+/]*={0,2}"
                         for marker in (b"auth=Bearer ", b"eyJhbGciOi", b"eyJ0eXAiOi")
                         for core in _inside_base64(marker))]
 

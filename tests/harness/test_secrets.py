@@ -64,11 +64,12 @@ def test_the_mask_finds_a_secret_inside_any_base64():
 
 
 APP = """
-import base64, json, os, sys, urllib.request
+import base64, json, os, sys, urllib.parse
 secret = os.environ["EXO_CLIENT_SECRET"]
 json.dump(secret, open(sys.argv[1], "w"))
 print("client_secret", secret, base64.b64encode(secret.encode()).decode())
 print("form", "client_id=" + os.environ["EXO_CLIENT_ID"] + "&client_secret=" + secret)
+print("urlencoded", urllib.parse.urlencode({"client_secret": secret}), secret.replace("~", "%7E"))
 """
 
 
@@ -83,7 +84,22 @@ def test_an_apps_client_secret_it_prints_leaks_into_no_report(edge, tmp_path):
     run = Run(sender="app", tenant="contoso", edge=edge.describe(), results=[result], secrets=edge.secrets)
     written = {name: path.read_text() for name, path in write_reports(tmp_path / "report", run).items()}
     written["records"] = edge.records.path.read_text()
-    for form in (secret, base64.b64encode(secret.encode()).decode()):
+    for form in (secret, base64.b64encode(secret.encode()).decode(), secret.replace("~", "%7E")):
         for name, text in written.items():
             assert form not in text, f"{form[:6]}… in {name}"
-    assert result.sender_result.stdout.count(MASK) >= 3
+    assert result.sender_result.stdout.count(MASK) >= 5
+
+
+def test_a_form_body_and_a_refresh_token_are_masked_wherever_they_appear(edge):
+    """What a sender prints of its sign-in (a form with its password, URL-encoded) and a refresh
+    token sent anywhere (the lab's are shaped as Microsoft's, and masked by that shape)."""
+    mask = edge.secrets
+    form = "grant_type=password&username=scanner%40contoso.com&password=Scan-2026%21&scope=x"
+    assert mask.mask(form) == f"grant_type=password&username=scanner%40contoso.com&password={MASK}&scope=x"
+    grant = edge.on_loop(lambda: edge.identity.token({
+        "grant_type": "password", "client_id": "00000000-0000-0000-0000-00000000d3c0",
+        "username": "scanner@contoso.com", "password": "Scan-2026!",
+        "scope": "https://outlook.office.com/SMTP.Send offline_access"}))
+    refresh = grant.body["refresh_token"]
+    assert mask.mask(f"NOOP {refresh}") == f"NOOP {MASK}"
+    assert mask.mask(f"refresh_token={refresh}&x=1") == f"refresh_token={MASK}&x=1"
