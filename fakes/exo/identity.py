@@ -51,6 +51,7 @@ EXCHANGE_RESOURCES = ("https://outlook.office.com/", "https://outlook.office365.
 EXCHANGE_PERMISSIONS = {name.lower(): name for name in ("SMTP.Send", "IMAP.AccessAsUser.All",
                                                         "POP.AccessAsUser.All", "EWS.AccessAsUser.All")}
 APP_SCOPES = tuple(f"{resource}.default" for resource in EXCHANGE_RESOURCES)
+LOCKOUT_THRESHOLD, LOCKOUT_SECONDS = 10, 60.0  # smart lockout's defaults (entra-docs)
 ASSERTION_LIFETIME = 3600  # seconds a client assertion may be valid for (UNCONFIRMED; MSAL's last 600)
 REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
 _OIDC = ("openid", "profile", "email", "offline_access")
@@ -192,6 +193,7 @@ class IdentityPlatform:
         # the newest refresh tokens of each (app, mailbox): using one does not revoke the others
         self._families: dict[tuple[str, str], collections.deque[str]] = {}
         self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
+        self._lockouts: dict[str, tuple[int, float]] = {}  # by mailbox: failed sign-ins, locked until
         self._assertions_seen: dict[str, float] = {}  # client assertion ids (jti) used, until they expire
         # the hosts a client assertion's audience may name: Microsoft's, and where this endpoint listens
         self.hosts: set[str] = {IDENTITY_HOST}
@@ -346,10 +348,21 @@ class IdentityPlatform:
 
     def _person(self, mailbox: str, password: str, mfa: bool) -> tuple[str, bool] | IdentityReply:
         """A person signing in: their mailbox's address and whether a second factor was asked for
-        (and given), or why not."""
+        (and given), or why not. Entra's smart lockout: after ``LOCKOUT_THRESHOLD`` wrong passwords
+        the account refuses every sign-in, the right password too, for ``LOCKOUT_SECONDS``."""
         box = self.tenant.mailbox(mailbox)
+        now = self.clock()
+        if box is not None:
+            failures, locked_until = self._lockouts.get(box.address, (0, 0.0))
+            if now < locked_until:
+                return R.ACCOUNT_LOCKED
         if box is None or not box.password or not secrets.compare_digest(password, box.password):
+            if box is not None:
+                failures += 1
+                self._lockouts[box.address] = (0, now + LOCKOUT_SECONDS) if failures >= LOCKOUT_THRESHOLD \
+                    else (failures, 0.0)
             return R.INVALID_CREDENTIALS
+        self._lockouts.pop(box.address, None)
         if box.mfa_required and not mfa:
             return R.MFA_REQUIRED
         return box.address, box.mfa_required
@@ -576,6 +589,7 @@ class IdentityPlatform:
         self._refresh_tokens.clear()
         self._families.clear()
         self._codes.clear()
+        self._lockouts.clear()
 
     def _forget_expired(self) -> None:
         now = self.clock()

@@ -365,6 +365,12 @@ REFRESH_TOKEN_EXPIRED = IdentityReply(
 INVALID_CREDENTIALS = IdentityReply(
     400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.",
     "public error logs (AADSTS50126)", "O")
+# Smart lockout: "By default, smart lockout locks an account from sign-in attempts for one minute
+# after 10 failed attempts" (entra-docs howto-password-smart-lockout.md)
+ACCOUNT_LOCKED = IdentityReply(
+    400, "invalid_grant", 50053,
+    "Your account is locked because you've tried to sign in too many times with an incorrect user ID or "
+    "password.", "entra-docs reference-error-codes.md (AADSTS50053 IdsLocked)", "C (code); O (text)")
 MISSING_PARAMETER = IdentityReply(
     400, "invalid_request", 900144, "The request body must contain the following parameter: '{name}'.",
     "public error logs (AADSTS900144)", "O")

@@ -251,3 +251,23 @@ def test_mkt_localises_the_device_code_message_and_the_login_page(edge):
     done = link.post(f"https://{host}:{port}/link", data={"otc": german["user_code"], "login": SCANNER,
                                                           "password": "Scan-2026!", "mkt": "de"}).text
     assert "Sie haben sich beim Gerät angemeldet" in done
+
+
+def test_smart_lockout_after_ten_wrong_passwords_for_a_minute(edge):
+    session, base = http(edge), authority(edge) + "/oauth2/v2.0"
+
+    def ropc(password: str) -> dict:
+        return session.post(f"{base}/token", data={
+            "grant_type": "password", "client_id": DEVICE_APP, "username": SCANNER, "password": password,
+            "scope": "https://outlook.office.com/SMTP.Send"}).json()
+
+    assert [ropc("guess")["error_codes"] for _ in range(10)] == [[50126]] * 10
+    assert ropc("Scan-2026!")["error_codes"] == [50053]  # locked: the right password too
+    code = session.post(f"{base}/devicecode", data={"client_id": DEVICE_APP,
+                                                    "scope": "https://outlook.office.com/SMTP.Send"}).json()
+    assert "AADSTS50053" in person_signs_in(edge, code["user_code"])  # the login page says so too
+    edge.on_loop(lambda: setattr(edge, "clock_offset", 61.0))  # a minute later
+    try:
+        assert "access_token" in ropc("Scan-2026!")
+    finally:
+        edge.on_loop(lambda: setattr(edge, "clock_offset", 0.0))
