@@ -17,6 +17,7 @@ from harness.check_base import Outcome, _Check
 from harness.checks_oauth import (
     OAuthAppOnly,
     OAuthDeviceFlow,
+    OAuthNoPasswordGrant,
     OAuthPollingPace,
     OAuthRefreshed,
     OAuthRefreshTokenKept,
@@ -366,7 +367,7 @@ Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
     | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
     | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused
-    | OAuthRefreshTokenKept,
+    | OAuthRefreshTokenKept | OAuthNoPasswordGrant,
     Field(discriminator="check"),
 ]
 CHECKS: dict[str, type[_Check]] = {
@@ -374,5 +375,5 @@ CHECKS: dict[str, type[_Check]] = {
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
                 OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
-                OAuthStopsWhenRefused, OAuthRefreshTokenKept)
+                OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant)
 }

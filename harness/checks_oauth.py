@@ -213,3 +213,23 @@ class OAuthStopsWhenRefused(_Check):
             return self.outcome(False, f"{after} more requests to login.microsoftonline.com after {why}: the app "
                                        "itself is refused, and retrying only gets the device throttled")
         return self.outcome(True, f"stopped after {why} ({after} more request(s))")
+
+
+class OAuthNoPasswordGrant(_Check):
+    """The sender never hands its user's password to the token endpoint (ROPC, ``grant_type=
+    password``): Microsoft serves it for work accounts without MFA, so it works until Conditional
+    Access asks for a second factor, and then fails as basic authentication does."""
+
+    check: Literal["oauth_no_password_grant"] = "oauth_no_password_grant"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        asked = _requests(obs, "token")
+        if not asked:
+            return self.outcome(None, "the sender asked the token endpoint for nothing")
+        password = [e for e in asked if e.get("grant_type") == "password"]
+        if password:
+            return self.outcome(False, f"signed in {len(password)} time(s) with its user's password at the token "
+                                       "endpoint (ROPC): basic authentication by another name, refused once "
+                                       "Conditional Access requires MFA (AADSTS50076)")
+        grants = sorted({str(e.get("grant_type")) for e in asked})
+        return self.outcome(True, f"never sent a password to the token endpoint ({', '.join(grants)})")

@@ -69,6 +69,7 @@ class DeviceOAuth:
     poll_pace: float = 1.0  # of ``interval``: below 1 polls too fast
     app_only: bool = False
     poll_through_errors: bool = False  # keeps polling whatever the platform answers (a fault)
+    ropc: bool = False  # signs in with the user's password at the token endpoint (a fault)
     log: list[str] = field(default_factory=list)
     _access: str | None = None
     _expires: float = 0.0  # monotonic
@@ -139,7 +140,15 @@ class DeviceOAuth:
 
     def _sign_in(self) -> str:
         """The device code flow: ask for a code, show it to the person (who signs in on
-        microsoft.com/link once the device has started polling), poll every ``interval``."""
+        microsoft.com/link once the device has started polling), poll every ``interval``; or,
+        for a device that does ROPC, its user's password at the token endpoint."""
+        if self.ropc:
+            status, answer = post(self.order, self._identity, self._token_path, {
+                "grant_type": "password", "client_id": self.order.client_id, "username": self.order.user,
+                "password": self.order.password or "", "scope": self.scope})
+            if status != 200:
+                raise SignInFailed(f"no token: {answer.get('error_description', answer)}")
+            return self._keep(answer)
         status, code = post(self.order, self._identity, f"/{self._tenant}/oauth2/v2.0/devicecode",
                             {"client_id": self.order.client_id, "scope": self.scope})
         if status != 200:

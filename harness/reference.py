@@ -28,7 +28,7 @@ from fakes.tls import SSL_VERSIONS
 from harness.device_oauth import APP_SCOPE, OAUTH_SCOPE, DeviceOAuth, Refresh, SignInFailed
 from harness.senders import Order, SenderResult
 
-Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code", "client-credentials"]
+Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code", "client-credentials", "ropc"]
 StartTls = Literal["required", "opportunistic", "never"]
 
 
@@ -144,6 +144,9 @@ _PROFILES = [
     Profile("oauth-stale-refresh", "submission", "127.0.0.58",
             "refreshes its access token, but always with the first refresh token it was given, never the new ones",
             replace(Behaviour(), auth="device-code", refresh="stale"), fault="never stores the rotated refresh token"),
+    Profile("oauth-ropc", "submission", "127.0.0.60",
+            "gets its tokens with its user's password at the token endpoint (ROPC), never a device code",
+            replace(Behaviour(), auth="ropc"), fault="signs in with ROPC"),
     Profile("oauth-polls-through-errors", "submission", "127.0.0.59",
             "keeps polling the token endpoint whatever it answers, its app refused included",
             replace(Behaviour(), auth="device-code", poll_through_errors=True),
@@ -271,7 +274,7 @@ def _authenticate(client: smtplib.SMTP, order: Order, behaviour: Behaviour, oaut
     if behaviour.auth == "xoauth2":
         _check(client.docmd("AUTH XOAUTH2", xoauth2_payload(order.user, order.token or "")), 235)
         return
-    if behaviour.auth in ("device-code", "client-credentials") and oauth is not None:
+    if behaviour.auth in ("device-code", "client-credentials", "ropc") and oauth is not None:
         if behaviour.password_fallback:
             try:
                 oauth.access_token()
@@ -411,7 +414,8 @@ class ReferenceSender:
     def sign_in(self) -> str:
         """How it signs in: "oauth" (its own tokens for a mailbox: it runs the OAuth cases, and only
         those), "app" (app-only, client credentials) or "password" (or a token it is handed)."""
-        return {"device-code": "oauth", "client-credentials": "app"}.get(self.profile.behaviour.auth, "password")
+        return {"device-code": "oauth", "ropc": "oauth", "client-credentials": "app"}.get(self.profile.behaviour.auth,
+                                                                                          "password")
 
     def send(self, order: Order) -> SenderResult:
         start = time.monotonic()
@@ -419,7 +423,8 @@ class ReferenceSender:
         delivered = 0
         b = self.profile.behaviour
         oauth = DeviceOAuth(order, b.oauth_scope, b.refresh, b.poll_pace, app_only=b.auth == "client-credentials",
-                            poll_through_errors=b.poll_through_errors, log=log) if self.sign_in != "password" else None
+                            poll_through_errors=b.poll_through_errors, ropc=b.auth == "ropc",
+                            log=log) if self.sign_in != "password" else None
         for index in range(order.count):
             if index and order.interval:
                 time.sleep(order.interval)  # the pace the order asks of the device, not a wait for an event

@@ -55,6 +55,9 @@ RULES = (
     Rule("no-oauth", lambda f: "signs in with a password only, never with OAuth (XOAUTH2)",
          lambda f, failed: "auth_mechanism" in failed and "XOAUTH2" not in f.get("auth_mechanisms", [])
          and not f.get("identity_requests"), "submission/xoauth2-when-basic-auth-disabled"),
+    Rule("ropc", lambda f: "signs in with its user's password at the token endpoint (ROPC): basic "
+                           "authentication by another name, refused once Conditional Access requires MFA",
+         lambda f, failed: "oauth_no_password_grant" in failed, "oauth/device-code-not-password"),
     Rule("storm", lambda f: "retries refusals in a tight loop",
          lambda f, failed: bool(failed & {"no_retry_after_permanent", "no_auth_storm", "oauth_sign_in_again",
                                           "oauth_stops_when_refused"}),

@@ -374,6 +374,14 @@ def test_oauth_refresh_token_kept():
     assert outcome(C.OAuthRefreshTokenKept(), observe(GOOD_SUBMISSION, dns=refreshes("r1"))) is None
 
 
+def test_oauth_no_password_grant():
+    device = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT)]
+    assert outcome(C.OAuthNoPasswordGrant(), observe(GOOD_SUBMISSION, dns=device)) is True
+    ropc = [at(0.0, "token", "ok", grant_type="password")]
+    assert outcome(C.OAuthNoPasswordGrant(), observe(GOOD_SUBMISSION, dns=ropc)) is False
+    assert outcome(C.OAuthNoPasswordGrant(), observe(GOOD_SUBMISSION)) is None  # never asked for a token
+
+
 def test_oauth_stops_when_refused():
     signed = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT)]
     refused = signed + [at(9.0, "token", "unauthorized_client", grant_type="refresh_token", aadsts=7000112)]
