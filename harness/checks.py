@@ -24,6 +24,7 @@ from harness.checks_oauth import (
     OAuthScope,
     OAuthSignInAgain,
     OAuthStopsWhenRefused,
+    OAuthTenantAuthority,
 )
 from harness.observation import TLS_VERSIONS, Exchange, Observation, tls_at_least, without_suffix
 
@@ -367,7 +368,7 @@ Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
     | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
     | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused
-    | OAuthRefreshTokenKept | OAuthNoPasswordGrant,
+    | OAuthRefreshTokenKept | OAuthNoPasswordGrant | OAuthTenantAuthority,
     Field(discriminator="check"),
 ]
 CHECKS: dict[str, type[_Check]] = {
@@ -375,5 +376,5 @@ CHECKS: dict[str, type[_Check]] = {
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
                 OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
-                OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant)
+                OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant, OAuthTenantAuthority)
 }

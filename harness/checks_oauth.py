@@ -233,3 +233,21 @@ class OAuthNoPasswordGrant(_Check):
                                        "Conditional Access requires MFA (AADSTS50076)")
         grants = sorted({str(e.get("grant_type")) for e in asked})
         return self.outcome(True, f"never sent a password to the token endpoint ({', '.join(grants)})")
+
+
+class OAuthTenantAuthority(_Check):
+    """The sender asks the identity platform under its tenant (its id or a domain), not under
+    /common or /organizations: apps are registered single-tenant by default, and those are refused
+    there (AADSTS50194)."""
+
+    check: Literal["oauth_tenant_authority"] = "oauth_tenant_authority"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        asked = [e for e in obs.identity if e.get("endpoint") in ("devicecode", "token") and e.get("tenant")]
+        if not asked:
+            return self.outcome(None, "the sender asked the identity platform for nothing")
+        shared = [e for e in asked if str(e["tenant"]).lower() in ("common", "organizations", "consumers")]
+        if shared:
+            return self.outcome(False, f"asked under /{shared[0]['tenant']}: a single-tenant app (Microsoft's default) "
+                                       "is refused there with AADSTS50194; use the tenant's id or domain")
+        return self.outcome(True, f"asked under its tenant (/{asked[0]['tenant']})")

@@ -70,6 +70,7 @@ class DeviceOAuth:
     app_only: bool = False
     poll_through_errors: bool = False  # keeps polling whatever the platform answers (a fault)
     ropc: bool = False  # signs in with the user's password at the token endpoint (a fault)
+    authority: str | None = None  # the tenant segment it uses; None: the order's (the tenant's own)
     log: list[str] = field(default_factory=list)
     _access: str | None = None
     _expires: float = 0.0  # monotonic
@@ -86,7 +87,7 @@ class DeviceOAuth:
 
     @property
     def _tenant(self) -> str:
-        return self.order.authority.rstrip("/").rsplit("/", 1)[1]
+        return self.authority or self.order.authority.rstrip("/").rsplit("/", 1)[1]
 
     def access_token(self) -> str:
         """A token to present now: the one held while it has time left (a conformant device

@@ -53,6 +53,7 @@ class Behaviour:
     poll_pace: float = 1.0  # device-code: the pause between polls, as a fraction of `interval`
     password_fallback: bool = False  # device-code: signs in with its password when OAuth fails
     poll_through_errors: bool = False  # device-code: keeps polling whatever the platform answers
+    authority: str | None = None  # device-code: "common" where it ignores the tenant it was given
     declare_size: bool = True
 
 
@@ -144,6 +145,9 @@ _PROFILES = [
     Profile("oauth-stale-refresh", "submission", "127.0.0.58",
             "refreshes its access token, but always with the first refresh token it was given, never the new ones",
             replace(Behaviour(), auth="device-code", refresh="stale"), fault="never stores the rotated refresh token"),
+    Profile("oauth-common-authority", "submission", "127.0.0.61",
+            "signs in at login.microsoftonline.com/common whatever tenant it is set up for",
+            replace(Behaviour(), auth="device-code", authority="common"), fault="uses /common for a single-tenant app"),
     Profile("oauth-ropc", "submission", "127.0.0.60",
             "gets its tokens with its user's password at the token endpoint (ROPC), never a device code",
             replace(Behaviour(), auth="ropc"), fault="signs in with ROPC"),
@@ -423,7 +427,7 @@ class ReferenceSender:
         delivered = 0
         b = self.profile.behaviour
         oauth = DeviceOAuth(order, b.oauth_scope, b.refresh, b.poll_pace, app_only=b.auth == "client-credentials",
-                            poll_through_errors=b.poll_through_errors, ropc=b.auth == "ropc",
+                            poll_through_errors=b.poll_through_errors, ropc=b.auth == "ropc", authority=b.authority,
                             log=log) if self.sign_in != "password" else None
         for index in range(order.count):
             if index and order.interval:

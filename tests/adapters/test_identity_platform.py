@@ -271,3 +271,24 @@ def test_smart_lockout_after_ten_wrong_passwords_for_a_minute(edge):
         assert "access_token" in ropc("Scan-2026!")
     finally:
         edge.on_loop(lambda: setattr(edge, "clock_offset", 0.0))
+
+
+def test_a_device_asking_for_the_resource_qualified_office365_scope_passes_the_oauth_cases(edge):
+    """Device manuals write https://outlook.office365.com/SMTP.Send: Microsoft grants it, so the
+    catalog passes such a device (the reference device with that one setting changed)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from harness.reference import PROFILES, ReferenceSender
+    from harness.runner import Runner, Verdict
+    from harness.scenario import load_catalog
+
+    profile = replace(PROFILES["oauth-device"], name="oauth-device-office365", behaviour=replace(
+        PROFILES["oauth-device"].behaviour, oauth_scope="https://outlook.office365.com/SMTP.Send offline_access"))
+    catalog = load_catalog(Path(__file__).resolve().parents[2] / "scenarios")
+    runner = Runner(edge, ReferenceSender(profile))
+    for case_id in ("oauth/device-code-then-xoauth2", "oauth/token-for-exchange-not-graph",
+                    "oauth/access-token-expires-mid-run"):
+        (case,) = [c for c in catalog if c.id == case_id]
+        result = runner.run(case)
+        assert result.verdict == Verdict.PASS, (case_id, result.reason)

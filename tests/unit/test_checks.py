@@ -382,6 +382,14 @@ def test_oauth_no_password_grant():
     assert outcome(C.OAuthNoPasswordGrant(), observe(GOOD_SUBMISSION)) is None  # never asked for a token
 
 
+def test_oauth_tenant_authority():
+    own = [at(0.0, "devicecode", "ok", tenant="contoso.com"), at(1.0, "token", "ok", tenant="contoso.com")]
+    assert outcome(C.OAuthTenantAuthority(), observe(GOOD_SUBMISSION, dns=own)) is True
+    common = [at(0.0, "devicecode", "invalid_request", aadsts=50194, tenant="common")]
+    assert outcome(C.OAuthTenantAuthority(), observe(GOOD_SUBMISSION, dns=common)) is False
+    assert outcome(C.OAuthTenantAuthority(), observe(GOOD_SUBMISSION)) is None
+
+
 def test_oauth_stops_when_refused():
     signed = [at(0.0, "devicecode", "ok"), at(1.0, "token", "ok", grant_type=DEVICE_GRANT)]
     refused = signed + [at(9.0, "token", "unauthorized_client", grant_type="refresh_token", aadsts=7000112)]
