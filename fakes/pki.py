@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from fakes.exo.errors import InternalError
 from fakes.exo.names import IDENTITY_HOST, IDENTITY_NAMES, LEGACY_HOST, MX_SUFFIX, SUBMISSION_HOST
 
 ROOT_YEARS = 10
@@ -118,7 +119,8 @@ class Authority:
         """The same root (devices keep trusting it) with a fresh intermediate."""
         root = x509.load_pem_x509_certificate(self.root_pem)
         root_key = serialization.load_pem_private_key(self.root_key_pem, password=None)
-        assert isinstance(root_key, rsa.RSAPrivateKey), "the lab root key must be RSA"
+        if not isinstance(root_key, rsa.RSAPrivateKey):
+            raise InternalError("the lab root key must be RSA")
         organization = root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         org = str(organization[0].value) if organization else "exo-edge lab"
         return Authority(self.root_pem, self.root_key_pem, *self._intermediate(root, root_key, org))

@@ -27,6 +27,7 @@ from typing import Any
 from fakes.exo import replies as R
 from fakes.exo import session as S
 from fakes.exo.commands import escaped
+from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.record import REDACTED, RecordLog, SessionRecord
@@ -72,7 +73,8 @@ class SmtpConnection(asyncio.Protocol):
     # -- the transport's callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        if not isinstance(transport, asyncio.Transport):
+            raise InternalError("expected isinstance(transport, asyncio.Transport)")
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
@@ -114,7 +116,8 @@ class SmtpConnection(asyncio.Protocol):
     # -- serving ----------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         try:
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
@@ -142,7 +145,8 @@ class SmtpConnection(asyncio.Protocol):
             self._finish()
 
     def _record_input(self, event: WireEvent) -> None:
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         if isinstance(event, Line):
             if self.session.in_auth_exchange:
                 self.rec.event("auth_response", line=REDACTED)
@@ -160,7 +164,8 @@ class SmtpConnection(asyncio.Protocol):
             self.rec.command(f"<a line of {event.size} octets>")
 
     async def _apply(self, decision: S.Decision) -> None:
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         for kind, note in decision.notes.items():
             self.rec.event(kind, **note) if isinstance(note, dict) else self.rec.event(kind, value=note)
         lines = decision.lines
@@ -182,7 +187,8 @@ class SmtpConnection(asyncio.Protocol):
 
     async def _store(self, accepted: Acceptance) -> bool:
         """Put every copy on disk; True once they are there (and their record written)."""
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         listener = self.listener
         try:
             ids = await asyncio.wrap_future(listener.store.submit(
@@ -205,7 +211,8 @@ class SmtpConnection(asyncio.Protocol):
         """Queue reply lines for the client; record each with the stage it answers and, when it
         is one reply of the catalog, its name and enhanced code (read back as they are, never
         parsed out of the text)."""
-        assert self.rec is not None and self.session is not None
+        if self.rec is None or self.session is None:
+            raise InternalError("expected self.rec is not None and self.session is not None")
         stage = self.session.stage
         for line in lines:
             shown = line
@@ -232,7 +239,8 @@ class SmtpConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def _finish(self) -> None:
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         self._flush()
         if self._tls is not None and self._handshake is not None and self._handshake.done() \
                 and not self._handshake.exception() and not self._lost:
@@ -263,7 +271,8 @@ class SmtpConnection(asyncio.Protocol):
     # -- TLS ------------------------------------------------------------------------------------------
 
     async def _start_tls(self) -> None:
-        assert self.session is not None and self.rec is not None
+        if self.session is None or self.rec is None:
+            raise InternalError("expected self.session is not None and self.rec is not None")
         dropped = self.framer.discard()  # sent before the client could have seen the 220
         if dropped:
             self.rec.event("discarded", octets=dropped, reason="sent after STARTTLS, before the handshake")
@@ -291,7 +300,8 @@ class SmtpConnection(asyncio.Protocol):
 
     def _tls_receive(self, data: bytes) -> bytes:
         """Ciphertext in, plaintext out (nothing while the handshake runs)."""
-        assert self._tls is not None and self._handshake is not None
+        if self._tls is None or self._handshake is None:
+            raise InternalError("expected self._tls is not None and self._handshake is not None")
         self._tls_in.write(data)
         if not self._handshake.done():
             try:
@@ -330,7 +340,8 @@ class SmtpConnection(asyncio.Protocol):
             self._handshake.set_exception(exc)
 
     def _record_client_hello(self) -> None:
-        assert self.rec is not None
+        if self.rec is None:
+            raise InternalError("expected self.rec is not None")
         raw = client_hello_bytes(self._tls) if self._tls is not None else None
         if raw:
             self.rec.event("client_hello", **_parse_hello(raw))

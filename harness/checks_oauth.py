@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from fakes.exo.identity import for_exchange
+from fakes.exo.scopes import for_exchange
 from harness.check_base import Outcome, _Check
 from harness.observation import Observation
 

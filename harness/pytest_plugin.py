@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fakes.edge import Edge, EdgeThread
-from fakes.exo.errors import ConfigError, ExoEdgeError
+from fakes.exo.errors import ConfigError, ExoEdgeError, InternalError
 from fakes.exo.tenant import Tenant, default_tenant
 from harness.catalog import MODES, Catalog
 from harness.runner import CaseResult, Runner, Verdict
@@ -166,7 +166,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
         root = self.config.stash[CATALOG].root_of(self.path)
-        assert root is not None
+        if root is None:
+            raise InternalError("expected root is not None")
         try:
             scenario = load_scenario(self.path.resolve(), root, self.config.stash[TENANT])
         except ConfigError as exc:
@@ -201,7 +202,8 @@ class ScenarioItem(pytest.Item):
             raise ScenarioOutcome(result)
 
     def runtest(self) -> None:
-        assert self.result is not None
+        if self.result is None:
+            raise InternalError("expected self.result is not None")
         if self.result.verdict == Verdict.FAIL:
             raise ScenarioOutcome(self.result)
 
@@ -266,7 +268,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     for data in json.loads(output["exo_cases"]):
         path = Path(data["path"])
         root = catalog.root_of(path)
-        assert root is not None, path
+        if not (root is not None, path):
+            raise InternalError("expected root is not None, path")
         config.stash[RESULTS].append(_restored(data, load_scenario(path, root)))
 
 

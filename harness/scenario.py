@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fakes.exo import replies as R
 from fakes.exo.documents import load_document, read_text
-from fakes.exo.errors import ConfigError, ConfigErrors
+from fakes.exo.errors import ConfigError, ConfigErrors, InternalError
 from fakes.exo.lab import (
     NEEDS,
     OPTION_NEEDS,
@@ -76,7 +76,8 @@ class ReplySpec(_Strict):
         if self.name:
             reply: R.Reply = getattr(R, self.name)
             return reply
-        assert self.code is not None and self.text is not None
+        if self.code is None or self.text is None:
+            raise InternalError("expected self.code is not None and self.text is not None")
         return R.Reply(self.code, self.enhanced, self.text, "scenario", "injected", suffix=True)
 
 

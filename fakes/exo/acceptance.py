@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import replies as R
 from . import rules
+from .errors import InternalError
 from .events import Acceptance, Decision, Delivery
 from .message import Failure, NonDeliveryReport, header_block, new_message_id, prepend_headers
 from .replies import Reply
@@ -22,7 +23,8 @@ def at_submission(session: Session, content: bytes | bytearray, headers: Any) ->
     """SMTP AUTH submission: Send As, concurrency and the daily quota, then a copy in Sent Items,
     one in each internal Inbox, one leaving for each external recipient (delayed past 30 a minute)."""
     box = session.user
-    assert box is not None and session.mail_from is not None
+    if box is None or session.mail_from is None:
+        raise InternalError("expected box is not None and session.mail_from is not None")
     tenant, ledger, now = session.state.tenant, session.state.ledger, session.state.clock()
     refusal = rules.send_as_refusal(tenant, box, {session.mail_from, *headers.from_addresses})
     if refusal:

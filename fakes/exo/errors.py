@@ -7,6 +7,11 @@ class ExoEdgeError(Exception):
     """Root of every error exo-edge raises on purpose."""
 
 
+class InternalError(ExoEdgeError, RuntimeError):
+    """A state the code promises never to reach (an edge's own bug): the adapters answer 451 4.3.0
+    and record it, and the run that owns the edge reports ERROR."""
+
+
 class UsageError(ExoEdgeError, ValueError):
     """The caller asked for something that cannot be: an address that is not one, a port in use."""
 

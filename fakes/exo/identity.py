@@ -33,6 +33,15 @@ from cryptography.hazmat.primitives import serialization
 from . import replies as R
 from .names import IDENTITY_HOST
 from .replies import IdentityReply
+from .scopes import (
+    APP_SCOPES,
+    EXCHANGE_PERMISSIONS,
+    EXCHANGE_RESOURCES,
+    GRAPH,
+    OIDC_SCOPES,
+    OUTLOOK,
+    split_scopes,
+)
 from .secrets import REFRESH_TOKEN_PREFIX
 from .tenant import App, Tenant
 from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
@@ -40,21 +49,11 @@ from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFICATION_URI = "https://www.microsoft.com/link"
-OUTLOOK = "https://outlook.office.com/"
-GRAPH = "https://graph.microsoft.com/"  # an app may hold Graph's scopes too; their tokens are not Exchange's
-APP_SCOPE = "https://outlook.office365.com/.default"
 TENANT_ALIASES = ("organizations", "common")
 ERROR_LOOKUP = "https://login.microsoftonline.com/error"  # every error body links its code there
-# Exchange Online's resource, by both its identifier URIs, and the delegated permissions a device may
-# ask for (dynamic consent: asked at sign-in, whether or not the app registration lists them)
-EXCHANGE_RESOURCES = ("https://outlook.office.com/", "https://outlook.office365.com/")
-EXCHANGE_PERMISSIONS = {name.lower(): name for name in ("SMTP.Send", "IMAP.AccessAsUser.All",
-                                                        "POP.AccessAsUser.All", "EWS.AccessAsUser.All")}
-APP_SCOPES = tuple(f"{resource}.default" for resource in EXCHANGE_RESOURCES)
 LOCKOUT_THRESHOLD, LOCKOUT_SECONDS = 10, 60.0  # smart lockout's defaults (entra-docs)
 ASSERTION_LIFETIME = 3600  # seconds a client assertion may be valid for (UNCONFIRMED; MSAL's last 600)
 REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
-_OIDC = ("openid", "profile", "email", "offline_access")
 
 
 @dataclass(frozen=True)
@@ -132,19 +131,6 @@ class Authorization:
 AUTHORIZATION_CODE_LIFETIME = 600  # seconds; Microsoft's codes are short-lived ("about 10 minutes")
 
 
-def for_exchange(scope: str, *, app_only: bool = False) -> bool:
-    """Whether a requested ``scope`` gives a token smtp.office365.com accepts, as the platform
-    resolves it: Exchange's SMTP.Send (either identifier URI, any case) or its ``.default``, with
-    other Exchange permissions and OpenID scopes beside; app-only, Exchange's ``.default`` alone."""
-    asked = [s.lower() for s in _split_scopes(scope)]
-    if app_only:
-        return len(asked) == 1 and asked[0] in APP_SCOPES
-    exchange = [s for s in asked if s.startswith(EXCHANGE_RESOURCES)]
-    if not exchange or len(exchange) + sum(s in _OIDC for s in asked) != len(asked):
-        return False
-    return any(s.endswith(("/smtp.send", "/.default")) for s in exchange)
-
-
 def flow_id(device_code: str) -> str:
     """A name for one device code, or one refresh token, in records (the thing itself is a credential)."""
     return hashlib.sha256(device_code.encode()).hexdigest()[:12]
@@ -174,10 +160,6 @@ def _thumbprints(certificate: x509.Certificate) -> set[str]:
     der = certificate.public_bytes(serialization.Encoding.DER)
     return {base64.urlsafe_b64encode(hashlib.new(name, der).digest()).rstrip(b"=").decode()
             for name in ("sha1", "sha256")}
-
-
-def _split_scopes(scope: str) -> tuple[str, ...]:
-    return tuple(s for s in scope.replace(",", " ").split() if s)
 
 
 class IdentityPlatform:
@@ -284,14 +266,14 @@ class IdentityPlatform:
         either identifier URI and in any case (kept by their short name), its ``.default`` (the
         app's configured Exchange permissions), OpenID scopes alone, Graph's whole, and a bare
         name taken as Graph's (so bare ``SMTP.Send`` gives a token smtp.office365.com refuses)."""
-        wanted = _split_scopes(scope)
+        wanted = split_scopes(scope)
         if not wanted:
             return Refusal(R.MISSING_PARAMETER, {"name": "scope"})
         out: list[str] = []
         for item in wanted:
             low = item.lower()
             resource = next((r for r in EXCHANGE_RESOURCES if low.startswith(r)), None)
-            if low in _OIDC:
+            if low in OIDC_SCOPES:
                 out.append(low)
             elif resource is not None:
                 name = low[len(resource):]
@@ -310,7 +292,7 @@ class IdentityPlatform:
                 out.append(GRAPH + item)
             else:
                 return Refusal(R.INVALID_SCOPE, {"scope": item})
-        resources = {"graph" if s.startswith(GRAPH) else "outlook" for s in out if s not in _OIDC}
+        resources = {"graph" if s.startswith(GRAPH) else "outlook" for s in out if s not in OIDC_SCOPES}
         if len(resources) > 1:
             return Refusal(R.MORE_THAN_ONE_RESOURCE)
         return tuple(dict.fromkeys(out))
@@ -522,7 +504,7 @@ class IdentityPlatform:
 
     def _by_client_credentials(self, app: App, form: dict[str, str]) -> Grant | Refusal:
         scope = form.get("scope", "")
-        asked = _split_scopes(scope)
+        asked = split_scopes(scope)
         if len(asked) != 1 or not asked[0].lower().endswith("/.default"):
             return Refusal(R.APP_ONLY_SCOPE, {"scope": scope or "(none)"})
         if asked[0].lower() not in APP_SCOPES and not asked[0].lower().startswith(GRAPH):
@@ -551,7 +533,7 @@ class IdentityPlatform:
         mint = functools.partial(self.tokens.mint, now=now, mailbox=mailbox, expires_in=lifetime,
                                  client_id=app.client_id, app_name=app.name, name=box.display_name if box else None,
                                  credential=_credential(form or {}), mfa=mfa)
-        smtp = tuple(s for s in scopes if s not in _OIDC)
+        smtp = tuple(s for s in scopes if s not in OIDC_SCOPES)
         graph = tuple(s.removeprefix(GRAPH) for s in smtp if s.startswith(GRAPH))
         # a token for Microsoft Graph: the submission endpoint refuses its audience
         access = mint(scopes=graph, audience=GRAPH.rstrip("/")) if graph else mint(scopes=smtp or (DELEGATED_SCOPE,))

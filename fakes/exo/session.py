@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from . import acceptance, rules
 from . import replies as R
 from .commands import MALFORMED_PATH, mail_parameter_refusal, parse_command, rcpt_parameter_refusal
+from .errors import InternalError
 from .events import (
     SILENT,
     Auth,
@@ -256,8 +258,7 @@ class Session:
             if isinstance(event, Auth) and self.user is not None:
                 return self.say(R.ALREADY_AUTHENTICATED)
             return self.say(rule[1])
-        handler = getattr(self, "_on_" + type(event).__name__)
-        decision: Decision = handler(event)
+        decision: Decision = HANDLERS[type(event)](self, event)
         if self._pending_delay:
             decision = replace(decision, delay=decision.delay + self._pending_delay)
             self._pending_delay = 0.0
@@ -369,7 +370,8 @@ class Session:
         refusal = rules.basic_auth_refusal(tenant, box, password)
         if refusal:
             return self.say(refusal, notes=self._auth_note("LOGIN", user, "failure", refusal.text))
-        assert box is not None
+        if box is None:
+            raise InternalError("expected box is not None")
         return self._authenticated(box, "LOGIN", "password")
 
     def _finish_xoauth2(self, decoded: str) -> Decision:
@@ -392,7 +394,8 @@ class Session:
         reason = check.reason
         if not check.ok:
             return self.say(R.AUTH_BAD_TOKEN, notes=self._auth_note("XOAUTH2", user, "failure", reason))
-        assert box is not None
+        if box is None:
+            raise InternalError("expected box is not None")
         refusal = rules.smtp_auth_refusal(tenant, box)
         if refusal:
             return self.say(refusal, notes=self._auth_note("XOAUTH2", user, "failure", refusal.text))
@@ -494,7 +497,8 @@ class Session:
             if self.phase is Phase.RCPT:  # the transaction's first chunk was refused: it is over
                 self._end_transaction()
             return self.say(refusal)
-        assert self._body is not None
+        if self._body is None:
+            raise InternalError("expected self._body is not None")
         self._chunks += 1
         self.phase = Phase.CHUNKING
         if self._body.over_limit:
@@ -508,7 +512,8 @@ class Session:
 
     def _finish_message(self, *, via_bdat: bool) -> Decision:
         body, self._body = self._body, None
-        assert body is not None
+        if body is None:
+            raise InternalError("expected body is not None")
         headers = read_headers(body.data)  # once: for the record and for the judgement
         facts = {"size": body.size, "via": "BDAT" if via_bdat else "DATA", **message_facts(body.data, headers)}
         if via_bdat:
@@ -580,3 +585,13 @@ class Session:
         self.mail_from = None
         self.mail_params = {}
         self.recipients = []
+
+
+# Which method answers each command event once SEQUENCE allowed it in the phase: the one table of
+# dispatch (no lookup by name)
+HANDLERS: dict[type, Callable[[Session, Any], Decision]] = {
+    Hello: Session._on_Hello, StartTls: Session._on_StartTls, Auth: Session._on_Auth,
+    MailFrom: Session._on_MailFrom, RcptTo: Session._on_RcptTo, Data: Session._on_Data,
+    DataEnd: Session._on_DataEnd, Reset: Session._on_Reset, Noop: Session._on_Noop, Quit: Session._on_Quit,
+    Unknown: Session._on_Unknown, TlsEstablished: Session._on_TlsEstablished,
+}

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from .errors import InternalError
+
 # XOAUTH2 lines carry a whole access token (1-2 KB, more with many claims); Exchange takes
 # them on one line. Anything longer is refused whole.
 MAX_COMMAND_LINE = 64 * 1024
@@ -171,7 +173,8 @@ class Framer:
         return LineTooLong(self._skipped)
 
     def _chunk_data(self) -> WireEvent | NeedData:
-        assert self._chunk is not None
+        if self._chunk is None:
+            raise InternalError("expected self._chunk is not None")
         if self._chunk_left == 0:
             chunk, self._chunk = self._chunk, None
             self.mode = Mode.COMMAND
