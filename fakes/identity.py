@@ -44,6 +44,22 @@ PAGE_TEXT = {
            "signed_in": "Sie haben sich beim Gerät angemeldet", "declined": "Sie haben die Anmeldung abgelehnt"},
 }
 
+# What the login page says above the technical detail (the AADSTS line, in English in every language),
+# by AADSTS code; other errors show the detail alone. The pages' texts as users quote them [O];
+# the German ones UNCONFIRMED word for word.
+PAGE_ERRORS = {
+    70018: {"en": "That code didn't work. Check the code and try again.",
+            "de": "Dieser Code hat nicht funktioniert. Überprüfen Sie den Code, und versuchen Sie es noch mal."},
+    50126: {"en": "Your account or password is incorrect. If you don't remember your password, reset it now.",
+            "de": "Ihr Konto oder Kennwort ist falsch. Wenn Sie Ihr Kennwort vergessen haben, setzen Sie es jetzt "
+                  "zurück."},
+    50053: {"en": "Your account is temporarily locked to prevent unauthorized use. Try again later, and if you "
+                  "still have trouble, contact your admin.",
+            "de": "Ihr Konto ist vorübergehend gesperrt, um eine nicht autorisierte Verwendung zu verhindern. "
+                  "Versuchen Sie es später noch mal, und wenden Sie sich an Ihren Administrator, wenn das Problem "
+                  "weiterhin besteht."},
+}
+
 
 def page_language(request: web.Request, form: Any = None) -> dict[str, str]:
     """The page's words: ``mkt`` (query or form), else the browser's first Accept-Language."""
@@ -236,7 +252,8 @@ class IdentityServer(WebEndpoint):
     def _page(self, *, status: int = 200, words: dict[str, str] | None = None, **fields: Any) -> web.Response:
         t = words or PAGE_TEXT["en"]
         values = {"heading": t["enter_code"], "action": "/link", "hidden": {}, "code": None, "login": "",
-                  "error": None, "done": None, "plays": "microsoft.com/link", "intro": t["intro"], "mkt": ""} | fields
+                  "error": None, "detail": None, "done": None, "plays": "microsoft.com/link", "intro": t["intro"],
+                  "mkt": ""} | fields
         html = _PAGES.get_template("sign-in.html").render(tenant=self.platform.tenant.tenant, t=t, **values)
         return web.Response(text=html, content_type="text/html", status=status)
 
@@ -251,12 +268,13 @@ class IdentityServer(WebEndpoint):
         code, login = str(form.get("otc", "")), str(form.get("login", ""))
         approve = form.get("consent", "accept") != "decline"
         problem = self.platform.sign_in(code, login, str(form.get("password", "")), approve=approve,
-                                        mfa=form.get("mfa") == "approved")
+                                        mfa=form.get("mfa") == "approved", source=request.remote or "")
         self._record(request, "device-login", user=login, outcome="ok" if problem is None else problem.error,
                      approved=approve, aadsts=problem.aadsts if problem else None)
         words = page_language(request, form)
         if problem is not None:
-            return self._page(code=code, login=login, error=problem.description(), words=words, mkt=words["lang"])
+            return self._page(code=code, login=login, error=PAGE_ERRORS.get(problem.aadsts, {}).get(words["lang"]),
+                              detail=problem.description(), words=words, mkt=words["lang"])
         return self._page(done=words["signed_in"] if approve else words["declined"], words=words)
 
     # -- the authorize page (authorization code with PKCE) ------------------------------------------

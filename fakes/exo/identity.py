@@ -52,6 +52,7 @@ VERIFICATION_URI = "https://www.microsoft.com/link"
 TENANT_ALIASES = ("organizations", "common")
 ERROR_LOOKUP = "https://login.microsoftonline.com/error"  # every error body links its code there
 LOCKOUT_THRESHOLD, LOCKOUT_SECONDS = 10, 60.0  # smart lockout's defaults (entra-docs)
+GUESSERS_KEPT = 4096  # sources whose wrong device codes are counted; the oldest is forgotten first
 ASSERTION_LIFETIME = 3600  # seconds a client assertion may be valid for (UNCONFIRMED; MSAL's last 600)
 REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
 
@@ -66,9 +67,10 @@ class Refusal:
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         description = (f"{self.reply.description(**self.fields)}\r\nTrace ID: {trace_id}\r\n"
                        f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}")
-        return {"error": self.reply.error, "error_description": description, "error_codes": [self.reply.aadsts],
+        body = {"error": self.reply.error, "error_description": description, "error_codes": [self.reply.aadsts],
                 "timestamp": stamp, "trace_id": trace_id, "correlation_id": correlation_id,
                 "error_uri": f"{ERROR_LOOKUP}?code={self.reply.aadsts}"}
+        return body | {"suberror": self.reply.suberror} if self.reply.suberror else body
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ class IdentityPlatform:
         self._families: dict[tuple[str, str], collections.deque[str]] = {}
         self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
         self._lockouts: dict[str, tuple[int, float]] = {}  # by mailbox: failed sign-ins, locked until
+        # by source address: wrong codes typed on the device login page, blocked until
+        self._guessers: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
         self._assertions_seen: dict[str, float] = {}  # client assertion ids (jti) used, until they expire
         # the hosts a client assertion's audience may name: Microsoft's, and where this endpoint listens
         self.hosts: set[str] = {IDENTITY_HOST}
@@ -349,13 +353,32 @@ class IdentityPlatform:
             return R.MFA_REQUIRED
         return box.address, box.mfa_required
 
+    def _guessing(self, source: str) -> bool:
+        """Whether a source is blocked from the device login page for typing wrong codes: a user
+        code is eight letters, so whoever tries many is guessing others' (smart lockout's numbers,
+        per address: UNCONFIRMED for device codes). A blocked source hears the same whether its
+        code is live or not."""
+        _failures, blocked_until = self._guessers.get(source, (0, 0.0))
+        return self.clock() < blocked_until
+
+    def _wrong_code(self, source: str) -> None:
+        failures, _blocked = self._guessers.pop(source, (0, 0.0))
+        failures += 1
+        blocked = failures >= LOCKOUT_THRESHOLD
+        self._guessers[source] = (0, self.clock() + LOCKOUT_SECONDS) if blocked else (failures, 0.0)
+        if len(self._guessers) > GUESSERS_KEPT:
+            self._guessers.popitem(last=False)
+
     def sign_in(self, user_code: str, mailbox: str, password: str, *, approve: bool = True,
-                mfa: bool = False) -> IdentityReply | None:
-        """A person on the device login page: the code, then a mailbox and its password (and the
-        second factor where Conditional Access asks for it), then consent (or not). None when it
-        worked."""
+                mfa: bool = False, source: str = "") -> IdentityReply | None:
+        """A person on the device login page (from ``source``, an address): the code, then a
+        mailbox and its password (and the second factor where Conditional Access asks for it), then
+        consent (or not). None when it worked."""
+        if self._guessing(source):
+            return R.SOURCE_BLOCKED
         waiting = self.pending(user_code)
         if waiting is None:
+            self._wrong_code(source)
             return R.BAD_VERIFICATION_CODE
         person = self._person(mailbox, password, mfa)
         if isinstance(person, IdentityReply):
@@ -572,6 +595,7 @@ class IdentityPlatform:
         self._families.clear()
         self._codes.clear()
         self._lockouts.clear()
+        self._guessers.clear()
 
     def _forget_expired(self) -> None:
         now = self.clock()

@@ -303,6 +303,7 @@ class IdentityReply:
     text: str
     source: str
     confirmed: str
+    suberror: str | None = None  # the classification MSAL acts on (bad_token: drop the refresh token sent)
 
     def description(self, **fields: str) -> str:
         return f"AADSTS{self.aadsts}: {self.text.format(**fields) if fields else self.text}"
@@ -356,7 +357,8 @@ REFRESH_TOKEN_REVOKED = IdentityReply(
     400, "invalid_grant", 50173,
     "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might "
     "have changed or reset their password.",
-    "public error logs (AADSTS50173)", "O")
+    "public error logs (AADSTS50173, with suberror bad_token: a 2021 transcript's full body)", "O",
+    suberror="bad_token")
 REFRESH_TOKEN_EXPIRED = IdentityReply(
     400, "invalid_grant", 700082,
     "The refresh token has expired due to inactivity. The token was issued on {issued} and was inactive for "
@@ -371,6 +373,14 @@ ACCOUNT_LOCKED = IdentityReply(
     400, "invalid_grant", 50053,
     "Your account is locked because you've tried to sign in too many times with an incorrect user ID or "
     "password.", "entra-docs reference-error-codes.md (AADSTS50053 IdsLocked)", "C (code); O (text)")
+# the same code for a source address: "Or, sign-in was blocked because it came from an IP address with
+# malicious activity" (entra-docs reference-error-codes.md, AADSTS50053). The page's own words for a
+# device login page that stops taking codes are not public: UNCONFIRMED.
+SOURCE_BLOCKED = IdentityReply(
+    400, "invalid_grant", 50053,
+    "Sign-in was blocked because it came from an IP address with malicious activity.",
+    "entra-docs reference-error-codes.md (AADSTS50053 IdsLocked)",
+    "C (code and cause); its use on the device login page and the text UNCONFIRMED")
 MISSING_PARAMETER = IdentityReply(
     400, "invalid_request", 900144, "The request body must contain the following parameter: '{name}'.",
     "public error logs (AADSTS900144)", "O")
@@ -413,7 +423,8 @@ MFA_REQUIRED = IdentityReply(
     400, "invalid_grant", 50076,
     "Due to a configuration change made by your administrator, or because you moved to a new location, you "
     "must use multi-factor authentication to access '00000002-0000-0ff1-ce00-000000000000'.",
-    "public error logs (AADSTS50076; the id is Office 365 Exchange Online's)", "O")
+    "public error logs (AADSTS50076 with suberror basic_action, 2020-2024 transcripts; the id is Office 365 "
+    "Exchange Online's)", "O", suberror="basic_action")
 # authorization code with PKCE (entra-docs reference-error-codes.md lists 50011, 501481, 50149, 65004)
 REDIRECT_URI_MISMATCH = IdentityReply(
     400, "invalid_request", 50011,

@@ -122,8 +122,10 @@ def test_refresh_tokens_rotate_and_an_old_one_still_works_until_revoked(edge):
     for token in (first["refresh_token"], again["refresh_token"]):
         revoked = app.acquire_token_by_refresh_token(token, scopes=SMTP_SCOPE)
         assert revoked["error"] == "invalid_grant" and revoked["error_codes"] == [50173]
+        assert revoked["suberror"] == "bad_token"  # MSAL drops the refresh token it sent on this
     garbage = app.acquire_token_by_refresh_token("not-a-refresh-token", scopes=SMTP_SCOPE)
     assert garbage["error"] == "invalid_grant" and garbage["error_codes"] == [9002313]
+    assert "suberror" not in garbage
 
 
 def test_client_credentials_for_send_as_app_with_msal(edge):

@@ -5,6 +5,8 @@ MSAL where a device would use it, raw HTTP for every error."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 msal = pytest.importorskip("msal", reason="MSAL is a test extra: pip install -e '.[test]'")
@@ -106,6 +108,7 @@ def test_ropc_works_for_a_work_account_without_mfa_and_is_refused_with_it(edge):
     overrides(edge, mailboxes={SCANNER: {"mfa_required": True}})
     mfa = ropc(app, "Scan-2026!")
     assert mfa["error"] == "invalid_grant" and mfa["error_codes"] == [50076]
+    assert mfa["suberror"] == "basic_action"  # the person can satisfy it interactively
 
 
 def test_an_app_without_public_client_flows_must_prove_itself_on_every_grant(edge):
@@ -292,3 +295,41 @@ def test_a_device_asking_for_the_resource_qualified_office365_scope_passes_the_o
         (case,) = [c for c in catalog if c.id == case_id]
         result = runner.run(case)
         assert result.verdict == Verdict.PASS, (case_id, result.reason)
+
+
+def test_the_login_page_blocks_a_source_that_guesses_codes_and_says_the_same_for_live_and_dead(edge):
+    """Eight letters are guessable: after ten wrong codes from one address the page takes no code
+    for a minute, a live one neither, and its answer does not tell live codes from dead ones."""
+    session, base = http(edge), authority(edge) + "/oauth2/v2.0"
+    live = session.post(f"{base}/devicecode", data={"client_id": DEVICE_APP,
+                                                    "scope": "https://outlook.office.com/SMTP.Send"}).json()
+    host, port = edge.addresses["identity"]
+    link = http(edge, "www.microsoft.com")
+
+    def typed(code: str, password: str = "Scan-2026!", **extra: str) -> str:
+        return html.unescape(link.post(f"https://{host}:{port}/link", data={
+            "otc": code, "login": SCANNER, "password": password, **extra}).text)
+
+    wrong = [typed(f"WRONG{n:03d}") for n in range(10)]
+    assert all("That code didn't work" in page and "AADSTS70018" in page for page in wrong)
+    blocked_live, blocked_dead = typed(live["user_code"]), typed("NOTACODE")
+    assert "AADSTS50053" in blocked_live and "IP address" in blocked_live
+    assert blocked_live.replace(live["user_code"], "X") == blocked_dead.replace("NOTACODE", "X")
+    logins = [e for e in edge.records.events() if e["kind"] == "identity" and e["endpoint"] == "device-login"]
+    assert [e["aadsts"] for e in logins[-2:]] == [50053, 50053]
+    edge.on_loop(lambda: setattr(edge, "clock_offset", 61.0))  # a minute later the page takes codes again
+    try:
+        assert "Sie haben sich beim Gerät angemeldet" in typed(live["user_code"], mkt="de")
+    finally:
+        edge.on_loop(lambda: setattr(edge, "clock_offset", 0.0))
+
+
+def test_the_login_page_says_its_errors_in_the_pages_language(edge):
+    session, base = http(edge), authority(edge) + "/oauth2/v2.0"
+    code = session.post(f"{base}/devicecode", data={"client_id": DEVICE_APP,
+                                                    "scope": "https://outlook.office.com/SMTP.Send"}).json()
+    host, port = edge.addresses["identity"]
+    page = http(edge, "www.microsoft.com").post(f"https://{host}:{port}/link?mkt=de-DE", data={
+        "otc": code["user_code"], "login": SCANNER, "password": "falsch"}).text
+    assert "Ihr Konto oder Kennwort ist falsch." in page
+    assert "AADSTS50126: Error validating credentials" in page  # the technical line stays as Microsoft writes it
