@@ -321,10 +321,11 @@ class SmtpConnection(asyncio.Protocol):
                 piece = self._tls.read(256 * 1024)
             except ssl.SSLWantReadError:
                 break
-            except (ssl.SSLZeroReturnError, ssl.SSLError):
-                self._eof = True  # close_notify, or a broken record: nothing more will be read
+            except ssl.SSLError:
+                self._eof = True  # a broken record: nothing more will be read
                 break
-            if not piece:
+            if not piece:  # the client's close_notify (RFC 8446 6.1): its input ends; ours is sent at the end
+                self._eof = True
                 break
             pieces.append(piece)
         self._tls_send()

@@ -98,3 +98,21 @@ def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
     hello = next(e for e in events if e["kind"] == "client_hello")
     assert hello["implicit_tls"] is True and hello["sni"] == "smtp.office365.com"
     assert "TLSv1.3" in hello["versions"]
+
+
+@pytest.mark.parametrize("endpoint", ["submission", "mx"])
+def test_a_client_close_notify_ends_the_session_with_the_edges_own(edge, endpoint):
+    """PHP sends close_notify after its name check: the edge answers with its own and closes
+    (RFC 8446 6.1), at once, not after the idle timer."""
+    mark = edge.records.mark()
+    device = Device(edge, endpoint)
+    try:
+        device.ehlo()
+        device.starttls(context=client_context(edge))
+        device.ehlo()
+        device.sock.settimeout(5)  # far below the edge's idle timer: an answer, or this fails
+        plain = device.sock.unwrap()  # sends close_notify and waits for the edge's
+        assert plain.recv(1) == b""  # then the edge closed the connection
+    finally:
+        device.close()
+    assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5, since=mark)
