@@ -45,7 +45,7 @@ from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import LabCA, load_client_hello_parser, server_context
+from fakes.tls import LabCA, load_client_hello_parser, mx_versions, server_context
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ class Edge:
             leaves = {kind: self._leaf(kind, certificate) for kind in SERVER_LEAVES}
             self._tls_cache[key] = {
                 False: server_context(self.ca, leaf=leaves["submission"], versions=versions),
-                True: server_context(self.ca, leaf=leaves["mx"], versions=versions,
+                True: server_context(self.ca, leaf=leaves["mx"], versions=mx_versions(versions),
                                      request_client_certificate=True),
             }
         return self._tls_cache[key]

@@ -4,7 +4,8 @@
   the state directory, so a device that imported the root (ca.pem) keeps trusting the edge
   across restarts; beside them the issuer key for XOAUTH2 tokens.
 - ``server_context(...)``: TLS 1.2 and 1.3 with the reference's TLS 1.2 cipher suites, and
-  TLS 1.0/1.1 accepted at the handshake only, so that the session can answer 4.7.66.
+  TLS 1.0/1.1 accepted at the handshake only, so that the session can answer 4.7.66 (submission);
+  the MX refuses them at the handshake (``mx_versions``).
 - ``ClientHello``: what a client offered (versions, cipher suites, SNI), parsed with scapy from
   the raw handshake message that ``SSLContext._msg_callback`` hands over, failed handshakes too.
 """
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fakes.exo.names import TLS_VERSIONS, TLS_WIRE_CODES
+from fakes.exo.names import MX_TLS_VERSIONS, TLS_VERSIONS, TLS_WIRE_CODES
 from fakes.exo.tokens import generate_issuer_key
 from fakes.pki import LEAF_DAYS, RENEW_BEFORE, SERVER_LEAVES, Authority, Leaf
 
@@ -88,7 +89,8 @@ class LabCA:
 
     def _server_leaf_files(self, kind: str, *, renew: bool = False) -> tuple[Path, Path]:
         cert, key = self.directory / f"{kind}.pem", self.directory / f"{kind}.key"
-        fresh = cert.exists() and key.exists() and not Leaf(cert.read_bytes(), b"").expires_within(RENEW_BEFORE)
+        leaf = Leaf(cert.read_bytes(), b"") if cert.exists() and key.exists() else None
+        fresh = leaf is not None and not leaf.expires_within(RENEW_BEFORE) and leaf.shaped_like_a_public_cas
         if renew and not fresh:
             common_name, names = SERVER_LEAVES[kind]
             self._write_leaf(self.authority.issue(common_name, *names), cert, key)
@@ -169,6 +171,13 @@ def _capture_client_hello(conn: Any, direction: str, version: Any, content_type:
 
 # ssl's names for the versions of fakes.exo.names.TLS_VERSIONS that OpenSSL still speaks
 SSL_VERSIONS = {name: getattr(ssl.TLSVersion, name.replace(".", "_")) for name in TLS_VERSIONS[1:]}
+
+
+def mx_versions(versions: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What the MX offers of ``versions`` (all by default): never TLS 1.0 or 1.1. A scenario that
+    narrows the edge to legacy versions alone gets them (it asked for exactly that)."""
+    kept = tuple(v for v in (versions or tuple(SSL_VERSIONS)) if v in MX_TLS_VERSIONS)
+    return kept or versions or MX_TLS_VERSIONS
 
 
 def server_context(ca: LabCA, *, leaf: tuple[Path, Path], request_client_certificate: bool = False,

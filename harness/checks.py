@@ -124,6 +124,9 @@ class Tls(_Check):
             if version is None:
                 if hello is None and self.required:
                     return self.outcome(False, "never started TLS")
+                if self.required and offered and not tls_at_least(offered, self.minimum):
+                    return self.outcome(False, f"offered {offered} at most; the edge refused the handshake "
+                                               f"({self.minimum} or later is required)")
                 continue
             if not tls_at_least(version, self.minimum):
                 return self.outcome(False, f"negotiated {version}; {self.minimum} or later is required")

@@ -168,6 +168,10 @@ _PROFILES = [
             replace(MX, retries=0, storm=10), fault="retries in a tight loop"),
     Profile("direct-send-no-retry", "direct-send", None, "gives up at the first 4xx",
             replace(MX, retries=0), fault="never retries"),
+    Profile("direct-send-tls10-strict", "direct-send", None,
+            "offers TLS 1.0 only and gives up when the MX refuses the handshake",
+            replace(MX, starttls="required", tls_min="TLSv1", tls_max="TLSv1"),
+            fault="TLS 1.0 only, and no plain-text retry at the MX"),
     # faulty: relay
     Profile("relay-unlisted-ip", "relay", None, "relays from an address in no connector",
             replace(MX, starttls="required", verify=True), connector="ip", fault="address in no connector",

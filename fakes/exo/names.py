@@ -37,6 +37,9 @@ TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 TLS_WIRE_CODES = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 LEGACY_TLS_VERSIONS = frozenset({"SSLv3", "TLSv1", "TLSv1.1"})  # refused with 4.7.66 at submission
 MINIMUM_TLS = "TLSv1.2"
+# The MX refuses TLS 1.0 and 1.1 at the handshake (protocol_version) since 2021; TLS stays
+# opportunistic there, so a sender that then retries in the clear is served (EXO-REFERENCE, MC229914).
+MX_TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
 
 def tls_at_least(version: str | None, minimum: str) -> bool:

@@ -166,8 +166,9 @@ COMPARISON = (
 )
 # For each cause: the options a device with it can still use, and how.
 STILL_OPEN = {
-    "legacy-tls": ({"direct-send", "relay"}, "TLS is optional at the MX (option 2 or 3); while it lasts, the opt-in "
-                   "endpoint for legacy TLS clients; or a local mail server that relays for the device"),
+    "legacy-tls": ({"direct-send", "relay"}, "TLS is optional at the MX (option 2, or 3 by IP address): it refuses "
+                   "the TLS 1.0/1.1 handshake, and the device sends again without STARTTLS; while it lasts, the "
+                   "opt-in endpoint for legacy TLS clients; or a local mail server that relays for the device"),
     "implicit-tls": ({"direct-send", "relay"}, "port 25 at the tenant's MX (option 2 or 3), or a local mail server"),
     "no-starttls": ({"direct-send", "relay"}, "TLS is optional at the MX (option 2 or 3), or a local mail server"),
     "auth-plain": ({"direct-send", "relay"}, "no AUTH at the MX (option 2, or option 3 by IP address)"),

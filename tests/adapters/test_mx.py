@@ -174,10 +174,20 @@ def test_a_certificate_for_another_domain_is_refused_relay(edge, tmp_path):
     assert replies[1].startswith("550 5.7.64 TenantAttribution; Relay Access Denied [")
 
 
-def test_a_certificate_connector_needs_tls_1_2(edge, tmp_path):
-    replies = direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
-                          context=relay_context(edge, tmp_path, "relay.contoso.com", "TLSv1.1"))
-    assert replies[1].startswith("550 5.7.64 ")
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1.1"])
+def test_the_mx_refuses_tls_1_0_and_1_1_at_the_handshake_and_takes_the_plain_retry(edge, tmp_path, version):
+    """Since 2021 the MX no longer accepts TLS 1.0/1.1 connections (MC229914); TLS stays
+    opportunistic there, so the sender that retries without it is served."""
+    mark = edge.records.mark()
+    with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS"):
+        direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
+                    context=relay_context(edge, tmp_path, "relay.contoso.com", version))
+    assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5, since=mark)
+    events = edge.records.window(mark)
+    assert [e["kind"] for e in events if e["kind"] in ("tls", "tls_failed")] == ["tls_failed"]
+    assert next(e for e in events if e["kind"] == "client_hello")["highest_version"] == version
+    replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))  # again, in the clear
+    assert replies[-1].startswith("250 2.6.0")
 
 
 def test_a_relayed_message_that_later_fails_bounces_to_the_sending_mailbox(edge):
@@ -216,3 +226,25 @@ def test_an_internal_fault_is_a_451_4_3_0_and_a_recorded_harness_fault(edge):
     faults = [e for e in edge.records.window(mark) if e["kind"] == "harness_fault"]
     assert faults and "SPF evaluation broke" in faults[0]["error"]
     assert edge.store.messages() == []
+
+
+def test_a_tls_1_0_device_that_retries_in_the_clear_passes_the_legacy_case_and_a_strict_one_fails(edge):
+    """The catalog case as the guide means it: direct send does not need TLS, so a TLS 1.0 device
+    that sends again without STARTTLS delivers; one that gives up does not."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from harness.reference import MX, PROFILES, Profile, ReferenceSender
+    from harness.runner import Runner, Verdict
+    from harness.scenario import load_catalog
+
+    (case,) = [c for c in load_catalog(Path(__file__).resolve().parents[2] / "scenarios")
+               if c.id == "direct-send/legacy-tls-device-still-delivers"]
+    retrying = Profile("direct-send-tls10", "direct-send", None, "TLS 1.0 only, then plain",
+                       replace(MX, tls_min="TLSv1", tls_max="TLSv1"))
+    result = Runner(edge, ReferenceSender(retrying)).run(case)
+    assert result.verdict == Verdict.PASS, result.reason
+    refused = [e for e in edge.records.events() if e["kind"] == "tls_failed"]
+    assert refused, "the MX never refused the TLS 1.0 handshake"
+    strict = Runner(edge, ReferenceSender(PROFILES["direct-send-tls10-strict"])).run(case)
+    assert strict.verdict == Verdict.FAIL and "stored" in [o.check for o in strict.outcomes if o.failed]

@@ -50,6 +50,7 @@ CAUGHT_BY = [  # (profile, case, check)
     ("direct-send-auth", "direct-send/mx-by-name-port-25-no-auth", "no_auth"),
     ("direct-send-storm", "direct-send/external-recipient-refused", "no_retry_after_permanent"),
     ("direct-send-no-retry", "direct-send/transient-retried", "retried_after_transient"),
+    ("direct-send-tls10-strict", "direct-send/legacy-tls-device-still-delivers", "stored"),
     ("relay-unlisted-ip", "relay/ip-connector-relays-externally", "stored"),
     ("relay-storm", "relay/ip-not-in-connector-refused", "no_retry_after_permanent"),
     ("relay-no-retry", "relay/transient-failure-retried", "retried_after_transient"),
