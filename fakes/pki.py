@@ -9,21 +9,22 @@ valid for about a year, renewed in the state directory a month before they expir
 - submission: ``CN=outlook.com``, SANs smtp.office365.com, smtp-legacy.office365.com, outlook.com
 - mx: ``CN=mail.protection.outlook.com``, SANs *.mail.protection.outlook.com and the bare name
 
-The root and the intermediate are made here with ``cryptography`` (trustme cannot set their
-validity or names); every leaf is issued by ``trustme`` from the intermediate. The root is the
-one file a device imports.
+All of it is made here with ``cryptography``: trustme cannot set a root's validity or names, and
+its leaves are not shaped like a public CA's (critical SAN and EKU, Code Signing). The root is
+the one file a device imports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import ipaddress
 from dataclasses import dataclass
 
-import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fakes.exo.errors import InternalError
 from fakes.exo.names import IDENTITY_HOST, IDENTITY_NAMES, LEGACY_HOST, MX_SUFFIX, SUBMISSION_HOST
@@ -127,15 +128,50 @@ class Authority:
 
     def issue(self, common_name: str, *names: str, days: int = LEAF_DAYS,
               not_before: datetime.datetime | None = None) -> Leaf:
-        """A leaf from the intermediate (trustme does the issuing), with its chain."""
-        issuer = trustme.CA.from_pem(self.intermediate_pem, self.intermediate_key_pem)
+        """A leaf from the intermediate, with its chain, in the profile of a public CA's TLS leaf
+        (Exchange Online's own): subjectAltName and extended key usage not critical, serverAuth
+        and clientAuth only, digitalSignature and keyEncipherment. trustme's leaves mark both
+        critical and add Code Signing, which strict chain engines (Mono's) refuse."""
+        issuer = x509.load_pem_x509_certificate(self.intermediate_pem)
+        issuer_key = serialization.load_pem_private_key(self.intermediate_key_pem, password=None)
+        if not isinstance(issuer_key, rsa.RSAPrivateKey):
+            raise InternalError("the lab intermediate key must be RSA")
+        key = _new_key()
         start = not_before or _now() - datetime.timedelta(days=1)
         # X.509 allows a common name of 64 characters at most; a longer name lives in the SAN alone
-        cn = common_name if len(common_name) <= 64 else None
-        leaf = issuer.issue_cert(*(names or (common_name,)), common_name=cn, key_type=trustme.KeyType.RSA,
-                                 organization_name="exo-edge lab", organization_unit_name="exo-edge lab",
-                                 not_before=start, not_after=start + datetime.timedelta(days=days))
-        return Leaf(leaf.cert_chain_pems[0].bytes() + self.intermediate_pem, leaf.private_key_pem.bytes())
+        subject = [x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, "exo-edge lab")]
+        if len(common_name) <= 64:
+            subject.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(subject))
+            .issuer_name(issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names or (common_name,)]),
+                           critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(issuer_key, hashes.SHA256())
+        )
+        return Leaf(_pem(cert) + self.intermediate_pem, _key_pem(key))
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """A SAN entry: an IP address as one, a DNS name as its A-label (wildcards kept)."""
+    with contextlib.suppress(ValueError):
+        return x509.IPAddress(ipaddress.ip_address(name))
+    return x509.DNSName(name if name.isascii() else name.encode("idna").decode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -149,3 +185,14 @@ class Leaf:
 
     def expires_within(self, margin: datetime.timedelta) -> bool:
         return self.certificate.not_valid_after_utc - margin <= _now()
+
+    @property
+    def shaped_like_a_public_cas(self) -> bool:
+        """Not a leaf of an older lab (critical SAN or EKU, Code Signing): those are issued anew."""
+        extensions = self.certificate.extensions
+        with contextlib.suppress(x509.ExtensionNotFound):
+            usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+            names = extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            return not usage.critical and not names.critical \
+                and ExtendedKeyUsageOID.CODE_SIGNING not in list(usage.value)
+        return False

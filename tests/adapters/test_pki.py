@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fakes.tls import LabCA
-from tests.helpers import RawClient
+from tests.helpers import RawClient, need
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -48,6 +48,34 @@ def test_the_leaves_name_what_exchange_onlines_do(lab, kind, common_name, names)
     assert leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == common_name
     assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName) == names
+
+
+@pytest.mark.parametrize("kind", ["submission", "mx", "identity", "client"])
+def test_leaves_have_a_public_cas_profile_no_critical_names_no_code_signing(lab, kind, tmp_path):
+    """As Exchange Online's own leaf: SAN and EKU not critical, serverAuth and clientAuth only.
+    Mono's chain engine refuses a critical EKU (InvalidExtension)."""
+    path = lab.client_certificate("relay.contoso.com", tmp_path)[0] if kind == "client" else lab.server_leaf(kind)[0]
+    leaf = chain(path)[0]
+    extensions = leaf.extensions
+    usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert not usage.critical
+    assert list(usage.value) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert not extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+    basic = extensions.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and basic.value.ca is False
+    key_usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    assert key_usage.digital_signature and key_usage.key_encipherment and not key_usage.key_cert_sign
+
+
+@pytest.mark.parametrize(("kind", "hostname"), [("submission", "smtp.office365.com"),
+                                                ("mx", "contoso-com.mail.protection.outlook.com")])
+def test_gnutls_verifies_the_chain_for_the_host(lab, kind, hostname, tmp_path):
+    """A second verifier beside OpenSSL's: GnuTLS's certtool, with the purpose TLS servers need."""
+    certtool = need("certtool", "gnutls-bin")
+    done = subprocess.run([certtool, "--verify", f"--load-ca-certificate={lab.cert_path}",
+                           f"--infile={lab.server_leaf(kind)[0]}", f"--verify-hostname={hostname}",
+                           "--verify-purpose=1.3.6.1.5.5.7.3.1"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "Chain verification output: Verified" in done.stdout, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("kind", "hostname"), [("submission", "smtp.office365.com"),
