@@ -2,14 +2,19 @@
 
 ``LiveSessions`` watches the records and keeps, per session, a summary (source, endpoint, TLS,
 AUTH, what was stored, the last reply) and its transcript, for the newest ``KEEP`` sessions
-only: a lab left running for days holds no more. Each closed session is also one line for the
-terminal. ``LiveView`` serves them read-only over HTTP (aiohttp, as the identity endpoint): a page
-that reloads itself (no script needed), ``/sessions.json``, and the newest stored messages.
+only, each line cut at ``LINE_CHARS`` with its controls escaped: a lab left running for days, or
+a peer sending long lines of escape codes, holds no more and forges nothing on the terminal.
+Each closed session is also one line for the terminal. ``LiveView`` serves them read-only over
+HTTP (aiohttp, as the identity endpoint): a page that reloads itself (no script needed), rendered
+off the loop a page of sessions at a time, ``/sessions.json``, and the newest stored messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import itertools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +28,18 @@ from fakes.web import WebEndpoint
 
 KEEP = 200  # closed sessions shown
 LINES = 300  # transcript lines kept per session
+LINE_CHARS = 240  # of each line: a peer's 64 KiB NOOP is kept (and shown) as its start and its length
+PAGE = 25  # sessions a page shows, newest first (?page=2 for the next)
+# C0 and C1 controls and DEL: a peer's ESC or BEL would clear the terminal or forge a line
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, limit: int = LINE_CHARS) -> str:
+    """A peer's text as the terminal and the page show it: controls written as escapes (``\\x1b``),
+    and cut at ``limit`` characters with the length of what was left out."""
+    cut = text[:limit]
+    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", cut)
+    return shown if len(text) <= limit else f"{shown}… (+{len(text) - limit} characters)"
 _PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
 
 
@@ -49,12 +66,12 @@ class LiveSession:
         parts.append(f"{self.stored} stored" if self.stored else "nothing stored")
         if self.last_reply:
             parts.append(f"last: {self.last_reply[:80]}")
-        return "  ".join(parts)
+        return "  ".join(printable(part) for part in parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.endpoint, "peer": self.peer, "started": self.started,
                 "tls": self.tls, "sni": self.sni, "auth": self.auth, "stored": self.stored,
-                "last_reply": self.last_reply, "closed": self.closed, "lines": self.lines}
+                "last_reply": self.last_reply, "closed": self.closed, "lines": list(self.lines)}
 
 
 class LiveSessions:
@@ -82,16 +99,16 @@ class LiveSessions:
         elif kind == "reply":
             text = f"S: {event['line']}"
             if event["line"][3:4] != "-":
-                session.last_reply = event["line"]
+                session.last_reply = printable(event["line"])
         elif kind == "client_hello":
-            session.sni = event.get("sni")
+            session.sni = printable(event["sni"]) if event.get("sni") else None
             text = f"*  ClientHello: offers {', '.join(event.get('versions', []))}; SNI {event.get('sni') or 'none'}"
         elif kind == "tls":
             session.tls = event.get("version")
             text = f"*  TLS {event.get('version')} {event.get('cipher')}"
         elif kind == "auth":
             who = " ".join(str(x) for x in (event.get("mechanism"), event.get("user")) if x)
-            session.auth = f"{who}: {event.get('outcome')}"
+            session.auth = printable(f"{who}: {event.get('outcome')}")
         elif kind == "message":
             text = f"C: <message, {event.get('size')} bytes by {event.get('via', 'DATA')}>"
         elif kind == "stored":
@@ -100,7 +117,7 @@ class LiveSessions:
         elif kind in ("tls_failed", "refused", "harness_fault", "fault"):
             text = f"*  {kind}: {event.get('reason') or event.get('error') or event.get('reply') or ''}"
         if text is not None and len(session.lines) < LINES:
-            session.lines.append(text)
+            session.lines.append(printable(text))
         if kind == "disconnect":
             session.closed = True
             del self.open[sid]
@@ -108,8 +125,11 @@ class LiveSessions:
             if self.on_closed is not None:
                 self.on_closed(session)
 
-    def newest(self) -> list[LiveSession]:
-        return [*sorted(self.open.values(), key=lambda s: -s.started), *self.closed]
+    def newest(self, page: int = 1) -> list[LiveSession]:
+        """One page of sessions, the open ones first, newest first."""
+        start = (max(page, 1) - 1) * PAGE
+        ordered = itertools.chain(sorted(self.open.values(), key=lambda s: -s.started), self.closed)
+        return list(itertools.islice(ordered, start, start + PAGE))
 
 
 class LiveView(WebEndpoint):
@@ -126,11 +146,19 @@ class LiveView(WebEndpoint):
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.page), web.get("/sessions.json", self.json)]
 
+    @staticmethod
+    def _page_number(request: web.Request) -> int:
+        asked = request.query.get("page", "1")
+        return int(asked) if asked.isdigit() and 0 < len(asked) < 7 else 1
+
     async def page(self, request: web.Request) -> web.Response:
-        html = _PAGES.get_template("live.html").render(
-            sessions=self.sessions.newest(), stored=self.store.recent(50), tenant=self.tenant(),
-            now=time.strftime("%H:%M:%S"))
+        number = self._page_number(request)
+        sessions = [s.as_dict() for s in self.sessions.newest(number)]  # a copy, taken on the loop
+        values = {"sessions": sessions, "stored": self.store.recent(50), "tenant": self.tenant(),
+                  "now": time.strftime("%H:%M:%S"), "page": number, "more": len(sessions) == PAGE}
+        # rendered in a thread: the loop keeps serving SMTP while a page of long transcripts is written
+        html = await asyncio.to_thread(_PAGES.get_template("live.html").render, **values)
         return web.Response(text=html, content_type="text/html")
 
     async def json(self, request: web.Request) -> web.Response:
-        return web.json_response([s.as_dict() for s in self.sessions.newest()])
+        return web.json_response([s.as_dict() for s in self.sessions.newest(self._page_number(request))])

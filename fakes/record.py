@@ -62,8 +62,10 @@ EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, f
 }.items()}
 _ALWAYS = frozenset({"session", "t", "kind"})
 # Events kept in memory for the harness (a scenario's window is a few hundred, a hundred messages'
-# worth is a few thousand); all are on disk. About 2 KB each: this bounds the edge's memory.
+# worth is a few thousand); all are on disk. Bounded by count and by the size of their lines: a
+# peer sending 64 KiB lines fills the window with fewer events, never more memory.
 IN_MEMORY = 10_000
+IN_MEMORY_OCTETS = 8 << 20
 
 
 class WindowLost(RuntimeError):
@@ -112,13 +114,17 @@ class RecordLog:
     """All sessions of one edge. Thread-safe: the edge's loop writes, the harness reads."""
 
     def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time,
-                 mask: Callable[[str], str] | None = None, in_memory: int = IN_MEMORY) -> None:
+                 mask: Callable[[str], str] | None = None, in_memory: int = IN_MEMORY,
+                 in_memory_octets: int = IN_MEMORY_OCTETS) -> None:
         self.path = path
         self.clock = clock
         self.mask = mask  # replaces known secrets in each line before it is kept or written
         self._lock = threading.Lock()
         # the newest events, for the harness's windows; every event is in the file
-        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=in_memory)
+        self._events: collections.deque[dict[str, Any]] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()  # each kept event's line, in octets
+        self._octets = 0
+        self._limits = (in_memory, in_memory_octets)
         self._dropped = 0  # events that have left memory (still on disk)
         self._file: TextIO | None = None
         self._ids = itertools.count(1)
@@ -149,9 +155,14 @@ class RecordLog:
         line = _ENCODE(event).decode()
         event = _DECODE(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
-            if len(self._events) == self._events.maxlen:
-                self._dropped += 1
             self._events.append(event)
+            self._sizes.append(len(line))
+            self._octets += len(line)
+            count, octets = self._limits
+            while len(self._events) > 1 and (len(self._events) > count or self._octets > octets):
+                self._events.popleft()
+                self._octets -= self._sizes.popleft()
+                self._dropped += 1
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._unflushed += 1
@@ -208,7 +219,8 @@ class RecordLog:
             self._flush()
             if since < self._dropped:
                 raise WindowLost(f"the window from event {since} began before the {self._dropped} events that have "
-                                 f"left memory (records keep the newest {self._events.maxlen}; all are on disk)")
+                                 f"left memory (records keep the newest {self._limits[0]}, {self._limits[1]} octets at "
+                                 "most; all are on disk)")
             return _window(self._since(since))
 
     def mark(self) -> int:

@@ -195,8 +195,8 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, source: str) -> 
             if err.get("type") == "union_tag_invalid":  # name the tag key itself: expect[0].check
                 loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
             value, has_value = _value_at(data, loc)
-            if err.get("type") == "missing":
-                has_value = False
+            if err.get("type") in ("missing", "extra_forbidden"):
+                has_value = False  # an unknown key may hold anything: a password under a name we do not know
             problems.append(
                 ConfigError(
                     _message(dict(err)),

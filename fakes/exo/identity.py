@@ -219,7 +219,7 @@ class IdentityPlatform:
             if secret_required or not app.is_public:
                 return Refusal(R.NO_CLIENT_CREDENTIAL)
             return app
-        if not app.secret or not secrets.compare_digest(form["client_secret"], app.secret):
+        if not app.secret or not secrets.compare_digest(form["client_secret"].encode(), app.secret.encode()):
             return Refusal(R.INVALID_CLIENT_SECRET, {"client_id": client_id})
         return app
 
@@ -342,7 +342,7 @@ class IdentityPlatform:
             failures, locked_until = self._lockouts.get(box.address, (0, 0.0))
             if now < locked_until:
                 return R.ACCOUNT_LOCKED
-        if box is None or not box.password or not secrets.compare_digest(password, box.password):
+        if box is None or not box.password or not secrets.compare_digest(password.encode(), box.password.encode()):
             if box is not None:
                 failures += 1
                 self._lockouts[box.address] = (0, now + LOCKOUT_SECONDS) if failures >= LOCKOUT_THRESHOLD \
@@ -479,7 +479,7 @@ class IdentityPlatform:
                 return Refusal(R.MISSING_PARAMETER, {"name": "code_verifier"})
             derived = verifier if held.method == "plain" else \
                 base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-            if not secrets.compare_digest(derived, held.challenge):
+            if not secrets.compare_digest(derived.encode(), held.challenge.encode()):
                 return Refusal(R.PKCE_MISMATCH)
         return self._tokens(app, held.mailbox, held.scopes, mfa=held.mfa, nonce=held.nonce, form=form)
 

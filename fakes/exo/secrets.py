@@ -14,6 +14,8 @@ with the number of cases run.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 import urllib.parse
 from typing import Any
@@ -28,19 +30,30 @@ _JWT = r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9
 
 
 def encodings(secret: str) -> set[str]:
-    """The secret, its form encodings (a form body a sender prints: ``password=Scan-2026%21``), its
-    base64, and the part of its base64 that stays the same at any offset within a longer base64 text."""
+    """The secret, its form encodings (a form body a sender prints: ``password=Scan-2026%21``), as
+    written inside a JSON string, its base64 and urlsafe base64 (padded or not), and the part of
+    each that stays the same at any offset within a longer base64 text."""
     raw = secret.encode()
     quoted = {urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}
     # and as encoders that take "~" for reserved write it (RFC 2396: %7E)
-    forms = {secret, base64.b64encode(raw).decode(), *quoted, *(q.replace("~", "%7E") for q in quoted)}
-    for offset in range(3):
-        encoded = base64.b64encode(b"\0" * offset + raw).decode()
-        # the first quantum mixes in what came before; the last may mix in what follows
-        core = encoded[4 if offset else 0:-4]
-        if len(core) >= _MIN_FRAGMENT:
-            forms.add(core)
+    escaped = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}  # inside a JSON string
+    forms = {secret, *escaped, *quoted, *(q.replace("~", "%7E") for q in quoted)}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode()
+        forms |= {whole, whole.rstrip("=")}
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + raw).decode()
+            # the first quantum mixes in what came before; the last may mix in what follows
+            core = encoded[4 if offset else 0:-4]
+            if len(core) >= _MIN_FRAGMENT:
+                forms.add(core)
     return {f for f in forms if f}
+
+
+def unknown_user(name: str) -> str:
+    """What records keep of a user name that is no mailbox (where people type their password):
+    a hash, the same for the same name, so repeated tries still read as repeated."""
+    return f"unknown user sha256:{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def _inside_base64(marker: bytes) -> list[str]:

@@ -57,6 +57,7 @@ from .message import (
 )
 from .names import LEGACY_TLS_VERSIONS, Endpoint, is_address
 from .replies import Reply, ReplyContext
+from .secrets import unknown_user
 from .state import EdgeState
 from .tenant import Mailbox
 from .tokens import TokenCheck, parse_xoauth2
@@ -369,7 +370,9 @@ class Session:
         box = tenant.mailbox(user)
         refusal = rules.basic_auth_refusal(tenant, box, password)
         if refusal:
-            return self.say(refusal, notes=self._auth_note("LOGIN", user, "failure", refusal.text))
+            # a user name that is no mailbox may be a password typed in the wrong field: kept as a hash
+            named = user if box is not None else unknown_user(user)
+            return self.say(refusal, notes=self._auth_note("LOGIN", named, "failure", refusal.text))
         if box is None:
             raise InternalError("expected box is not None")
         return self._authenticated(box, "LOGIN", "password")

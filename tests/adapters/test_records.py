@@ -42,3 +42,26 @@ def test_records_reach_the_file_while_the_edge_runs(tmp_path):
         assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5)
         assert '"kind":"disconnect"' in path.read_text()
 
+
+
+def test_the_records_window_is_bounded_in_octets_not_only_in_events(tmp_path):
+    """A peer's 64 KiB lines fill the in-memory window with fewer events, never with more memory;
+    every event is still in the file, and a window reaching past memory says so."""
+    from fakes.record import WindowLost
+
+    log = RecordLog(tmp_path / "records.jsonl", in_memory=10_000, in_memory_octets=1 << 20)
+    session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
+    mark = log.mark()
+    for n in range(200):  # 200 lines of 64 KiB: 13 MB
+        session.command(f"NOOP {n:03d} " + "A" * 65_536)
+    kept = log.events()
+    assert sum(len(json.dumps(e)) for e in kept) <= 1 << 20 and 10 <= len(kept) < 20
+    assert kept[-1]["line"].startswith("NOOP 199 ")
+    try:
+        log.window(mark)
+    except WindowLost as lost:
+        assert "octets" in str(lost)
+    else:
+        raise AssertionError("a window from before the newest megabyte was given as if whole")
+    log.close()
+    assert (tmp_path / "records.jsonl").read_text().count("\n") == 201

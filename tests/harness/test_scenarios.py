@@ -58,7 +58,7 @@ def test_id_is_the_path_without_extension(tmp_path):
 @pytest.mark.parametrize(("edit", "expected"), [
     (("folder: Inbox", "folder: Attic"), "case.yaml:8: expect[0].folder='Attic': Input should be 'Inbox'"),
     (("  - check: stored", "  - check: stroed"), "case.yaml:7: expect[0].check='stroed': is not one of 'connected'"),
-    (("advice: a", "advice: a\ncolour: red"), "case.yaml:10: colour='red': unknown key"),
+    (("advice: a", "advice: a\ncolour: red"), "case.yaml:10: colour: unknown key"),
     (("option: submission", "option: smtp"), "case.yaml:2: option='smtp': Input should be"),
     (("title: t\n", ""), "case.yaml:1: title: is required"),
     (("advice: a", "advice: a: b"), "case.yaml:9: not valid YAML"),

@@ -58,7 +58,7 @@ def test_per_mailbox_setting_overrides_the_org():
          "t.yaml:7: mailboxes[0].send_as[0]='bob': is not an email address"),
         (("tenant: fabrikam", "tenant: fabrikam\nlimits: {messages_per_minute: -1}"),
          "t.yaml:3: limits.messages_per_minute=-1: Input should be greater than or equal to 1"),
-        (("schema_version: 1", "schema_version: 1\ncolour: blue"), "t.yaml:2: colour='blue': unknown key"),
+        (("schema_version: 1", "schema_version: 1\ncolour: blue"), "t.yaml:2: colour: unknown key"),
         (("schema_version: 1\n", ""), "t.yaml:1: schema_version: is required"),
         (("  - address: bob@fabrikam.com", "  - address: bob@example.org"), "not in an accepted domain"),
         (("accepted_domains: [fabrikam.com]", "accepted_domains: [fabrikam.com"), "t.yaml:"),
@@ -77,7 +77,18 @@ def test_every_problem_in_a_file_is_reported_at_once():
         Tenant.from_yaml(text, "t.yaml")
     lines = str(info.value).splitlines()
     assert any("send_as[0]='bob'" in line for line in lines)
-    assert any("mailboxes[0].colour='red': unknown key" in line for line in lines)
+    assert any("mailboxes[0].colour: unknown key" in line for line in lines)
+
+
+@pytest.mark.parametrize("key", ["passwd", "kennwort", "pw", "colour"])
+def test_an_unknown_key_is_named_and_its_value_never_shown(key):
+    """A mistyped key may hold a password under any name: the error names the key, not its value."""
+    text = GOOD.replace("send_as: [reception@fabrikam.com]",
+                        f"send_as: [reception@fabrikam.com]\n    {key}: Geheim-2026!")
+    with pytest.raises(ConfigError) as info:
+        Tenant.from_yaml(text, "t.yaml")
+    assert f"mailboxes[0].{key}: unknown key" in str(info.value)
+    assert "Geheim" not in str(info.value)
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path):
