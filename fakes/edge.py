@@ -45,7 +45,7 @@ from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
 from fakes.smtp import ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import LabCA, load_client_hello_parser, mx_versions, server_context
+from fakes.tls import LabCA, load_client_hello_parser, mx_versions, private_directory, server_context
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Edge:
         if unknown:
             raise UsageError(f"unknown endpoint name(s) {sorted(unknown)}; known: {list(ENDPOINT_NAMES)}")
         self.tenant = tenant or default_tenant()
-        self.state_dir = Path(state_dir).resolve()
+        self.state_dir = private_directory(Path(state_dir).resolve())
         self.host = host
         self.advertise = advertised_address(host, advertise)
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import ssl
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fakes.exo.errors import UsageError
 from fakes.exo.names import MX_TLS_VERSIONS, TLS_VERSIONS, TLS_WIRE_CODES
 from fakes.exo.tokens import generate_issuer_key
 from fakes.pki import LEAF_DAYS, RENEW_BEFORE, SERVER_LEAVES, Authority, Leaf
@@ -131,11 +133,25 @@ class LabCA:
 
 
 def private_directory(directory: Path) -> Path:
-    """``directory``, created readable by its owner only (mail, records and keys live there)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Where the state lives (mail, records and keys, each file private from its creation): a new
+    directory is made readable by its owner only; an existing one of ours is used as it is (its
+    mode is the owner's choice, never changed); inside a directory someone else owns (a shared
+    /tmp) a private ``exo-edge-<uid>`` is made and used, and refused if another user made it first."""
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return directory
+    if not directory.is_dir():
+        raise UsageError(f"the state directory {directory} is not a directory")
     if directory.stat().st_uid == os.getuid():
-        directory.chmod(0o700)
-    return directory
+        return directory
+    own = directory / f"exo-edge-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        own.mkdir(mode=0o700)
+    held = own.lstat()
+    if not stat.S_ISDIR(held.st_mode) or held.st_uid != os.getuid():
+        raise UsageError(f"{own} (the private state directory inside {directory}, which is not yours) exists and "
+                         "is not a directory of yours: name another --state-dir")
+    return own
 
 
 @contextlib.contextmanager

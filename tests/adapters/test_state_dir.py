@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fakes.edge import Edge
+from fakes.exo.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,3 +42,38 @@ def test_keys_records_and_mail_are_the_owners_only(tmp_path):
         assert not list((tmp_path / "state").glob(".*.key.*"))  # no temporary file left behind
     finally:
         edge.close()
+
+
+def test_an_existing_directory_keeps_its_mode_and_a_shared_one_gets_a_private_one_inside(tmp_path):
+    """--state-dir . (or a shared 1777 directory) never has its mode changed; where the directory
+    is someone else's, the state lives in a private exo-edge-<uid> inside it."""
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    edge = Edge(state_dir=mine)
+    try:
+        assert edge.state_dir == mine.resolve() and mode(mine) == 0o755
+        assert mode(edge.records.path) == 0o600 and mode(mine / "ca.key") == 0o600
+    finally:
+        edge.close()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    try:
+        os.chown(shared, 65534, 65534)  # another user's, as /tmp is root's
+    except PermissionError:
+        pytest.skip("giving a directory to another user needs root")
+    edge = Edge(state_dir=shared)
+    try:
+        assert edge.state_dir == shared.resolve() / f"exo-edge-{os.getuid()}"
+        assert mode(edge.state_dir) == 0o700 and mode(shared) == 0o1777
+    finally:
+        edge.close()
+    squatted = tmp_path / "squatted"
+    squatted.mkdir()
+    (squatted / f"exo-edge-{os.getuid()}").mkdir()
+    os.chown(squatted / f"exo-edge-{os.getuid()}", 65534, 65534)  # made first by someone else
+    os.chown(squatted, 65534, 65534)
+    with pytest.raises(UsageError, match="is not a directory of yours"):
+        Edge(state_dir=squatted)
