@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSError, DNSHeader, DNSRecord
 from dnslib.label import DNSLabelError
 
+from fakes.exo.state import EdgeState
 from fakes.exo.zone import TTL, Zone
+from fakes.gate import Gate, stream_protocol
 from fakes.record import RecordLog
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,10 @@ def _pack(reply: DNSRecord, request: DNSRecord) -> tuple[bytes, str | None]:
 class DnsServer:
     """UDP and TCP on the same address and port."""
 
-    def __init__(self, zone: Callable[[], Zone], records: RecordLog) -> None:
+    def __init__(self, zone: Callable[[], Zone], records: RecordLog, budget: EdgeState | None = None) -> None:
         self.zone = zone
         self.records = records
+        self.budget = budget  # TCP connections count in the edge's one budget
         self.dropped = 0
         self.answered = 0
         self._ids = itertools.count(1)
@@ -109,7 +112,11 @@ class DnsServer:
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
+        if self.budget is None:
+            self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
+        else:
+            budget, serve = self.budget, stream_protocol(self._serve_tcp)
+            self._tcp = await loop.create_server(lambda: Gate(budget, "dns", serve, self.records), host, port)
         bound = self._tcp.sockets[0].getsockname()[:2]
         try:
             self._udp, _ = await loop.create_datagram_endpoint(

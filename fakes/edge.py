@@ -39,11 +39,12 @@ from fakes.exo.state import EdgeState
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone
+from fakes.gate import AcceptErrors
 from fakes.identity import IdentityServer
 from fakes.live import LiveSession, LiveSessions, LiveView
 from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
-from fakes.smtp import ImplicitTlsTrap, SmtpListener
+from fakes.smtp import SESSION_LIMIT, ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
 from fakes.tls import LabCA, load_client_hello_parser, mx_versions, private_directory, server_context
 
@@ -102,6 +103,7 @@ class Edge:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         idle_timeout: float = 300.0,
+        session_limit: float = SESSION_LIMIT,
         advertise: str | None = None,
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
@@ -112,6 +114,7 @@ class Edge:
         self.host = host
         self.advertise = advertised_address(host, advertise)
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
+        self.session_limit = session_limit  # seconds a session may last in all, however busy
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self._clock = clock
@@ -151,6 +154,7 @@ class Edge:
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(AcceptErrors())  # out of descriptors: one line a minute, not a flood
         contexts = self._contexts()
         await asyncio.to_thread(load_client_hello_parser)
         name = "?"
@@ -158,16 +162,17 @@ class Edge:
             for name, endpoint in SMTP_ENDPOINTS.items():
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
                                         store=self.store, tls_context=contexts[endpoint == "mx"],
-                                        idle_timeout=self.idle_timeout)
+                                        idle_timeout=self.idle_timeout, session_limit=self.session_limit)
                 self.addresses[name] = await listener.start(self.host, self.ports[name])
                 self._servers.append(listener)
             name = "implicit-tls"
-            trap = ImplicitTlsTrap(self.records)
+            trap = ImplicitTlsTrap(self.records, budget=self.state)
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
             name = "identity"
             https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=("TLSv1.2", "TLSv1.3"))
             identity = IdentityServer(self.identity, self.records, https)
+            identity.budget = (self.state, self.records)
             self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])
             bound, port = self.addresses["identity"]
             for address in (bound, self.advertise):  # a client assertion's audience may name them
@@ -175,7 +180,7 @@ class Edge:
             self._servers.append(identity)
             self._rebuild_zone()
             name = "dns"
-            dns = DnsServer(lambda: self.zone, self.records)
+            dns = DnsServer(lambda: self.zone, self.records, budget=self.state)
             self.addresses["dns"] = await dns.start(self.host, self.ports["dns"])
             self._servers.append(dns)
             self.dns = dns
@@ -202,6 +207,7 @@ class Edge:
         sessions = LiveSessions(on_closed)
         self.records.watch(sessions)
         view = LiveView(sessions, self.store, lambda: self.tenant.tenant)
+        view.budget = (self.state, self.records)
         try:
             self.addresses["live"] = await view.start(self.host, port)
         except OSError as exc:

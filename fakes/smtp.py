@@ -30,6 +30,7 @@ from fakes.exo.commands import escaped
 from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
+from fakes.gate import Gate, stream_protocol
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
@@ -60,7 +61,7 @@ class SmtpConnection(asyncio.Protocol):
         self._closing = False
         self._timed_out = False
         self._paused = False
-        self._activity = self.loop.time()
+        self._activity = self._started = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._secrets: set[str] = set()
@@ -121,11 +122,11 @@ class SmtpConnection(asyncio.Protocol):
         try:
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
+                if self._timed_out:  # idle too long, or the session's overall time is up
+                    await self._apply(self.session.handle(S.TimedOut()))
+                    break
                 event = self.framer.next_event()
                 if isinstance(event, NeedData):
-                    if self._timed_out:
-                        await self._apply(self.session.handle(S.TimedOut()))
-                        break
                     if self._eof:
                         break
                     self._flush()
@@ -258,10 +259,12 @@ class SmtpConnection(asyncio.Protocol):
     # -- idle timer ---------------------------------------------------------------------------------
 
     def _arm_timer(self) -> None:
-        self._timer = self.loop.call_at(self._activity + self.listener.idle_timeout, self._check_idle)
+        ends = min(self._activity + self.listener.idle_timeout, self._started + self.listener.session_limit)
+        self._timer = self.loop.call_at(ends, self._check_idle)
 
     def _check_idle(self) -> None:
-        if self.loop.time() < self._activity + self.listener.idle_timeout:
+        now = self.loop.time()
+        if now < self._activity + self.listener.idle_timeout and now < self._started + self.listener.session_limit:
             self._arm_timer()  # traffic came since: wait for the rest of the timeout
             return
         self._timed_out = True
@@ -381,19 +384,25 @@ class _Listening:
 
 
 BACKLOG = 4096
+# A session's overall time, however busy: Exchange's receive connectors have one (ConnectionTimeout).
+# Exchange Online's is not published; a public MX transcript timed out after 20:55 of session, so
+# it is longer than that (UNCONFIRMED: 30 minutes here). Slow senders cannot hold connections forever.
+SESSION_LIMIT = 1800.0
 
 
 class SmtpListener(_Listening):
     """One endpoint of the edge on one socket."""
 
     def __init__(self, *, endpoint: S.Endpoint, state: S.EdgeState, records: RecordLog,
-                 store: MailStore, tls_context: ssl.SSLContext | None, idle_timeout: float = 300) -> None:
+                 store: MailStore, tls_context: ssl.SSLContext | None, idle_timeout: float = 300,
+                 session_limit: float = SESSION_LIMIT) -> None:
         self.endpoint = endpoint
         self.state = state
         self.records = records
         self.store = store
         self.tls_context = tls_context
         self.idle_timeout = idle_timeout
+        self.session_limit = session_limit
         self.server: asyncio.Server | None = None
         self.connections: set[SmtpConnection] = set()
 
@@ -421,9 +430,10 @@ class ImplicitTlsTrap(_Listening):
 
     endpoint = "implicit-tls"
 
-    def __init__(self, records: RecordLog, wait: float = 5.0) -> None:
+    def __init__(self, records: RecordLog, wait: float = 5.0, budget: S.EdgeState | None = None) -> None:
         self.records = records
         self.wait = wait
+        self.budget = budget
         self.server: asyncio.Server | None = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -443,7 +453,12 @@ class ImplicitTlsTrap(_Listening):
         rec.event("disconnect", error=None)
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._serve, host, port)
+        if self.budget is None:
+            self.server = await asyncio.start_server(self._serve, host, port)
+        else:
+            budget, serve = self.budget, stream_protocol(self._serve)
+            self.server = await asyncio.get_running_loop().create_server(
+                lambda: Gate(budget, self.endpoint, serve, self.records), host, port, backlog=BACKLOG)
         return self.server.sockets[0].getsockname()[:2]
 
 

@@ -11,12 +11,23 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.exo.errors import InternalError
+from fakes.exo.state import EdgeState
+from fakes.gate import Gate
+from fakes.record import RecordLog
+
+BACKLOG = 4096
+
 
 class WebEndpoint:
     tls_context: ssl.SSLContext | None = None
+    endpoint = "web"
 
     def __init__(self) -> None:
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        # the edge's connection budget: connections are admitted (and TLS begun) through a gate
+        self.budget: tuple[EdgeState, RecordLog] | None = None
         # the connections of clients that keep theirs open (HTTP keep-alive): dropped at stop
         self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
 
@@ -35,11 +46,23 @@ class WebEndpoint:
         app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port, ssl_context=self.tls_context).start()
-        bound = self._runner.addresses[0]
+        if self.budget is None:
+            await web.TCPSite(self._runner, host, port, ssl_context=self.tls_context).start()
+            bound = self._runner.addresses[0]
+            return bound[0], bound[1]
+        state, records = self.budget
+        handler, tls = self._runner.server, self.tls_context
+        if handler is None:
+            raise InternalError("expected the aiohttp runner to be set up")
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Gate(state, self.endpoint, handler, records, tls), host, port, backlog=BACKLOG)
+        bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
 
     async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
