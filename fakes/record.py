@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -150,8 +151,9 @@ class RecordLog:
         allowed = EVENTS.get(event["kind"])
         if allowed is None or not event.keys() - _ALWAYS <= allowed:
             raise ValueError(f"not in the record vocabulary: {event['kind']} {sorted(event.keys() - _ALWAYS)}")
-        if self.mask is not None:  # the values, never the JSON around them (a secret may look like a number)
-            event = {key: _masked(value, self.mask) for key, value in event.items()}
+        # the values, cut and masked, never the JSON around them (a secret may look like a number)
+        mask = self.mask or _unmasked
+        event = {key: _masked(value, mask) for key, value in event.items()}
         line = _ENCODE(event).decode()
         event = _DECODE(line)  # in memory exactly as on disk: lists, strings, numbers
         with self._changed:
@@ -255,9 +257,28 @@ class RecordLog:
                 self._unflushed = 0
 
 
+# A value longer than this is kept as its start: the mask's work per event is bounded whatever a
+# peer sends (a 64 KiB NOOP, a 256 KB form field). The cut goes back to the last character that
+# cannot be part of a token, so no half of a secret is kept where the mask could not know it.
+VALUE_KEPT = 4096
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9+/=_.%~-]+$")
+
+
+def _unmasked(text: str) -> str:
+    return text
+
+
+def kept(value: str) -> str:
+    """A record's string value, cut to ``VALUE_KEPT`` characters with a note of what was left out."""
+    if len(value) <= VALUE_KEPT:
+        return value
+    start = _TOKEN_TAIL.sub("", value[:VALUE_KEPT])
+    return f"{start}… (+{len(value) - len(start)} characters not kept)"
+
+
 def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, str):
-        return mask(value)
+        return mask(kept(value))
     if isinstance(value, list | tuple):
         return [_masked(item, mask) for item in value]
     if isinstance(value, dict):

@@ -3,6 +3,7 @@ look like, and each event on disk within a second, before and without any stop."
 
 from __future__ import annotations
 
+import base64
 import json
 import smtplib
 
@@ -52,11 +53,11 @@ def test_the_records_window_is_bounded_in_octets_not_only_in_events(tmp_path):
     log = RecordLog(tmp_path / "records.jsonl", in_memory=10_000, in_memory_octets=1 << 20)
     session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
     mark = log.mark()
-    for n in range(200):  # 200 lines of 64 KiB: 13 MB
-        session.command(f"NOOP {n:03d} " + "A" * 65_536)
+    for n in range(1000):  # 1000 lines of 4000 characters (a value is kept up to 4 KiB): 4 MB
+        session.command(f"NOOP {n:03d} " + "A " * 2000)
     kept = log.events()
-    assert sum(len(json.dumps(e)) for e in kept) <= 1 << 20 and 10 <= len(kept) < 20
-    assert kept[-1]["line"].startswith("NOOP 199 ")
+    assert sum(len(json.dumps(e, separators=(",", ":"))) for e in kept) <= 1 << 20 and 200 <= len(kept) < 300
+    assert kept[-1]["line"].startswith("NOOP 999 ")
     try:
         log.window(mark)
     except WindowLost as lost:
@@ -64,4 +65,20 @@ def test_the_records_window_is_bounded_in_octets_not_only_in_events(tmp_path):
     else:
         raise AssertionError("a window from before the newest megabyte was given as if whole")
     log.close()
-    assert (tmp_path / "records.jsonl").read_text().count("\n") == 201
+    assert (tmp_path / "records.jsonl").read_text().count("\n") == 1001
+
+
+def test_a_long_value_is_kept_as_its_start_and_never_as_half_a_secret(tmp_path):
+    """The mask's work per event is bounded: a 64 KiB line is kept as its first 4 KiB, cut before
+    the token it ends in, so a secret crossing the cut is not kept in part."""
+    mask = SecretMask()
+    mask.add("Scan-2026!")
+    log = RecordLog(tmp_path / "records.jsonl", mask=mask.mask)
+    session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
+    padding = "NOOP " + "x " * 2046  # 4097 characters: the password's base64 crosses the cut
+    secret = base64.b64encode(b"Scan-2026!").decode()
+    session.command(padding + secret + " " + "A" * 65_000)
+    log.close()
+    (line,) = [json.loads(x)["line"] for x in (tmp_path / "records.jsonl").read_text().splitlines()[1:]]
+    assert len(line) < 4200 and line.endswith("characters not kept)")
+    assert secret[:4] not in line.rsplit("x", 1)[-1]  # no start of the secret before the note

@@ -38,3 +38,5 @@ def test_the_hold_workload_holds_every_connection_then_each_sends():
 
 def test_the_in_process_benchmarks_run():
     assert bench("bench/bench_edge.py", "--messages", "30")["edge_over_stock_aiosmtpd"] > 0
+    stall = bench("bench/bench_stall.py", "--rounds", "20", "--lines", "2")
+    assert stall["hostile_lines"] > 0 and stall["ratio_p99"] > 0
