@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 
@@ -72,6 +73,8 @@ IN_MEMORY_OCTETS = 8 << 20
 class WindowLost(RuntimeError):
     """A window began before the oldest event still in memory (more happened than IN_MEMORY)."""
 FLUSH_EVERY = 256
+PENDING_OCTETS = 32 << 20  # records kept in memory while the file cannot be written (a full disk)
+log = logging.getLogger("exo-edge")
 FLUSH_INTERVAL = 0.5  # seconds: the running edge flushes what is buffered this often
 
 
@@ -127,7 +130,12 @@ class RecordLog:
         self._octets = 0
         self._limits = (in_memory, in_memory_octets)
         self._dropped = 0  # events that have left memory (still on disk)
-        self._file: TextIO | None = None
+        self._fd: int | None = None
+        self._pending: collections.deque[bytes] = collections.deque()  # lines not yet in the file
+        self._pending_octets = 0
+        self.unwritable: OSError | None = None  # why the file takes nothing now (a full disk)
+        self.lost = 0  # lines given up while the file could not be written (past PENDING_OCTETS)
+        self._mid_line = False  # a failed write left the file inside a line
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
         self._unflushed = 0
@@ -136,9 +144,9 @@ class RecordLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.repaired = repair_partial_line(path)
-            # readable by its owner only, from its creation
-            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16,  # noqa: SIM115 - closed by close()
-                              opener=lambda name, flags: os.open(name, flags, 0o600))
+            # readable by its owner only, from its creation; written with os.write, so that a full
+            # disk costs nothing but a retry (a buffered file's state after ENOSPC is unknown)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def open_session(self, endpoint: str, peer: tuple[str, int], local: tuple[str, int],
                      session_id: str | None = None) -> SessionRecord:
@@ -165,10 +173,13 @@ class RecordLog:
                 self._events.popleft()
                 self._octets -= self._sizes.popleft()
                 self._dropped += 1
-            if self._file is not None:
-                self._file.write(line + "\n")
+            if self._fd is not None:
+                encoded = (line + "\n").encode()
+                self._pending.append(encoded)
+                self._pending_octets += len(encoded)
                 self._unflushed += 1
-                if self._unflushed >= FLUSH_EVERY or event["kind"] == "disconnect":
+                # a file that cannot be written is tried again by the running edge's timer alone
+                if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or event["kind"] == "disconnect"):
                     self._flush()  # a session's end reaches the file with it
             self._changed.notify_all()
         for watcher in self._watchers:
@@ -182,10 +193,44 @@ class RecordLog:
         self._watchers.remove(watcher)
 
     def _flush(self) -> None:
-        if self._file is not None and self._unflushed:
-            self._file.flush()
-            self._unflushed = 0
-            self._changed.notify_all()
+        """Write what is pending. A file that takes nothing (a full disk, a read-only directory)
+        keeps the lines in memory, up to ``PENDING_OCTETS``, and says so once; every later flush
+        tries again, and the edge goes on answering meanwhile."""
+        if self._fd is None or not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            if written:
+                self._mid_line = not data[:written].endswith(b"\n")
+            rest, head = data[written:], b""
+            if self._mid_line:  # the file ends inside a line: its end is kept, whatever else goes
+                end = rest.find(b"\n") + 1
+                head, rest = rest[:end], rest[end:]
+            if len(rest) > PENDING_OCTETS:  # whole lines, the oldest first
+                cut = rest.find(b"\n", len(rest) - PENDING_OCTETS) + 1
+                self.lost += rest[:cut].count(b"\n")
+                rest = rest[cut:]
+            self._pending.append(head + rest)
+            self._pending_octets = len(head) + len(rest)
+            if self.unwritable is None:
+                log.error("exo-edge: cannot write the records to %s (%s); the edge keeps answering and keeps "
+                          "up to %d MiB of them in memory until it can", self.path, exc.strerror or exc,
+                          PENDING_OCTETS >> 20)
+            self.unwritable = exc
+            return
+        self._pending_octets = 0
+        self._mid_line = False
+        if self.unwritable is not None:
+            log.error("exo-edge: the records are written to %s again%s", self.path,
+                      f"; {self.lost} lines were lost meanwhile" if self.lost else "")
+            self.unwritable = None
+        self._unflushed = 0
+        self._changed.notify_all()
 
     def wait_written(self, timeout: float) -> bool:
         """Block until every event kept so far is in the file (by whoever flushes: the running
@@ -251,9 +296,10 @@ class RecordLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                self._flush()
+                os.close(self._fd)
+                self._fd = None
                 self._unflushed = 0
 
 
