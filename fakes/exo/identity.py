@@ -16,6 +16,8 @@ import base64
 import collections
 import functools
 import hashlib
+import heapq
+import itertools
 import re
 import secrets
 import string
@@ -173,6 +175,11 @@ class IdentityPlatform:
         self.clock = clock
         self.draw = draw or (lambda low, high: low)  # a lifetime within a range: randomness passed in
         self._device_codes: dict[str, _DeviceCode] = {}  # by device_code
+        self._user_codes: dict[str, str] = {}  # user code -> device code: the login page looks one up
+        # (when, n, what, key): every code, token and assertion id by the time it may be forgotten,
+        # so that forgetting costs a heap pop per item, never a scan of everything held
+        self._expiry: list[tuple[float, int, str, str]] = []
+        self._expiry_ids = itertools.count()
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         # the newest refresh tokens of each (app, mailbox): using one does not revoke the others
         self._families: dict[tuple[str, str], collections.deque[str]] = {}
@@ -263,6 +270,7 @@ class IdentityPlatform:
             return Refusal(R.ASSERTION_INVALID, {"why": "Its jti is missing or was used before: an assertion is "
                                                         "used once."})
         self._assertions_seen[jti] = expires
+        self._forget_at(expires, "jti", jti)
         return None
 
     def _delegated_scopes(self, app: App, scope: str) -> tuple[str, ...] | Refusal:
@@ -320,6 +328,8 @@ class IdentityPlatform:
         self._device_codes[device_code] = _DeviceCode(app.client_id, scopes, user_code, expires,
                                                       settings.polling_interval,
                                                       forget=expires + settings.device_code_lifetime)
+        self._user_codes[user_code] = device_code
+        self._forget_at(expires + settings.device_code_lifetime, "device", device_code)
         return Grant({
             "user_code": user_code, "device_code": device_code, "verification_uri": VERIFICATION_URI,
             "expires_in": settings.device_code_lifetime, "interval": settings.polling_interval,
@@ -329,8 +339,8 @@ class IdentityPlatform:
     def pending(self, user_code: str) -> _DeviceCode | None:
         """The device code a person typed on the login page, if it is one still waiting."""
         self._forget_expired()
-        code, now = user_code.strip().upper().replace("-", ""), self.clock()
-        return next((c for c in self._device_codes.values() if c.user_code == code and now < c.expires), None)
+        code = self._device_codes.get(self._user_codes.get(user_code.strip().upper().replace("-", ""), ""))
+        return code if code is not None and self.clock() < code.expires else None
 
     def _person(self, mailbox: str, password: str, mfa: bool) -> tuple[str, bool] | IdentityReply:
         """A person signing in: their mailbox's address and whether a second factor was asked for
@@ -428,6 +438,7 @@ class IdentityPlatform:
                                                request.challenge, request.method,
                                                self.clock() + AUTHORIZATION_CODE_LIFETIME, person[1],
                                                request.nonce)
+        self._forget_at(self._codes[code].expires, "code", code)
         return {"code": code, "state": request.state}
 
     # -- the token endpoint ---------------------------------------------------------------------
@@ -460,11 +471,11 @@ class IdentityPlatform:
         if now >= code.expires:  # and so it stays, poll after poll, until it is forgotten
             return Refusal(R.EXPIRED_DEVICE_CODE)
         if code.declined:
-            del self._device_codes[form["device_code"]]
+            self._drop_device_code(form["device_code"])
             return Refusal(R.AUTHORIZATION_DECLINED)
         if code.mailbox is None:
             return Refusal(R.AUTHORIZATION_PENDING)
-        del self._device_codes[form["device_code"]]
+        self._drop_device_code(form["device_code"])
         return self._tokens(app, code.mailbox, code.scopes, mfa=code.mfa, form=form)
 
     def _by_authorization_code(self, app: App, form: dict[str, str]) -> Grant | Refusal:
@@ -568,6 +579,7 @@ class IdentityPlatform:
             refresh = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(64)  # masked by its shape
             self._refresh_tokens[refresh] = _RefreshToken(app.client_id, mailbox, scopes, now,
                                                           now + settings.refresh_token_lifetime, mfa)
+            self._forget_at(now + settings.refresh_token_lifetime, "refresh", refresh)
             family = self._families.setdefault((app.client_id, mailbox), collections.deque())
             family.append(refresh)
             if len(family) > REFRESH_FAMILY:
@@ -591,22 +603,42 @@ class IdentityPlatform:
     def reset(self) -> None:
         """Forget every device code and refresh token (a new scenario starts signed out)."""
         self._device_codes.clear()
+        self._user_codes.clear()
+        self._expiry.clear()
         self._refresh_tokens.clear()
         self._families.clear()
         self._codes.clear()
         self._lockouts.clear()
         self._guessers.clear()
 
+    def _forget_at(self, when: float, what: str, key: str) -> None:
+        heapq.heappush(self._expiry, (when, next(self._expiry_ids), what, key))
+
+    def _drop_device_code(self, device_code: str) -> None:
+        held = self._device_codes.pop(device_code, None)
+        if held is not None and self._user_codes.get(held.user_code) == device_code:
+            del self._user_codes[held.user_code]
+
     def _forget_expired(self) -> None:
+        """Forget what has expired: the heap's due items, each looked up by its key (one used or
+        replaced since is simply gone, or not yet due by its own time)."""
         now = self.clock()
-        for code in [c for c, held in self._device_codes.items() if now >= max(held.forget, held.expires)]:
-            del self._device_codes[code]
-        for token in [t for t, held in self._refresh_tokens.items() if now >= held.expires]:
-            del self._refresh_tokens[token]
-        for code in [c for c, held in self._codes.items() if now >= held.expires]:
-            del self._codes[code]
-        for jti in [j for j, expires in self._assertions_seen.items() if now >= expires]:
-            del self._assertions_seen[jti]
+        while self._expiry and self._expiry[0][0] <= now:
+            _when, _n, what, key = heapq.heappop(self._expiry)
+            if what == "device":
+                held = self._device_codes.get(key)
+                if held is not None and now >= max(held.forget, held.expires):
+                    self._drop_device_code(key)
+            elif what == "refresh":
+                token = self._refresh_tokens.get(key)
+                if token is not None and now >= token.expires:
+                    del self._refresh_tokens[key]
+            elif what == "code":
+                code = self._codes.get(key)
+                if code is not None and now >= code.expires:
+                    del self._codes[key]
+            elif self._assertions_seen.get(key, now + 1) <= now:
+                del self._assertions_seen[key]
 
 
 def _credential(form: dict[str, str]) -> Literal["none", "secret", "certificate"]:
