@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from fakes.exo import replies
 from harness.check_base import Outcome, _Check
 from harness.checks_oauth import (
     OAuthAppOnly,
@@ -221,19 +222,31 @@ class NoAuth(_Check):
 
 
 class Reply(_Check):
-    """A reply was (or, with ``seen: false``, never was) given at a stage."""
+    """A reply was (or, with ``seen: false``, never was) given at a stage: by its code (and enhanced
+    code), or by ``name``, the edge's own name for it (``SEND_AS_DENIED``), so that the case judges
+    what the service decided, whatever words and codes Microsoft gives that decision this year."""
 
     check: Literal["reply"] = "reply"
-    code: int = Field(ge=200, le=599)
+    code: int | None = Field(None, ge=200, le=599)
     enhanced: str | None = Field(None, pattern=r"^\d\.\d{1,3}\.\d{1,3}$")
+    name: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]*$")
     stage: Stage = "any"
     seen: bool = True
 
+    @model_validator(mode="after")
+    def _one_way(self) -> Reply:
+        if (self.code is None) == (self.name is None):
+            raise ValueError("give the reply's code or its name, one of them")
+        if self.name is not None and not isinstance(getattr(replies, self.name, None), replies.Reply):
+            raise ValueError(f"{self.name} is not a reply of the edge (fakes/exo/replies.py)")
+        return self
+
     def evaluate(self, obs: Observation) -> Outcome:
         hits = [x for _, x in obs.exchanges()
-                if x.code == self.code and (self.enhanced is None or x.enhanced == self.enhanced)
+                if (x.name == self.name if self.name else
+                    x.code == self.code and (self.enhanced is None or x.enhanced == self.enhanced))
                 and self.stage in ("any", x.stage)]
-        label = f"{self.code} {self.enhanced or ''}".strip()
+        label = self.name or f"{self.code} {self.enhanced or ''}".strip()
         where = "" if self.stage == "any" else f" at {self.stage.upper()}"
         if self.seen:
             if hits:

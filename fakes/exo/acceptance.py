@@ -26,11 +26,11 @@ def at_submission(session: Session, content: bytes | bytearray, headers: Any) ->
     if box is None or session.mail_from is None:
         raise InternalError("expected box is not None and session.mail_from is not None")
     tenant, ledger, now = session.state.tenant, session.state.ledger, session.state.clock()
-    refusal = rules.send_as_refusal(tenant, box, {session.mail_from, *headers.from_addresses})
-    if refusal:
-        return session.say(refusal)
+    refused = rules.send_as_refusal(tenant, box, {session.mail_from, *headers.from_addresses})
+    if refused:
+        return session.say(R.SEND_AS_DENIED, login=box.address, sender=refused)
     if ledger.over_concurrency(box.address, session.id):
-        return session.say(R.THREAD_LIMIT)
+        return session.say(R.CONCURRENCY_LIMIT)
     if ledger.would_exceed_daily(box.address, len(session.recipients), now):
         return session.say(R.DAILY_QUOTA)
     deliver_after = ledger.record_submission(box.address, len(session.recipients), now)
@@ -107,9 +107,12 @@ def _queued(session: Session, content: bytes, message_id: str, deliveries: list[
         message_id=message_id, mail_from=session.mail_from or "", recipients=tuple(session.recipients),
         content=content, deliveries=tuple(deliveries), delayed=delayed, spf=spf,
     )
+    shown = message_id.encode("ascii", "backslashreplace").decode()
+    if not session.is_mx:  # smtp.office365.com's own words
+        text = R.SUBMITTED.render(session.context(), message_id=shown, hostname=session.state.suffix_host)
+        return Decision((text,), reply=R.SUBMITTED, accepted=acceptance)
     text = R.QUEUED.render(
-        session.context(), message_id=message_id.encode("ascii", "backslashreplace").decode(),
-        internal_id=str(int(session.state.clock() * 1000) % 10**13),
+        session.context(), message_id=shown, internal_id=str(int(session.state.clock() * 1000) % 10**13),
         hostname=session.state.suffix_host, size=str(len(content)), seconds="0.000", rate="0.000",
     )
     return Decision((text,), reply=R.QUEUED, accepted=acceptance)

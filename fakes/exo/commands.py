@@ -32,6 +32,7 @@ _NOTIFY = re.compile(r"^(NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY))
 _XTEXT = re.compile(r"^([!-*,-<>-~]|\+[0-9A-F]{2})+$")
 _PATH = re.compile(r"^(?P<kw>FROM|TO)\s*:\s*(?P<addr><[^>]*>|[^\s<>]+)\s*(?P<params>.*)$", re.I)
 MALFORMED_PATH = "<malformed>"
+BARE_MAIL = "<bare>"  # MAIL with nothing after it
 
 
 def escaped(raw: bytes) -> str:
@@ -56,12 +57,14 @@ def parse_command(raw: bytes) -> Event:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return Malformed(escaped(raw))
+        return Malformed(escaped(raw), unreadable=True)
     word, _, arg = line.strip().partition(" ")
     verb, arg = word.upper(), arg.strip()
     if verb in ("EHLO", "HELO"):
         return Hello(verb, arg)  # type: ignore[arg-type]
     if verb == "MAIL":
+        if not arg:
+            return MailFrom(BARE_MAIL)
         path = parse_path("FROM", arg)
         return MailFrom(*path) if path else MailFrom(MALFORMED_PATH)
     if verb == "RCPT":
@@ -77,7 +80,16 @@ def parse_command(raw: bytes) -> Event:
     if verb in simple:
         takes_no_argument = verb in ("DATA", "RSET", "STARTTLS")
         return Malformed(line) if arg and takes_no_argument else simple[verb]()
-    return Unknown(word)  # echoed as sent
+    return Unknown(word)
+
+
+def valid_helo_name(name: str) -> bool:
+    """The EHLO/HELO name as Exchange checks it: an address literal, or a name without an empty
+    label (``MacBook..`` is refused; a trailing dot, a bare word or an underscore are not)."""
+    name = name.strip()
+    if not name or name.startswith("["):
+        return True
+    return all(name.removesuffix(".").split("."))
 
 
 def mail_parameter_refusal(params: dict[str, str | None]) -> Reply | None:

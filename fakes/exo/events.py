@@ -79,6 +79,7 @@ class Malformed:
     """A command line that is not text the edge can read (not UTF-8), or a BDAT without a size."""
 
     shown: str  # the line with unreadable bytes escaped, as the records show it
+    unreadable: bool = False  # not text at all (Exchange: 'unknown'), rather than a bad argument
 
 
 @dataclass(frozen=True)

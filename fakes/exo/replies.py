@@ -125,14 +125,16 @@ RESET = Reply(250, "2.0.0", "Resetting", "Exchange RSET", "UNCONFIRMED", note="E
 SENDER_OK = Reply(250, "2.1.0", "Sender OK", "fs:51970297327", "O")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK", "fs:51970297327", "O")
 START_MAIL_INPUT = Reply(354, None, "Start mail input; end with <CRLF>.<CRLF>", "fs:51970297327", "O")
-# [O] gh:haraka/Haraka#1965 (the MX, 2017); the text at smtp.office365.com is UNCONFIRMED and
-# follows the MX's.
+# The MX's [O] gh:haraka/Haraka#1965 (2017).
 QUEUED = Reply(
     250, "2.6.0",
     "<{message_id}> [InternalId={internal_id}, Hostname={hostname}] {size} bytes in {seconds}, "
     "{rate} KB/sec Queued mail for delivery",
     "gh:haraka/Haraka#1965", "O",
 )
+# smtp.office365.com's: EXO-REFERENCE "Observed in the wild", four public session logs 2019-2026.
+SUBMITTED = Reply(250, "2.0.0", "OK <{message_id}> [Hostname={hostname}]",
+                  "EXO-REFERENCE observed: four public session logs 2019-2026", "O (strong)")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful", "OAUTH", "C")
 # AUTH LOGIN prompts: base64 of "Username:" and "Password:", as every LOGIN server.
 LOGIN_USERNAME = Reply(334, None, "VXNlcm5hbWU6", "RFC 4616 / draft-murchison-sasl-login", "C")
@@ -177,9 +179,9 @@ AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication canceled", "RFC 4954 4", "U
 ALREADY_AUTHENTICATED = Reply(503, "5.5.2", "Already authenticated", "RFC 4954 4", "UNCONFIRMED")
 
 # MAIL FROM
-NOT_AUTHENTICATED = Reply(530, "5.7.57", "Client not authenticated to send mail",
-                          "gh:simonrob/email-oauth2-proxy#295; gh:NamelessMC/Nameless#1881", "O",
-                          suffix=True)
+NOT_AUTHENTICATED = Reply(530, "5.7.57", "Client not authenticated to send mail.",
+                          "gh:simonrob/email-oauth2-proxy#295; gh:NamelessMC/Nameless#1881; EXO-REFERENCE "
+                          "observed (four public logs, with the period)", "O (strong)", suffix=True)
 # Stage UNCONFIRMED in the reference; given at MAIL FROM, where a client first tries to send.
 STARTTLS_REQUIRED = Reply(451, "5.7.3", "STARTTLS is required to send mail",
                           "gh:apache/hertzbeat#2365; gh:ictinnovations/ictfax#76", "O", suffix=True)
@@ -199,8 +201,17 @@ TLS_ALREADY = Reply(503, "5.5.2", "Only one STARTTLS command can be issued per s
                     "Exchange", "UNCONFIRMED", suffix=True)
 BAD_ADDRESS = Reply(501, "5.1.7", "Invalid address", "Exchange", "UNCONFIRMED", suffix=True)
 SYNTAX_ERROR = Reply(501, "5.5.4", "Invalid arguments", "Exchange", "UNCONFIRMED", suffix=True)
-UNRECOGNIZED_COMMAND = Reply(500, "5.3.3", "Unrecognized command '{command}'",
-                             "gh:simonrob/email-oauth2-proxy#232", "O", suffix=True)
+# Exchange names the unknown verb by its length, never echoing it (EXO-REFERENCE observed: four
+# lines in public logs); a line that is not text is 'unknown' (two logs). The older 'VERB' echo
+# (gh:simonrob/email-oauth2-proxy#232) is history.
+UNRECOGNIZED_COMMAND = Reply(500, "5.3.3", "Unrecognized command 'Length: {length}'",
+                             "EXO-REFERENCE observed (four public logs)", "O (strong)", suffix=True)
+UNREADABLE_COMMAND = Reply(500, "5.3.3", "Unrecognized command 'unknown'",
+                           "EXO-REFERENCE observed (two public logs)", "O", suffix=True)
+INVALID_DOMAIN = Reply(501, "5.5.4", "Invalid domain name", "EXO-REFERENCE observed (one log, EHLO and HELO)",
+                       "O", suffix=True, note="an EHLO/HELO name with an empty label (MacBook..)")
+MX_BARE_MAIL = Reply(501, "5.5.4", "Unrecognized parameter", "EXO-REFERENCE observed (one log, the MX)", "O",
+                     suffix=True, note="MAIL with nothing after it, at the MX")
 
 BDAT_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands", "RFC 3030 2", "UNCONFIRMED", suffix=True,
                       note="DATA, MAIL or RCPT in the middle of a BDAT transaction")
@@ -232,11 +243,23 @@ TIMED_OUT = Reply(421, "4.4.1", "Connection timed out. Total session duration: {
 CHUNK_RECEIVED = Reply(250, "2.6.0", "CHUNK received OK, {size} octets", "EXO-REFERENCE added rows", "O")
 
 # End of DATA
-SEND_AS_DENIED = Reply(550, "5.7.60", "SMTP; Client does not have permissions to send as this sender",
-                       "FIX; gh:PHPMailer/PHPMailer#1231", "C+O", suffix=True)
-THREAD_LIMIT = Reply(432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded",
-                     "SUB; gh:timeoff-management/timeoff-management-application#308", "C+O",
-                     suffix=True)
+# 2022-2025 (EXO-REFERENCE observed, three public logs); the diagnostic data after "Cannot submit
+# message." differs per log and is not reproduced. History: 554 5.2.0 STOREDRV.Submission.Exception:
+# SendAsDeniedException... (2019-2021); 550 5.7.60 SMTP; Client does not have permissions to send as
+# this sender (2017, and still in the guide: FIX; gh:PHPMailer/PHPMailer#1231).
+SEND_AS_DENIED = Reply(
+    554, "5.2.252",
+    "SendAsDenied; {login} not allowed to send as {sender}; STOREDRV.Submission.Exception:"
+    "SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception "
+    "with message [BeginDiagnosticData]Cannot submit message.",
+    "EXO-REFERENCE observed (three public logs 2022-2025)", "O (strong)", suffix=True)
+# 2024-2025 (two production logs; Microsoft's page corrected to this text in 2025), ending in
+# [Hostname=...] rather than the usual suffix. History: STOREDRV.ClientSubmit; sender thread limit
+# exceeded (2018; SUB, gh:timeoff-management/timeoff-management-application#308).
+CONCURRENCY_LIMIT = Reply(
+    432, "4.3.2",
+    "Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. "
+    "[Hostname={hostname}]", "EXO-REFERENCE observed (two production logs); SUB (2025)", "O")
 DAILY_QUOTA = Reply(554, "5.2.0", "STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
                     "SUB", "C", suffix=True)
 # Code and text UNCONFIRMED at Exchange Online; Exchange's wording with 552 5.3.4.

@@ -51,11 +51,11 @@ def smtp_auth_refusal(tenant: Tenant, box: Mailbox) -> Reply | None:
     return R.AUTH_DISABLED_TENANT
 
 
-def send_as_refusal(tenant: Tenant, box: Mailbox, senders: set[str]) -> Reply | None:
-    """5.7.60 when the envelope or header sender is neither the mailbox nor granted Send As."""
-    for address in senders:
-        if address and not tenant.may_send_as(box, address):
-            return R.SEND_AS_DENIED
+def send_as_refusal(tenant: Tenant, box: Mailbox, senders: set[str]) -> str | None:
+    """The envelope or header sender that is neither the mailbox nor granted Send As, if any."""
+    for address in sorted(a for a in senders if a):
+        if not tenant.may_send_as(box, address):
+            return address
     return None
 
 

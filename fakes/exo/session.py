@@ -19,7 +19,14 @@ from typing import Any
 
 from . import acceptance, rules
 from . import replies as R
-from .commands import MALFORMED_PATH, mail_parameter_refusal, parse_command, rcpt_parameter_refusal
+from .commands import (
+    BARE_MAIL,
+    MALFORMED_PATH,
+    mail_parameter_refusal,
+    parse_command,
+    rcpt_parameter_refusal,
+    valid_helo_name,
+)
 from .errors import InternalError
 from .events import (
     SILENT,
@@ -187,6 +194,8 @@ class Session:
                 reply, close, fields = R.TOO_MANY_ERRORS, True, {}
                 self.phase = Phase.CLOSED
                 self._release()
+        if "{hostname}" in reply.text:
+            fields.setdefault("hostname", self.state.suffix_host)
         text = reply.render(self.context(), **fields)
         return Decision((text,), reply=reply, close=close, notes=notes)
 
@@ -247,9 +256,9 @@ class Session:
                 return self._auth_line(event.line)
             return self.say(R.SYNTAX_ERROR)
         if isinstance(event, AuthLine):
-            return self.say(R.UNRECOGNIZED_COMMAND, command=event.line[:32])
+            return self.say(R.UNRECOGNIZED_COMMAND, length=str(len(event.line.split(" ", 1)[0])))
         if isinstance(event, Malformed):
-            return self.say(R.SYNTAX_ERROR)
+            return self.say(R.UNREADABLE_COMMAND if event.unreadable else R.SYNTAX_ERROR)
         if self.phase is Phase.CHUNKING and isinstance(event, Data | MailFrom | RcptTo):
             return self.say(R.BDAT_SEQUENCE)
         rule = SEQUENCE.get(type(event))
@@ -271,6 +280,8 @@ class Session:
         injected = self._injected("ehlo")
         if injected:
             return injected
+        if not valid_helo_name(event.name):
+            return self.say(R.INVALID_DOMAIN)
         self._reset_transaction()
         self.phase = Phase.READY
         if event.verb == "HELO":
@@ -414,7 +425,9 @@ class Session:
 
     def _on_MailFrom(self, event: MailFrom) -> Decision:
         address = event.address.strip()
-        if event.address == MALFORMED_PATH or (address and not is_address(address)):
+        if event.address == BARE_MAIL and self.is_mx:
+            return self.say(R.MX_BARE_MAIL)
+        if event.address in (MALFORMED_PATH, BARE_MAIL) or (address and not is_address(address)):
             return self.say(R.BAD_ADDRESS)
         params = {k.upper(): v for k, v in event.params}
         if not self.is_mx:
@@ -565,7 +578,7 @@ class Session:
         return self.say(R.CLOSING, close=True)
 
     def _on_Unknown(self, event: Unknown) -> Decision:
-        return self.say(R.UNRECOGNIZED_COMMAND, command=event.verb)
+        return self.say(R.UNRECOGNIZED_COMMAND, length=str(len(event.verb)))
 
     def _on_TlsEstablished(self, event: TlsEstablished) -> Decision:  # dispatched early, see handle
         return self._tls_established(event)

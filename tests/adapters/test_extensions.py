@@ -14,6 +14,9 @@ from tests.helpers import RawClient, message
 
 SCANNER, ALICE = "scanner@contoso.com", "alice@contoso.com"
 
+# the end of a message, as each endpoint words it (smtp.office365.com: 2.0.0 OK; the MX: 2.6.0 Queued)
+ACCEPTED = {"submission": "250 2.0.0 OK <", "mx": "250 2.6.0 <"}
+
 
 def ready(edge, endpoint: str) -> RawClient:
     """A client that may start a transaction: logged in on submission, greeted over TLS at the MX."""
@@ -66,7 +69,7 @@ def eight_bit_mime(edge, endpoint):
     body = "From: scanner@contoso.com\r\nTo: alice@contoso.com\r\n\r\nGrüße, 8 bit\r\n".encode()
     with ready(edge, endpoint) as client:
         batch = f"MAIL FROM:<{SCANNER}> BODY=8BITMIME\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n".encode() + body + b".\r\n"
-        assert send(client, batch, 4)[3].startswith("250 2.6.0")
+        assert send(client, batch, 4)[3].startswith(ACCEPTED[endpoint])
     assert edge.store.messages(mailbox=ALICE)[-1].read().endswith(body)
 
 
@@ -75,7 +78,7 @@ def binary_mime(edge, endpoint):
     with ready(edge, endpoint) as client:
         batch = (f"MAIL FROM:<{SCANNER}> BODY=BINARYMIME\r\nRCPT TO:<{ALICE}>\r\n".encode()
                  + b"BDAT %d LAST\r\n" % len(body) + body)
-        assert send(client, batch, 3)[2].startswith("250 2.6.0")
+        assert send(client, batch, 3)[2].startswith(ACCEPTED[endpoint])
     assert edge.store.messages(mailbox=ALICE)[-1].read().endswith(body)
 
 
@@ -85,7 +88,7 @@ def chunking(edge, endpoint):
         batch = (f"MAIL FROM:<{SCANNER}>\r\nRCPT TO:<{ALICE}>\r\n".encode()
                  + b"BDAT 10\r\n" + body[:10] + b"BDAT %d LAST\r\n" % (len(body) - 10) + body[10:])
         replies = send(client, batch, 4)
-        assert replies[2] == "250 2.6.0 CHUNK received OK, 10 octets" and replies[3].startswith("250 2.6.0 <")
+        assert replies[2] == "250 2.6.0 CHUNK received OK, 10 octets" and replies[3].startswith(ACCEPTED[endpoint])
 
 
 def smtputf8(edge, endpoint):

@@ -248,3 +248,9 @@ def test_a_tls_1_0_device_that_retries_in_the_clear_passes_the_legacy_case_and_a
     assert refused, "the MX never refused the TLS 1.0 handshake"
     strict = Runner(edge, ReferenceSender(PROFILES["direct-send-tls10-strict"])).run(case)
     assert strict.verdict == Verdict.FAIL and "stored" in [o.check for o in strict.outcomes if o.failed]
+
+
+def test_a_bare_mail_at_the_mx_is_501_5_5_4_unrecognized_parameter(edge):
+    with Device(edge, "mx", source=IN_SPF) as device:
+        device.ehlo()
+        assert device.reply("MAIL").startswith("501 5.5.4 Unrecognized parameter [")

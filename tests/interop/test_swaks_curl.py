@@ -28,7 +28,7 @@ def test_swaks_submission_with_starttls_and_auth_login(edge, swaks):
     ))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<~  235 2.7.0 Authentication successful" in result.stdout
-    assert "Queued mail for delivery" in result.stdout
+    assert "<~  250 2.0.0 OK <" in result.stdout
     assert [m.folder for m in edge.store.messages(mailbox="alice@contoso.com")] == ["Inbox"]
     assert [m.folder for m in edge.store.messages(mailbox="scanner@contoso.com")] == ["Sent Items"]
     events = edge.records.window(mark)
