@@ -70,6 +70,7 @@ class CaseSetup:
     tls_versions: tuple[str, ...] | None = None
     certificate: str = "valid"
     during: tuple[MidRun, ...] = ()
+    tarpit: float | None = None  # seconds an error reply waits; None: the edge's own setting
 
 
 def tenant_guid(tenant: Tenant) -> str:
@@ -104,6 +105,7 @@ class Edge:
         seed: int | None = None,
         idle_timeout: float = 300.0,
         session_limit: float = SESSION_LIMIT,
+        tarpit: float = 0.0,
         advertise: str | None = None,
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
@@ -115,6 +117,7 @@ class Edge:
         self.advertise = advertised_address(host, advertise)
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
         self.session_limit = session_limit  # seconds a session may last in all, however busy
+        self.tarpit = tarpit  # seconds an error reply waits (Exchange's 5 in the lab: exoedge serve)
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self._clock = clock
@@ -136,6 +139,7 @@ class Edge:
             tokens=self.tokens,
             machine=f"AM{self.rng.randint(0, 9)}PR{self.rng.randint(1, 9):02d}CA{self.rng.randint(0, 9999):04d}",
             mx_machine=f"AM{self.rng.randint(1, 9)}EUR0{self.rng.randint(1, 5)}FT0{self.rng.randint(10, 99)}",
+            tarpit=tarpit,
         )
         self.state.spf = self.spf
         self.identity = IdentityPlatform(lambda: self.tenant, self.tokens, clock, draw=self.rng.randint)
@@ -261,6 +265,7 @@ class Edge:
                                        messages_this_minute=use.messages_this_minute)
             self.state.faults.extend(setup.faults)
             self.configure_tls(setup.tls_versions, setup.certificate)
+            self.state.tarpit = self.tarpit if setup.tarpit is None else setup.tarpit
             self.during(setup.during)
         self.on_loop(now)
 
@@ -270,6 +275,7 @@ class Edge:
         def now() -> None:
             self._reset_case(tenant or self.tenant)
             self.configure_tls()
+            self.state.tarpit = self.tarpit
             if store:
                 self.store.clear()
         self.on_loop(now)

@@ -37,6 +37,7 @@ EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, f
     # a connection, from first to last
     "connect": "endpoint peer local",
     "refused": "reason peer",  # over a connection limit: 421 4.3.2 and closed
+    "abandoned": "line waited",  # the client left before a (tarpitted) reply it was owed
     "client_hello": "legacy_version versions cipher_suites sni highest_version implicit_tls unparsed error",
     "tls": "version cipher client_certificate",
     "tls_failed": "reason",

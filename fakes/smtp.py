@@ -172,7 +172,14 @@ class SmtpConnection(asyncio.Protocol):
         lines = decision.lines
         if decision.delay:
             self._flush()
-            await asyncio.sleep(decision.delay)
+            eof_before = self._eof
+            await asyncio.sleep(decision.delay)  # a timer: the loop serves everyone else meanwhile
+            # the client hung up while it waited, with nothing more to say (no QUIT pipelined behind)
+            left = self._lost or (self._eof and not eof_before and not self.framer.buffered)
+            if left and lines:
+                self.rec.event("abandoned", line=lines[0], waited=decision.delay)
+                self._lost = True
+                return
         if decision.accepted is not None:
             self._flush()  # the replies before it are not held back while the store works
             if not await self._store(decision.accepted):

@@ -351,6 +351,25 @@ class NoAuthStorm(_Check):
         return self.outcome(True, f"stopped after {len(attempts)} AUTH attempt(s): {failures[0]['reason']}")
 
 
+class WaitsForReplies(_Check):
+    """The sender waited for every reply it was owed: Exchange answers an error about 5 s after the
+    command (its tarpit), and a device whose timeout is shorter drops the connection first."""
+
+    check: Literal["waits_for_replies"] = "waits_for_replies"
+
+    def evaluate(self, obs: Observation) -> Outcome:
+        abandoned = [e for s in obs.smtp for e in s.kinds("abandoned")]
+        if abandoned:
+            first = abandoned[0]
+            return self.outcome(False, f"left {len(abandoned)} time(s) before the reply it was owed "
+                                       f"({without_suffix(first['line'])}, given after {first['waited']:g} s, as "
+                                       "Exchange Online's tarpit does): its reply timeout is too short")
+        errors = [x for _, x in obs.exchanges() if x.code >= 400 and x.stage != "banner"]
+        if not errors:
+            return self.outcome(None, "the edge gave no error reply to wait for")
+        return self.outcome(True, f"waited for {len(errors)} error reply(ies), e.g. {without_suffix(errors[0].line)}")
+
+
 class WellFormed(_Check):
     """The message as sent: Date, Message-ID and From (RFC 5322); CRLF only; lines within 998 octets;
     SIZE declared when it is large."""
@@ -382,7 +401,8 @@ class WellFormed(_Check):
 
 Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
-    | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WellFormed | OAuthDeviceFlow
+    | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WaitsForReplies | WellFormed
+    | OAuthDeviceFlow
     | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused
     | OAuthRefreshTokenKept | OAuthNoPasswordGrant | OAuthTenantAuthority,
     Field(discriminator="check"),
@@ -390,7 +410,7 @@ Check = Annotated[
 CHECKS: dict[str, type[_Check]] = {
     cls.model_fields["check"].default: cls
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
-                Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WellFormed,
+                Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WaitsForReplies, WellFormed,
                 OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
                 OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant, OAuthTenantAuthority)
 }

@@ -28,6 +28,7 @@ from pathlib import Path
 from fakes.edge import Edge, EdgeThread
 from fakes.exo.errors import ExoEdgeError
 from fakes.exo.names import ENDPOINT_NAMES
+from fakes.exo.state import TARPIT
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.tls import LabCA
@@ -86,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.lab:
         ports = LAB_PORTS | ports
     edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
-                ports=ports, advertise=args.advertise)
+                ports=ports, advertise=args.advertise, tarpit=args.tarpit)
     live_port = args.live_port if args.live_port is not None else (LIVE_PORT if args.lab else None)
     asyncio.run(_serve(edge, lab=args.lab, live_port=live_port))
     return 0
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"fix an endpoint's port; names: {', '.join(ENDPOINT_NAMES)}")
     serve.add_argument("--lab", action="store_true",
                        help="the standard ports on --host (25, 465, 587, DNS 53, HTTPS 443) and the device settings")
+    serve.add_argument("--tarpit", type=float, default=TARPIT, metavar="SECONDS",
+                       help=f"how long an error reply waits, as Exchange Online's do (default {TARPIT:g}; 0: at once)")
     serve.add_argument("--live-port", type=int, metavar="PORT",
                        help=f"serve the live view of the sessions on this port of --host (with --lab: {LIVE_PORT})")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),

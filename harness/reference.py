@@ -55,6 +55,7 @@ class Behaviour:
     poll_through_errors: bool = False  # device-code: keeps polling whatever the platform answers
     authority: str | None = None  # device-code: "common" where it ignores the tenant it was given
     declare_size: bool = True
+    patience: float = 10.0  # seconds it waits for a reply (Exchange's tarpit answers errors after about 5)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,9 @@ _PROFILES = [
             "offers TLS 1.0 only and gives up when the MX refuses the handshake",
             replace(MX, starttls="required", tls_min="TLSv1", tls_max="TLSv1"),
             fault="TLS 1.0 only, and no plain-text retry at the MX"),
+    Profile("impatient", "submission", "127.0.0.66",
+            "waits 2 seconds for a reply, then gives up on the connection and tries again",
+            replace(Behaviour(), patience=2.0), fault="does not wait out Exchange's tarpit"),
     # faulty: relay
     Profile("relay-unlisted-ip", "relay", None, "relays from an address in no connector",
             replace(MX, starttls="required", verify=True), connector="ip", fault="address in no connector",
@@ -316,7 +320,7 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
     addr = resolve(order) if b.resolve else order.addr
     server_name = order.host if b.resolve else None
     source = (order.source_addr, 0)
-    timeout = min(10.0, order.timeout)
+    timeout = min(profile.behaviour.patience, order.timeout)
     if b.implicit_tls_465:
         client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=timeout, source_address=source,
                                                 context=_context(order, b, server_name))

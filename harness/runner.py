@@ -189,6 +189,7 @@ class Runner:
                                delay=spec.delay) for spec in scenario.faults),
             tls_versions=tuple(scenario.edge.tls_versions) if scenario.edge.tls_versions else None,
             certificate=scenario.edge.certificate,
+            tarpit=scenario.edge.tarpit,
             during=tuple(MidRun(**{**step.model_dump(), "advance_clock": step.seconds(tenant)})
                          for step in scenario.during),
         )

@@ -115,6 +115,8 @@ class QuotaSeed(_Strict):
 class EdgeVariation(_Strict):
     tls_versions: list[TlsVersion] | None = Field(None, description="the only versions the edge offers")
     certificate: Literal["valid", "wrong-name", "unknown-ca", "expired"] = "valid"
+    tarpit: float | None = Field(None, ge=0, le=60, description="seconds an error reply waits, as Exchange Online's "
+                                                              "do (about 5); unset: the edge's own setting")
 
 
 class MidRun(_Strict):

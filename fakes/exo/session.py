@@ -182,7 +182,7 @@ class Session:
             return Decision((), close=True, delay=fault.delay, notes=note)
         if fault.reply is not None:
             decision = self.say(fault.reply, close=fault.close, notes=note)
-            return replace(decision, delay=fault.delay)
+            return replace(decision, delay=decision.delay + fault.delay)
         self._pending_delay += fault.delay
         return None
 
@@ -197,7 +197,9 @@ class Session:
         if "{hostname}" in reply.text:
             fields.setdefault("hostname", self.state.suffix_host)
         text = reply.render(self.context(), **fields)
-        return Decision((text,), reply=reply, close=close, notes=notes)
+        # the tarpit: an error reply that leaves the connection open is given after a pause
+        delay = self.state.tarpit if reply.code >= 400 and not close else 0.0
+        return Decision((text,), reply=reply, close=close, notes=notes, delay=delay)
 
     # -- dispatch -----------------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ from .tokens import TokenAuthority
 
 # All connections to one edge at once; the adapter lowers it to what its file descriptors allow.
 MAX_CONNECTIONS = 4096
+# Exchange's tarpit: an error reply comes about 5 s after the command (EXO-REFERENCE observed, five
+# public logs). The lab edge (exoedge serve) delays its errors so; the catalog's edge by default not
+# (its own speed), but one case keeps the real delay.
+TARPIT = 5.0
 
 @dataclass
 class EdgeState:
@@ -32,6 +36,7 @@ class EdgeState:
     spf: Callable[[str, str], str] = lambda ip, domain: "none"
     faults: list[Fault] = field(default_factory=list)
     max_connections: int = MAX_CONNECTIONS
+    tarpit: float = 0.0  # seconds an error reply waits (TARPIT in the lab)
     open_connections: Counter[str] = field(default_factory=Counter)
     # what a scenario has the service do once a message is stored, before its 250 (fakes.edge.Edge.during)
     on_stored: Callable[[], None] | None = None

@@ -396,3 +396,24 @@ def test_an_ehlo_name_with_an_empty_label_is_501_5_5_4_invalid_domain_name(edge,
         assert device.reply(f"{verb} MacBook..").startswith("501 5.5.4 Invalid domain name [")
         for fine in ("Brother_MFC-L8900", "printer", "scan.contoso.com.", "[127.0.0.1]"):  # as devices send them
             assert device.reply(f"{verb} {fine}").startswith("250"), fine
+
+
+def test_the_tarpit_delays_error_replies_only_and_records_a_client_that_left(tmp_path):
+    """Exchange answers an error about 5 s after the command; the lab edge does the same (here
+    0.5 s), on a timer: a success is not delayed, and a client that hangs up first is on record."""
+    import time
+
+    from fakes.edge import Edge, EdgeThread
+    from tests.helpers import RawClient
+
+    with EdgeThread(Edge(state_dir=tmp_path, tarpit=0.5)) as slow:
+        with RawClient(slow) as client:
+            started = time.monotonic()
+            reply = client.send(b"XYZZY\r\n").replies(1)[0]
+            assert time.monotonic() - started >= 0.5 and reply.startswith("500 5.3.3 ")
+            assert client.send(b"NOOP\r\n").replies(1)[0].startswith("250")
+        mark = slow.records.mark()
+        with RawClient(slow) as client:
+            client.send(b"XYZZY\r\n")
+        # the client closed before its reply: the edge records the reply it never heard
+        assert slow.records.wait_for(lambda events: any(e["kind"] == "abandoned" for e in events), 5, since=mark)

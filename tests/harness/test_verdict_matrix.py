@@ -61,6 +61,7 @@ CAUGHT_BY = [  # (profile, case, check)
     ("oauth-polls-through-errors", "oauth/public-client-flows-off-stops", "oauth_stops_when_refused"),
     ("oauth-ropc", "oauth/device-code-not-password", "oauth_no_password_grant"),
     ("oauth-common-authority", "oauth/tenant-authority-not-common", "oauth_tenant_authority"),
+    ("impatient", "submission/tarpit-waited-out", "waits_for_replies"),
 ]
 
 
