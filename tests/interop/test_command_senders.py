@@ -28,6 +28,7 @@ SWAKS_SHORTCOMINGS = {
     "submission/transient-4xx-retried": "swaks never retries",
     "submission/dropped-connection-retried": "swaks never retries",
     "submission/over-3-concurrent-connections": "swaks never retries",
+    "submission/tarpit-waited-out": "swaks waits out the tarpit but never retries the 432",
     "submission/message-size": "swaks ignores EXO_SIZE and never declares SIZE=",
     "submission/certificate-name-verified": "swaks --tls-verify checks the chain, not the name",
     "oauth/device-code-then-xoauth2": "swaks gets no token of its own (no device code flow)",

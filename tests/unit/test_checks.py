@@ -401,6 +401,16 @@ def test_oauth_stops_when_refused():
     assert outcome(C.OAuthStopsWhenRefused(), observe(GOOD_SUBMISSION, dns=signed)) is None
 
 
+def test_waits_for_replies():
+    tarpitted = reply("432 4.3.2 Concurrent connections limit exceeded. [Hostname=H]", "message")
+    waited = session("w1", "submission", cmd("EHLO device"), reply("250 SMTPUTF8", "ehlo"), tarpitted)
+    left = session("w2", "submission", cmd("EHLO device"), reply("250 SMTPUTF8", "ehlo"),
+                   ev("abandoned", line=tarpitted["line"], waited=5.0))
+    assert outcome(C.WaitsForReplies(), observe(waited)) is True
+    assert outcome(C.WaitsForReplies(), observe(waited, left)) is False
+    assert outcome(C.WaitsForReplies(), observe(GOOD_SUBMISSION)) is None  # no error to wait for
+
+
 def test_every_check_has_a_test_here():
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert set(C.CHECKS) <= tested, set(C.CHECKS) - tested
