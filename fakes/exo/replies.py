@@ -79,7 +79,8 @@ def banner(host: str, now: float, session_id: str | None) -> str:
     """``220 HOST Microsoft ESMTP MAIL Service ready at <RFC 5322 date> [<16 hex>]``.
 
     [O] gh:simonrob/email-oauth2-proxy#95 (2022); the trailing hex id seen in 2025 (fs:51970297327).
-    The MX banner (gh, 2022) carries no id, so the MX passes ``session_id=None``.
+    The MX's carries the id too since 2024 (EXO-REFERENCE observed: two 2025 logs, moderate); the
+    2022 MX banner without it is history.
     """
     date = datetime.fromtimestamp(now, UTC).strftime("%a, %-d %b %Y %H:%M:%S +0000")
     tail = f" [{session_id}]" if session_id else ""

@@ -168,7 +168,7 @@ class Session:
             return Decision((refusal.render(),), reply=refusal, close=True,
                             notes={"refused": {"reason": "connection limit", "peer": self.peer_ip}})
         self._admitted = True
-        return Decision((R.banner(self.host, self.state.clock(), None if self.is_mx else self.id),))
+        return Decision((R.banner(self.host, self.state.clock(), self.id),))
 
     def _injected(self, stage: str) -> Decision | None:
         """An injected fault at this stage, as a decision; a delay alone rides on the next answer."""

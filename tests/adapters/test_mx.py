@@ -42,7 +42,7 @@ def direct_send(edge, source: str, sender: str, to: tuple[str, ...], *, tls: boo
 def test_mx_banner_and_ehlo_offer_no_auth(edge):
     with Device(edge, "mx") as device:
         assert re.match(r"^220 [A-Z0-9]+\.mail\.protection\.outlook\.com Microsoft ESMTP MAIL Service ready at "
-                        r"\w{3}, \d{1,2} \w{3} \d{4} [\d:]{8} \+0000$", device.banner)
+                        r"\w{3}, \d{1,2} \w{3} \d{4} [\d:]{8} \+0000 \[[0-9A-F]{16}\]$", device.banner)
         code, text = device.ehlo()
         assert tuple(text.decode().split("\n")[1:]) == R.MX_EXTENSIONS_PLAIN
         assert "AUTH" not in text.decode()
