@@ -214,6 +214,10 @@ INVALID_DOMAIN = Reply(501, "5.5.4", "Invalid domain name", "EXO-REFERENCE obser
 MX_BARE_MAIL = Reply(501, "5.5.4", "Unrecognized parameter", "EXO-REFERENCE observed (one log, the MX)", "O",
                      suffix=True, note="MAIL with nothing after it, at the MX")
 
+# STARTTLS or AUTH inside a mail transaction (after MAIL): the client did say hello, so not "Send
+# hello first"; RFC 5321's 503 with Exchange's enhanced-code style, text UNCONFIRMED at Exchange Online.
+BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands", "RFC 5321 4.3.2", "UNCONFIRMED", suffix=True,
+                     note="STARTTLS or AUTH after MAIL")
 BDAT_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands", "RFC 3030 2", "UNCONFIRMED", suffix=True,
                       note="DATA, MAIL or RCPT in the middle of a BDAT transaction")
 BINARYMIME_NEEDS_BDAT = Reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT", "RFC 3030 3", "UNCONFIRMED",

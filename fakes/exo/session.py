@@ -95,8 +95,8 @@ SEQUENCE: dict[type, tuple[frozenset[Phase], Reply]] = {
     Data: (frozenset({Phase.RCPT}), R.NEED_RCPT),
     MessageBody: (frozenset({Phase.DATA}), R.NEED_RCPT),
     DataEnd: (frozenset({Phase.DATA}), R.NEED_RCPT),
-    Auth: (frozenset({Phase.READY}), R.NEED_HELO),
-    StartTls: (frozenset({Phase.READY, Phase.CONNECTED}), R.NEED_HELO),
+    Auth: (frozenset({Phase.READY}), R.BAD_SEQUENCE),  # in a transaction (before EHLO: NEED_HELO)
+    StartTls: (frozenset({Phase.READY, Phase.CONNECTED}), R.BAD_SEQUENCE),
 }
 AUTH_PHASES = frozenset({Phase.AUTH_LOGIN_USER, Phase.AUTH_LOGIN_PASSWORD, Phase.AUTH_XOAUTH2})
 # The stage a reply answers, by the event it answers (what records and checks call it).
@@ -108,7 +108,7 @@ STAGES: dict[type, str] = {
 # Replies that count toward MAX_PROTOCOL_ERRORS.
 PROTOCOL_ERRORS = frozenset({
     R.UNRECOGNIZED_COMMAND, R.SYNTAX_ERROR, R.LINE_TOO_LONG, R.NEED_HELO, R.NEED_MAIL, R.NEED_RCPT,
-    R.NESTED_MAIL, R.BDAT_SEQUENCE, R.BINARYMIME_NEEDS_BDAT, R.UNSUPPORTED_PARAMETER, R.TLS_ALREADY,
+    R.NESTED_MAIL, R.BDAT_SEQUENCE, R.BAD_SEQUENCE, R.BINARYMIME_NEEDS_BDAT, R.UNSUPPORTED_PARAMETER, R.TLS_ALREADY,
 })
 
 

@@ -417,3 +417,16 @@ def test_the_tarpit_delays_error_replies_only_and_records_a_client_that_left(tmp
             client.send(b"XYZZY\r\n")
         # the client closed before its reply: the edge records the reply it never heard
         assert slow.records.wait_for(lambda events: any(e["kind"] == "abandoned" for e in events), 5, since=mark)
+
+
+def test_starttls_or_auth_inside_a_transaction_is_a_bad_sequence_not_send_hello_first(edge):
+    with Device(edge) as device:
+        device.secure()
+        device.login("scanner@contoso.com", "Scan-2026!")
+        assert device.mail("scanner@contoso.com")[0] == 250
+        assert device.reply("AUTH LOGIN").startswith("503 5.5.2 Already authenticated")
+    with Device(edge, "mx", source="127.0.0.10") as device:
+        device.ehlo()
+        assert device.mail("scanner@contoso.com")[0] == 250
+        assert device.reply("STARTTLS").startswith("503 5.5.1 Bad sequence of commands [")
+        assert device.reply("AUTH LOGIN").startswith("503 5.5.1 Bad sequence of commands [")
