@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import smtplib
 import socket
 import ssl
 import warnings
+from pathlib import Path
 
 from fakes.edge import Edge
 from fakes.tls import SSL_VERSIONS
@@ -174,3 +176,27 @@ def need(tool: str, package: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def live_lab(state_dir: Path):  # noqa: ANN201 - yields (edge, live view address, terminal lines, closed event)
+    """An edge of its own with the live view on, and the terminal's line of each closed session."""
+    import asyncio
+    import threading
+
+    from fakes.edge import EdgeThread
+
+    closed: list[str] = []
+    seen = threading.Event()
+
+    def terminal(session) -> None:  # noqa: ANN001 - a LiveSession
+        closed.append(session.line())
+        seen.set()
+
+    thread = EdgeThread(Edge(state_dir=state_dir))
+    edge = thread.start()
+    try:
+        live = asyncio.run_coroutine_threadsafe(edge.start_live(0, on_closed=terminal), thread.loop).result(10)
+        yield edge, live, closed, seen
+    finally:
+        thread.stop()

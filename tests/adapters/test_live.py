@@ -3,28 +3,15 @@ what a device sent is shown as text; the page opens in headless Chromium."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import threading
 import urllib.request
 
-from fakes.edge import Edge, EdgeThread
-from tests.helpers import Device
+from tests.helpers import Device, live_lab
 
 
 def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path, chromium):
-    closed: list[str] = []
-    seen = threading.Event()
-
-    def terminal(session) -> None:  # noqa: ANN001 - a LiveSession
-        closed.append(session.line())
-        seen.set()
-
-    thread = EdgeThread(Edge(state_dir=tmp_path / "lab"))
-    edge = thread.start()
-    try:
-        host, port = asyncio.run_coroutine_threadsafe(edge.start_live(0, on_closed=terminal), thread.loop).result(10)
+    with live_lab(tmp_path / "lab") as (edge, (host, port), closed, seen):
         with Device(edge) as device:
             device.ehlo("<script>alert(1)</script>")
             device.starttls()
@@ -48,5 +35,3 @@ def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path, chr
                         f"--screenshot={tmp_path / 'live.png'}", f"http://{host}:{port}/"], capture_output=True,
                        timeout=60)
         assert (tmp_path / "live.png").stat().st_size > 5_000
-    finally:
-        thread.stop()

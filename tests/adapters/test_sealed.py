@@ -5,18 +5,15 @@ a user name that is no mailbox (a password typed in the wrong field) is kept as 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import threading
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from fakes.edge import Edge, EdgeThread
 from fakes.exo.secrets import MASK, unknown_user
-from tests.helpers import Device
+from tests.helpers import Device, live_lab
 
 # a password whose every encoding differs from the others: JSON escapes, percent-encoding, both base64s
 PASSWORD = 'Kä"se Brot\\~/+?>>?2026'
@@ -34,22 +31,10 @@ def forms(secret: str) -> dict[str, str]:
 
 @pytest.fixture
 def lab(tmp_path):
-    closed: list[str] = []
-    done = threading.Event()
-
-    def terminal(session) -> None:  # noqa: ANN001 - a LiveSession
-        closed.append(session.line())
-        done.set()
-
-    thread = EdgeThread(Edge(state_dir=tmp_path / "lab"))
-    edge = thread.start()
-    tenant = edge.tenant.with_overrides({"mailboxes": {"scanner@contoso.com": {"password": PASSWORD}}})
-    edge.on_loop(lambda: edge.set_tenant(tenant))
-    live = asyncio.run_coroutine_threadsafe(edge.start_live(0, on_closed=terminal), thread.loop).result(10)
-    try:
+    with live_lab(tmp_path / "lab") as (edge, live, closed, done):
+        tenant = edge.tenant.with_overrides({"mailboxes": {"scanner@contoso.com": {"password": PASSWORD}}})
+        edge.on_loop(lambda: edge.set_tenant(tenant))
         yield edge, live, closed, done
-    finally:
-        thread.stop()
 
 
 def test_secrets_in_every_form_reach_no_record_no_live_view_no_terminal_line(lab):
