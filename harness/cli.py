@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.catalog import Catalog
     from harness.report import Run, tenant_digest, write_reports
     from harness.runner import Runner, Verdict
-    from harness.senders import parse_sender
+    from harness.sender_spec import parse_sender
 
     tenant = _tenant(args.tenant)
     sender = parse_sender(args.sender, args.option, args.connector)

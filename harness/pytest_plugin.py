@@ -29,7 +29,8 @@ from fakes.exo.tenant import Tenant, default_tenant
 from harness.catalog import MODES, Catalog
 from harness.runner import CaseResult, Runner, Verdict
 from harness.scenario import Scenario, load_scenario
-from harness.senders import Sender, parse_sender
+from harness.sender_spec import parse_sender
+from harness.senders import Sender
 
 EDGE = pytest.StashKey["EdgeThread"]()
 TENANT = pytest.StashKey[Tenant]()

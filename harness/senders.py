@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
-
-from fakes.exo.errors import ExoEdgeError
 
 
 @dataclass(frozen=True)
@@ -175,23 +172,3 @@ class ManualSender:
                          f"Waiting up to {order.timeout:g} s."]
         self.say("\n" + "\n".join(f">>> {line}" for line in lines) + "\n")
         return SenderResult(None, notes=["manual: the person at the device was asked to send"])
-
-
-def parse_sender(spec: str, option: str = "submission", connector: str | None = None) -> Sender:
-    """``reference:NAME``, ``command:...``, ``python:mod:fn`` or ``manual``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "reference":
-        from harness.reference import PROFILES, ReferenceSender
-
-        if rest not in PROFILES:
-            raise ExoEdgeError(f"--exo-sender {spec!r}: no reference profile {rest!r}; "
-                               f"known: {', '.join(sorted(PROFILES))}")
-        return ReferenceSender(PROFILES[rest])
-    if kind == "command" and rest.strip():
-        return CommandSender(rest, option, connector)
-    if kind == "python" and ":" in rest:
-        return PythonSender(rest, option, connector)
-    if spec == "manual":
-        return ManualSender(option, connector)
-    raise ExoEdgeError(f"--exo-sender {spec!r}: expected reference:NAME, command:CMD, python:module:callable "
-                       f"or manual (e.g. {shlex.quote('command:swaks --server $EXO_ADDR ...')})")
