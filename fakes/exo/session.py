@@ -558,9 +558,17 @@ class Session:
         injected = self._injected("message")
         if injected:
             return injected
-        if self.is_mx:
-            return acceptance.at_mx(self, content, headers)
-        return acceptance.at_submission(self, content, headers)
+        if self.mail_from is None:
+            raise InternalError("expected a MAIL FROM before the message")
+        transaction = acceptance.Transaction(
+            state=self.state, session_id=self.id, peer_ip=self.peer_ip, host=self.host, is_mx=self.is_mx,
+            user=self.user, mail_from=self.mail_from, recipients=tuple(self.recipients),
+            tls_version=self.tls_version, attribution=self.attribution)
+        judge = acceptance.at_mx if self.is_mx else acceptance.at_submission
+        answer = judge(transaction, content, headers)
+        fields: dict[str, Any] = dict(answer.fields)
+        decision = self.say(answer.reply, **fields)
+        return replace(decision, accepted=answer.accepted, notes={**decision.notes, **answer.notes})
 
     # -- the rest -------------------------------------------------------------------------------
 
