@@ -26,6 +26,8 @@ from typing import Any
 
 import msgspec
 
+from fakes.exo.errors import ExoEdgeError
+
 REDACTED = "<redacted>"
 # msgspec's JSON: the same text as json.dumps(ensure_ascii=False), several times faster
 _ENCODE = msgspec.json.Encoder(enc_hook=str).encode
@@ -71,7 +73,7 @@ IN_MEMORY = 10_000
 IN_MEMORY_OCTETS = 8 << 20
 
 
-class WindowLost(RuntimeError):
+class WindowLost(ExoEdgeError, RuntimeError):
     """A window began before the oldest event still in memory (more happened than IN_MEMORY)."""
 FLUSH_EVERY = 256
 PENDING_OCTETS = 32 << 20  # records kept in memory while the file cannot be written (a full disk)

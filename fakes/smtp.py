@@ -289,7 +289,7 @@ class SmtpConnection(asyncio.Protocol):
         self._flush()  # the 220 goes out in the clear
         context = self.listener.tls_context
         if context is None:
-            raise RuntimeError(f"no TLS context on the {self.listener.endpoint} endpoint")
+            raise InternalError(f"no TLS context on the {self.listener.endpoint} endpoint")
         self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
         self._handshake = self.loop.create_future()
         try:

@@ -20,6 +20,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fakes.exo.errors import ExoEdgeError
 from harness.senders import Order
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -30,7 +31,7 @@ APP_SCOPE = "https://outlook.office365.com/.default"
 Refresh = Literal["ahead", "never", "loop", "stale"]
 
 
-class SignInFailed(Exception):
+class SignInFailed(ExoEdgeError):
     """The device could not get a token; the text is what its screen would say."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ExoEdgeError
 from .tenant import Mailbox, Tenant
 
 EXTERNAL = "partner@example.org"  # RFC 2606: a domain outside every tenant
@@ -91,7 +92,7 @@ def placeholders_in(data: Any) -> set[str]:
     return found
 
 
-class MissingRole(LookupError):
+class MissingRole(ExoEdgeError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"the tenant has no {ROLE_DESCRIPTIONS.get(name, name)}")

@@ -109,7 +109,7 @@ class Framer:
     def start_data(self) -> None:
         """The session said 354: what follows is a message, up to the lone dot."""
         if self.mode is not Mode.COMMAND:
-            raise RuntimeError(f"start_data() in mode {self.mode.value}")
+            raise InternalError(f"start_data() in mode {self.mode.value}")
         self.mode = Mode.DATA
         self._line_start = True
 
