@@ -22,7 +22,7 @@ from dnslib.label import DNSLabelError
 
 from fakes.exo.state import EdgeState
 from fakes.exo.zone import TTL, Zone
-from fakes.gate import Gate, stream_protocol
+from fakes.gate import Gate, descriptor_plan, stream_protocol
 from fakes.record import RecordLog
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ class DnsServer:
             self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
         else:
             budget, serve = self.budget, stream_protocol(self._serve_tcp)
-            self._tcp = await loop.create_server(lambda: Gate(budget, "dns", serve, self.records), host, port)
+            self._tcp = await loop.create_server(lambda: Gate(budget, "dns", serve, self.records), host, port,
+                                                 backlog=descriptor_plan()[1])
         bound = self._tcp.sockets[0].getsockname()[:2]
         try:
             self._udp, _ = await loop.create_datagram_endpoint(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import ssl
 import time
 from collections.abc import Callable
@@ -27,8 +28,22 @@ from fakes.exo.state import EdgeState
 from fakes.record import RecordLog
 
 HANDSHAKE_SECONDS = 10.0  # a client that sends no ClientHello in this long is closed
+RESERVED_DESCRIPTORS = 64  # for the store, the records, the listeners themselves
+BACKLOG = 4096  # the deepest accept queue: a lab's burst of a thousand devices is served at once
 ACCEPT_LOG_INTERVAL = 60.0
 log = logging.getLogger("exo-edge")
+
+
+def descriptor_plan() -> tuple[int | None, int]:
+    """(connections the budget may hold, the accept queue) for this process's descriptor limit.
+    asyncio accepts up to a queue's length at each wake-up, and a connection turned away still
+    holds its descriptor until the loop turns: so the budget leaves room for a whole batch, and a
+    small limit gets a short queue. ``None``: no limit to keep below."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None, BACKLOG
+    batch = min(BACKLOG, max(8, soft // 8))
+    return max(1, soft - RESERVED_DESCRIPTORS - batch), batch
 
 
 class Gate(asyncio.Protocol):
@@ -130,7 +145,12 @@ class AcceptErrors:
         self.logged_at: float | None = None
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+        message = str(context.get("message", ""))
+        if "_start_serving" in repr(context.get("handle")) and isinstance(context.get("exception"), ValueError):
+            # asyncio's retries of a listener closed since (one per failed accept): nothing to say
+            self.suppressed += 1
+            return
+        if not message.startswith("socket.accept() out of system resource"):
             loop.default_exception_handler(context)
             return
         now = self.clock()

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import resource
 import ssl
 import traceback
 from typing import Any
@@ -30,7 +29,7 @@ from fakes.exo.commands import escaped
 from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
-from fakes.gate import Gate, stream_protocol
+from fakes.gate import Gate, descriptor_plan, stream_protocol
 from fakes.record import REDACTED, RecordLog, SessionRecord
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
@@ -40,8 +39,6 @@ log = logging.getLogger(__name__)
 # Stop reading from a client while this much is buffered and not yet handled (its commands
 # wait for a store, a TLS handshake or an injected delay).
 HIGH_WATER = 4 * 1024 * 1024
-# File descriptors kept free for the store, the records and the listening sockets.
-RESERVED_DESCRIPTORS = 64
 
 
 class SmtpConnection(asyncio.Protocol):
@@ -390,7 +387,6 @@ class _Listening:
             await server.wait_closed()
 
 
-BACKLOG = 4096
 # A session's overall time, however busy: Exchange's receive connectors have one (ConnectionTimeout).
 # Exchange Online's is not published; a public MX transcript timed out after 20:55 of session, so
 # it is longer than that (UNCONFIRMED: 30 minutes here). Slow senders cannot hold connections forever.
@@ -416,13 +412,11 @@ class SmtpListener(_Listening):
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         # never accept more connections than there are file descriptors for: past that, accept()
         # fails in a loop; below it, the one too many hears 421 4.3.2
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY:
-            self.state.max_connections = min(self.state.max_connections, max(1, soft - RESERVED_DESCRIPTORS))
+        budget, backlog = descriptor_plan()
+        if budget is not None:
+            self.state.max_connections = min(self.state.max_connections, budget)
         loop = asyncio.get_running_loop()
-        # a deep accept queue: a lab's burst of a thousand devices connecting at once is served,
-        # not left waiting for SYN-ACK retransmissions (asyncio's default backlog is 100)
-        self.server = await loop.create_server(lambda: SmtpConnection(self), host, port, backlog=BACKLOG)
+        self.server = await loop.create_server(lambda: SmtpConnection(self), host, port, backlog=backlog)
         return self.server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:
@@ -465,7 +459,7 @@ class ImplicitTlsTrap(_Listening):
         else:
             budget, serve = self.budget, stream_protocol(self._serve)
             self.server = await asyncio.get_running_loop().create_server(
-                lambda: Gate(budget, self.endpoint, serve, self.records), host, port, backlog=BACKLOG)
+                lambda: Gate(budget, self.endpoint, serve, self.records), host, port, backlog=descriptor_plan()[1])
         return self.server.sockets[0].getsockname()[:2]
 
 

@@ -13,10 +13,8 @@ from aiohttp import web
 
 from fakes.exo.errors import InternalError
 from fakes.exo.state import EdgeState
-from fakes.gate import Gate
+from fakes.gate import Gate, descriptor_plan
 from fakes.record import RecordLog
-
-BACKLOG = 4096
 
 
 class WebEndpoint:
@@ -55,7 +53,7 @@ class WebEndpoint:
         if handler is None:
             raise InternalError("expected the aiohttp runner to be set up")
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: Gate(state, self.endpoint, handler, records, tls), host, port, backlog=BACKLOG)
+            lambda: Gate(state, self.endpoint, handler, records, tls), host, port, backlog=descriptor_plan()[1])
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
 
