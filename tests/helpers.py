@@ -18,7 +18,8 @@ SUFFIX = re.compile(
     r" \[[A-Z0-9]+\.[a-z0-9]+\.prod\.outlook\.com \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
 )
 MX_SUFFIX = re.compile(
-    r" \[[A-Z0-9]+\.mail\.protection\.outlook\.com \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
+    r" \[[A-Z0-9]+\.eop-[A-Z]{3}\d\d\.prod\.protection\.outlook\.com "
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [0-9A-F]{16}\]$"
 )
 TLS_VERSIONS = SSL_VERSIONS
 MESSAGE = (

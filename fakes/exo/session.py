@@ -152,7 +152,7 @@ class Session:
         return self.state.mx_server_host if self.is_mx else self.state.submission_host
 
     def context(self) -> ReplyContext:
-        host = self.state.mx_server_host if self.is_mx else self.state.suffix_host
+        host = self.state.mx_suffix_host if self.is_mx else self.state.suffix_host
         return ReplyContext(host=host, now=self.state.clock(), session_id=self.id)
 
     @property

@@ -3,6 +3,7 @@ names, injected faults and the count of open connections (with the caps on it)."
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,14 @@ class EdgeState:
     @property
     def mx_server_host(self) -> str:
         return f"{self.mx_machine}.mail.protection.outlook.com"
+
+    @property
+    def mx_suffix_host(self) -> str:
+        """The front end the MX's replies name in their suffix: ``AM5EUR02FT017.eop-EUR02.prod.
+        protection.outlook.com`` (public bounces and transcripts 2023-2026 [O]; EUR regions are
+        written in capitals there, NAM ones in small letters)."""
+        region = re.search(r"(?<=\d)[A-Z]{3}\d\d", self.mx_machine)
+        return f"{self.mx_machine}.eop-{region[0] if region else 'EUR01'}.prod.protection.outlook.com"
 
     def take_fault(self, stage: str) -> Fault | None:
         for fault in self.faults:
