@@ -21,7 +21,8 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo import replies as R
-from fakes.exo.identity import Authorization, Grant, IdentityPlatform, Refusal, flow_id, new_trace
+from fakes.exo.grants import Authorization, Grant, Refusal
+from fakes.exo.identity import IdentityPlatform, flow_id, new_trace
 from fakes.exo.names import IDENTITY_HOST
 from fakes.record import RecordLog
 from fakes.web import WebEndpoint

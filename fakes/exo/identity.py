@@ -23,7 +23,6 @@ import secrets
 import string
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +32,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import replies as R
+from .grants import (
+    AUTHORIZATION_CODE_LIFETIME,
+    Authorization,
+    AuthorizationCode,
+    DeviceCode,
+    Grant,
+    HeldRefreshToken,
+    Refusal,
+)
+from .lockout import Lockout
 from .names import IDENTITY_HOST
 from .replies import IdentityReply
 from .scopes import (
@@ -52,87 +61,10 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFICATION_URI = "https://www.microsoft.com/link"
 TENANT_ALIASES = ("organizations", "common")
-ERROR_LOOKUP = "https://login.microsoftonline.com/error"  # every error body links its code there
-LOCKOUT_THRESHOLD, LOCKOUT_SECONDS = 10, 60.0  # smart lockout's defaults (entra-docs)
-GUESSERS_KEPT = 4096  # sources whose wrong device codes are counted; the oldest is forgotten first
 ASSERTION_LIFETIME = 3600  # seconds a client assertion may be valid for (UNCONFIRMED; MSAL's last 600)
 REFRESH_FAMILY = 16  # refresh tokens kept per app and mailbox: older ones stay valid at Microsoft (see note)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    reply: IdentityReply
-    fields: dict[str, str] = field(default_factory=dict)
-
-    def body(self, now: float, trace_id: str, correlation_id: str) -> dict[str, Any]:
-        """The platform's error JSON (EXO-REFERENCE 3a)."""
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        description = (f"{self.reply.description(**self.fields)}\r\nTrace ID: {trace_id}\r\n"
-                       f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}")
-        body = {"error": self.reply.error, "error_description": description, "error_codes": [self.reply.aadsts],
-                "timestamp": stamp, "trace_id": trace_id, "correlation_id": correlation_id,
-                "error_uri": f"{ERROR_LOOKUP}?code={self.reply.aadsts}"}
-        return body | {"suberror": self.reply.suberror} if self.reply.suberror else body
-
-
-@dataclass(frozen=True)
-class Grant:
-    body: dict[str, Any]
-
-
-@dataclass
-class _DeviceCode:
-    client_id: str
-    scopes: tuple[str, ...]
-    user_code: str
-    expires: float
-    interval: int
-    mailbox: str | None = None  # set when a person signed in on the login page
-    declined: bool = False
-    mfa: bool = False  # the person completed multi-factor authentication
-    forget: float = 0.0  # kept past its expiry until then, so that a late poll still hears expired_token
-
-
-@dataclass
-class _RefreshToken:
-    client_id: str
-    mailbox: str
-    scopes: tuple[str, ...]
-    issued: float
-    expires: float
-    mfa: bool = False
-    revoked: bool = False  # by an administrator (a revoked sign-in): refused with 50173 until it expires
-
-
-@dataclass
-class _AuthorizationCode:
-    client_id: str
-    mailbox: str
-    scopes: tuple[str, ...]
-    redirect_uri: str
-    challenge: str
-    method: str
-    expires: float
-    mfa: bool
-    nonce: str | None = None
-
-
-@dataclass(frozen=True)
-class Authorization:
-    """A valid ``/authorize`` request, waiting for the person to sign in and consent."""
-
-    client_id: str
-    app_name: str
-    scopes: tuple[str, ...]
-    redirect_uri: str
-    state: str
-    challenge: str
-    method: str
-    response_mode: str = "query"  # or form_post: the answer is a page that posts it to the redirect URI
-    nonce: str | None = None  # echoed in the ID token
-
-
-AUTHORIZATION_CODE_LIFETIME = 600  # seconds; Microsoft's codes are short-lived ("about 10 minutes")
 
 
 def flow_id(device_code: str) -> str:
@@ -174,19 +106,19 @@ class IdentityPlatform:
         self.tokens = tokens
         self.clock = clock
         self.draw = draw or (lambda low, high: low)  # a lifetime within a range: randomness passed in
-        self._device_codes: dict[str, _DeviceCode] = {}  # by device_code
+        self._device_codes: dict[str, DeviceCode] = {}  # by device_code
         self._user_codes: dict[str, str] = {}  # user code -> device code: the login page looks one up
         # (when, n, what, key): every code, token and assertion id by the time it may be forgotten,
         # so that forgetting costs a heap pop per item, never a scan of everything held
         self._expiry: list[tuple[float, int, str, str]] = []
         self._expiry_ids = itertools.count()
-        self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._refresh_tokens: dict[str, HeldRefreshToken] = {}
         # the newest refresh tokens of each (app, mailbox): using one does not revoke the others
         self._families: dict[tuple[str, str], collections.deque[str]] = {}
-        self._codes: dict[str, _AuthorizationCode] = {}  # authorization codes, by code
-        self._lockouts: dict[str, tuple[int, float]] = {}  # by mailbox: failed sign-ins, locked until
-        # by source address: wrong codes typed on the device login page, blocked until
-        self._guessers: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
+        self._codes: dict[str, AuthorizationCode] = {}  # authorization codes, by code
+        self._lockouts = Lockout(clock)  # by mailbox: wrong passwords
+        # by source address: wrong codes typed on the device login page (the threshold UNCONFIRMED there)
+        self._guessers = Lockout(clock)
         self._assertions_seen: dict[str, float] = {}  # client assertion ids (jti) used, until they expire
         # the hosts a client assertion's audience may name: Microsoft's, and where this endpoint listens
         self.hosts: set[str] = {IDENTITY_HOST}
@@ -325,7 +257,7 @@ class IdentityPlatform:
         user_code = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(9))
         device_code = secrets.token_urlsafe(48)
         expires = self.clock() + settings.device_code_lifetime
-        self._device_codes[device_code] = _DeviceCode(app.client_id, scopes, user_code, expires,
+        self._device_codes[device_code] = DeviceCode(app.client_id, scopes, user_code, expires,
                                                       settings.polling_interval,
                                                       forget=expires + settings.device_code_lifetime)
         self._user_codes[user_code] = device_code
@@ -336,7 +268,7 @@ class IdentityPlatform:
             "message": R.device_code_message(mkt, VERIFICATION_URI, user_code),
         })
 
-    def pending(self, user_code: str) -> _DeviceCode | None:
+    def pending(self, user_code: str) -> DeviceCode | None:
         """The device code a person typed on the login page, if it is one still waiting."""
         self._forget_expired()
         code = self._device_codes.get(self._user_codes.get(user_code.strip().upper().replace("-", ""), ""))
@@ -344,51 +276,30 @@ class IdentityPlatform:
 
     def _person(self, mailbox: str, password: str, mfa: bool) -> tuple[str, bool] | IdentityReply:
         """A person signing in: their mailbox's address and whether a second factor was asked for
-        (and given), or why not. Entra's smart lockout: after ``LOCKOUT_THRESHOLD`` wrong passwords
-        the account refuses every sign-in, the right password too, for ``LOCKOUT_SECONDS``."""
+        (and given), or why not. Entra's smart lockout (``fakes.exo.lockout``): after ten wrong
+        passwords the account refuses every sign-in, the right password too, for a minute."""
         box = self.tenant.mailbox(mailbox)
-        now = self.clock()
-        if box is not None:
-            failures, locked_until = self._lockouts.get(box.address, (0, 0.0))
-            if now < locked_until:
-                return R.ACCOUNT_LOCKED
+        if box is not None and self._lockouts.locked(box.address):
+            return R.ACCOUNT_LOCKED
         if box is None or not box.password or not secrets.compare_digest(password.encode(), box.password.encode()):
             if box is not None:
-                failures += 1
-                self._lockouts[box.address] = (0, now + LOCKOUT_SECONDS) if failures >= LOCKOUT_THRESHOLD \
-                    else (failures, 0.0)
+                self._lockouts.failed(box.address)
             return R.INVALID_CREDENTIALS
-        self._lockouts.pop(box.address, None)
+        self._lockouts.succeeded(box.address)
         if box.mfa_required and not mfa:
             return R.MFA_REQUIRED
         return box.address, box.mfa_required
-
-    def _guessing(self, source: str) -> bool:
-        """Whether a source is blocked from the device login page for typing wrong codes: a user
-        code is eight letters, so whoever tries many is guessing others' (smart lockout's numbers,
-        per address: UNCONFIRMED for device codes). A blocked source hears the same whether its
-        code is live or not."""
-        _failures, blocked_until = self._guessers.get(source, (0, 0.0))
-        return self.clock() < blocked_until
-
-    def _wrong_code(self, source: str) -> None:
-        failures, _blocked = self._guessers.pop(source, (0, 0.0))
-        failures += 1
-        blocked = failures >= LOCKOUT_THRESHOLD
-        self._guessers[source] = (0, self.clock() + LOCKOUT_SECONDS) if blocked else (failures, 0.0)
-        if len(self._guessers) > GUESSERS_KEPT:
-            self._guessers.popitem(last=False)
 
     def sign_in(self, user_code: str, mailbox: str, password: str, *, approve: bool = True,
                 mfa: bool = False, source: str = "") -> IdentityReply | None:
         """A person on the device login page (from ``source``, an address): the code, then a
         mailbox and its password (and the second factor where Conditional Access asks for it), then
         consent (or not). None when it worked."""
-        if self._guessing(source):
+        if self._guessers.locked(source):  # the same answer whether its code is live or not
             return R.SOURCE_BLOCKED
         waiting = self.pending(user_code)
         if waiting is None:
-            self._wrong_code(source)
+            self._guessers.failed(source)
             return R.BAD_VERIFICATION_CODE
         person = self._person(mailbox, password, mfa)
         if isinstance(person, IdentityReply):
@@ -434,7 +345,7 @@ class IdentityPlatform:
                     "state": request.state}
         self._forget_expired()
         code = secrets.token_urlsafe(48)
-        self._codes[code] = _AuthorizationCode(request.client_id, person[0], request.scopes, request.redirect_uri,
+        self._codes[code] = AuthorizationCode(request.client_id, person[0], request.scopes, request.redirect_uri,
                                                request.challenge, request.method,
                                                self.clock() + AUTHORIZATION_CODE_LIFETIME, person[1],
                                                request.nonce)
@@ -577,7 +488,7 @@ class IdentityPlatform:
         }
         if "offline_access" in scopes:
             refresh = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(64)  # masked by its shape
-            self._refresh_tokens[refresh] = _RefreshToken(app.client_id, mailbox, scopes, now,
+            self._refresh_tokens[refresh] = HeldRefreshToken(app.client_id, mailbox, scopes, now,
                                                           now + settings.refresh_token_lifetime, mfa)
             self._forget_at(now + settings.refresh_token_lifetime, "refresh", refresh)
             family = self._families.setdefault((app.client_id, mailbox), collections.deque())
