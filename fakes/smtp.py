@@ -27,7 +27,9 @@ from fakes.exo import replies as R
 from fakes.exo import session as S
 from fakes.exo.commands import escaped
 from fakes.exo.errors import InternalError
-from fakes.exo.events import Acceptance
+from fakes.exo.events import Acceptance, Closed, Decision, TimedOut, TlsEstablished
+from fakes.exo.names import Endpoint
+from fakes.exo.state import EdgeState
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.gate import Gate, descriptor_plan, stream_protocol
 from fakes.record import REDACTED, RecordLog, SessionRecord
@@ -120,7 +122,7 @@ class SmtpConnection(asyncio.Protocol):
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
                 if self._timed_out:  # idle too long, or the session's overall time is up
-                    await self._apply(self.session.handle(S.TimedOut()))
+                    await self._apply(self.session.handle(TimedOut()))
                     break
                 event = self.framer.next_event()
                 if isinstance(event, NeedData):
@@ -161,7 +163,7 @@ class SmtpConnection(asyncio.Protocol):
         elif isinstance(event, LineTooLong):
             self.rec.command(f"<a line of {event.size} octets>")
 
-    async def _apply(self, decision: S.Decision) -> None:
+    async def _apply(self, decision: Decision) -> None:
         if self.session is None or self.rec is None:
             raise InternalError("expected self.session is not None and self.rec is not None")
         for kind, note in decision.notes.items():
@@ -256,7 +258,7 @@ class SmtpConnection(asyncio.Protocol):
             self.transport.close()
         if self._timer is not None:
             self._timer.cancel()
-        self.session.handle(S.Closed())
+        self.session.handle(Closed())
         self.rec.event("disconnect", error=None if not self._lost or self._closing else "connection lost")
         self.listener.connections.discard(self)
 
@@ -303,7 +305,7 @@ class SmtpConnection(asyncio.Protocol):
         cipher = (tls.cipher() or ("",))[0]
         names = certificate_names(tls.getpeercert())
         self.rec.event("tls", version=version, cipher=cipher, client_certificate=list(names) or None)
-        await self._apply(self.session.handle(S.TlsEstablished(version, cipher, names)))
+        await self._apply(self.session.handle(TlsEstablished(version, cipher, names)))
 
     def _tls_receive(self, data: bytes) -> bytes:
         """Ciphertext in, plaintext out (nothing while the handshake runs)."""
@@ -396,7 +398,7 @@ SESSION_LIMIT = 1800.0
 class SmtpListener(_Listening):
     """One endpoint of the edge on one socket."""
 
-    def __init__(self, *, endpoint: S.Endpoint, state: S.EdgeState, records: RecordLog,
+    def __init__(self, *, endpoint: Endpoint, state: EdgeState, records: RecordLog,
                  store: MailStore, tls_context: ssl.SSLContext | None, idle_timeout: float = 300,
                  session_limit: float = SESSION_LIMIT) -> None:
         self.endpoint = endpoint
@@ -431,7 +433,7 @@ class ImplicitTlsTrap(_Listening):
 
     endpoint = "implicit-tls"
 
-    def __init__(self, records: RecordLog, wait: float = 5.0, budget: S.EdgeState | None = None) -> None:
+    def __init__(self, records: RecordLog, wait: float = 5.0, budget: EdgeState | None = None) -> None:
         self.records = records
         self.wait = wait
         self.budget = budget

@@ -57,7 +57,7 @@ def _key_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     if found and isinstance(parent, yaml.MappingNode):
         for key, _value in parent.value:
             if key.value == loc[-1]:
-                return key.start_mark.line + 1
+                return int(key.start_mark.line) + 1
     node, _ = _node_at(root, loc)
     return None if node is None else node.start_mark.line + 1
 
@@ -119,13 +119,14 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise self._refuse(f"aliases (*{event.anchor}) are not allowed: write the value out",
                                event.start_mark)
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise self._refuse(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+                raise self._refuse(f"nested deeper than {MAX_DEPTH} levels",
+                                   self.peek_event().start_mark)  # type: ignore[no-untyped-call]
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -167,7 +168,8 @@ def read_text(path: Any, what: str) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read the {what}: {exc.strerror}", source=str(path)) from None
     try:
-        return raw.decode("utf-8")
+        text: str = raw.decode("utf-8")
+        return text
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", source=str(path), line=line) from None

@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from .message import NonDeliveryReport
 from .replies import Reply
-from .wire import BodyData, ChunkEnd, ChunkStart, DataEnd, LineTooLong
+from .wire import BodyData as BodyData
+from .wire import ChunkEnd as ChunkEnd
+from .wire import ChunkStart as ChunkStart
+from .wire import DataEnd as DataEnd
+from .wire import LineTooLong as LineTooLong
 
 Folder = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
 
