@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -352,7 +352,3 @@ class SessionRecord:
 
     def command(self, line: str) -> None:
         self.event("command", line=redact_command(line))
-
-    def replies(self, lines: Iterator[str] | tuple[str, ...] | list[str]) -> None:
-        for line in lines:
-            self.event("reply", line=line, code=int(line[:3]))

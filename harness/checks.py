@@ -221,7 +221,7 @@ class NoAuth(_Check):
         return self.outcome(True, "sent without authenticating")
 
 
-class Reply(_Check):
+class ReplyCheck(_Check):
     """A reply was (or, with ``seen: false``, never was) given at a stage: by its code (and enhanced
     code), or by ``name``, the edge's own name for it (``SEND_AS_DENIED``), so that the case judges
     what the service decided, whatever words and codes Microsoft gives that decision this year."""
@@ -234,10 +234,10 @@ class Reply(_Check):
     seen: bool = True
 
     @model_validator(mode="after")
-    def _one_way(self) -> Reply:
+    def _one_way(self) -> ReplyCheck:
         if (self.code is None) == (self.name is None):
             raise ValueError("give the reply's code or its name, one of them")
-        if self.name is not None and not isinstance(getattr(replies, self.name, None), replies.Reply):
+        if self.name is not None and self.name not in replies.CATALOG:
             raise ValueError(f"{self.name} is not a reply of the edge (fakes/exo/replies.py)")
         return self
 
@@ -401,7 +401,7 @@ class WellFormed(_Check):
 
 Check = Annotated[
     Connected | Port | DnsName | StartTlsBeforeAuth | Tls | CertificateVerified | AuthMechanism | NoAuth
-    | Reply | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WaitsForReplies | WellFormed
+    | ReplyCheck | Stored | RetriedAfterTransient | NoRetryAfterPermanent | NoAuthStorm | WaitsForReplies | WellFormed
     | OAuthDeviceFlow
     | OAuthPollingPace | OAuthRefreshed | OAuthSignInAgain | OAuthAppOnly | OAuthScope | OAuthStopsWhenRefused
     | OAuthRefreshTokenKept | OAuthNoPasswordGrant | OAuthTenantAuthority,
@@ -410,7 +410,7 @@ Check = Annotated[
 CHECKS: dict[str, type[_Check]] = {
     cls.model_fields["check"].default: cls
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
-                Reply, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WaitsForReplies, WellFormed,
-                OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
+                ReplyCheck, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WaitsForReplies,
+                WellFormed, OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
                 OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant, OAuthTenantAuthority)
 }

@@ -41,7 +41,7 @@ Severity = Literal["must", "should", "info"]
 # OAuth cases are SMTP AUTH submission cases, kept together under scenarios/oauth/
 OPTION_FOLDERS = {"submission": ("submission", "oauth"), "direct-send": ("direct-send",), "relay": ("relay",)}
 FaultStage = Literal["ehlo", "starttls", "auth", "mail", "rcpt", "data", "message"]
-REPLY_NAMES = sorted(name for name, value in vars(R).items() if isinstance(value, R.Reply))
+REPLY_NAMES = sorted(R.CATALOG)
 
 
 class _Strict(BaseModel):
@@ -119,7 +119,7 @@ class EdgeVariation(_Strict):
                                                               "do (about 5); unset: the edge's own setting")
 
 
-class MidRun(_Strict):
+class MidRunStep(_Strict):
     """What happens at the service while the sender is at work: once the edge has stored the
     sender's ``after_stored``-th message, before it answers 250 for it."""
 
@@ -139,7 +139,7 @@ class MidRun(_Strict):
         return past_token_lifetime(tenant) if self.advance_clock == "past_token_lifetime" else self.advance_clock
 
     @model_validator(mode="after")
-    def _does_something(self) -> MidRun:
+    def _does_something(self) -> MidRunStep:
         if not (self.revoke_sign_in or self.disable_app or self.require_mfa or self.advance_clock):
             raise ValueError("a during: step needs revoke_sign_in, disable_app, require_mfa or advance_clock")
         return self
@@ -185,7 +185,7 @@ class Scenario(_Strict):
     tenant: dict[str, Any] = Field(default_factory=dict, description="overrides deep-merged over the tenant")
     quota: list[QuotaSeed] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
-    during: list[MidRun] = Field(default_factory=list, description="what the service does mid-run")
+    during: list[MidRunStep] = Field(default_factory=list, description="what the service does mid-run")
     edge: EdgeVariation = EdgeVariation()
     send: Send = Send()
     timeout: float = Field(15.0, gt=0, le=600)

@@ -7,7 +7,6 @@ becomes (``Acceptance``: where each copy is delivered). Refusals are decisions, 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -145,14 +144,6 @@ class Acceptance:
     spf: str | None = None
 
 
-class Outcome(enum.StrEnum):
-    ACCEPT = "accept"
-    CHALLENGE = "challenge"
-    DEFER = "defer"
-    REJECT = "reject"
-    NONE = "none"
-
-
 @dataclass(frozen=True)
 class Decision:
     lines: tuple[str, ...]
@@ -168,17 +159,6 @@ class Decision:
     @property
     def code(self) -> int | None:
         return int(self.lines[-1][:3]) if self.lines else None
-
-    @property
-    def outcome(self) -> Outcome:
-        code = self.code
-        if code is None:
-            return Outcome.NONE
-        if code in (334, 354):
-            return Outcome.CHALLENGE
-        if code < 400:
-            return Outcome.ACCEPT
-        return Outcome.DEFER if code < 500 else Outcome.REJECT
 
 
 SILENT = Decision(())

@@ -39,18 +39,8 @@ class Reply:
     confirmed: str
     suffix: bool = False
     note: str = field(default="", compare=False)
-
-    @property
-    def is_positive(self) -> bool:
-        return self.code < 400
-
-    @property
-    def is_transient(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
-    def is_permanent(self) -> bool:
-        return self.code >= 500
+    # its name in the catalog (SENDER_OK), given once the module is read (see CATALOG at the end)
+    name: str = field(default="", compare=False)
 
     def render(self, ctx: ReplyContext | None = None, **fields: str) -> str:
         text = self.text.format(**fields) if fields else self.text
@@ -65,14 +55,7 @@ class Reply:
 
 def name_of(reply: Reply | None) -> str | None:
     """A reply's name in this catalog (``SENDER_OK``), as records and reports give it."""
-    if reply is None:
-        return None
-    if not _NAMES:
-        _NAMES.update({id(value): name for name, value in globals().items() if isinstance(value, Reply)})
-    return _NAMES.get(id(reply))
-
-
-_NAMES: dict[int, str] = {}
+    return reply.name or None if reply is not None else None
 
 
 def banner(host: str, now: float, session_id: str | None) -> str:
@@ -514,3 +497,13 @@ def device_code_message(mkt: str | None, uri: str, code: str) -> str:
     """The message in the language ``mkt`` names (``de-DE``, ``de``), English for any other."""
     language = (mkt or "en").split("-", 1)[0].lower()
     return DEVICE_CODE_MESSAGES.get(language, DEVICE_CODE_MESSAGES["en"]).format(uri=uri, code=code)
+
+
+# The catalog by name: every SMTP reply above, each told its own name once, as the module is read
+# (a record or a report names a reply by it; a scenario's `reply: {name: ...}` check looks it up).
+CATALOG: dict[str, Reply] = {name: value for name, value in list(globals().items()) if isinstance(value, Reply)}
+for _name, _reply in CATALOG.items():
+    if _reply.name:
+        raise ImportError(f"{_name} is {_reply.name} under a second name: one name a reply")
+    object.__setattr__(_reply, "name", _name)
+del _name, _reply

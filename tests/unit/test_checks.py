@@ -184,11 +184,11 @@ def test_no_auth():
 
 
 def test_reply():
-    assert outcome(C.Reply(code=235, enhanced="2.7.0", stage="auth"), observe(GOOD_SUBMISSION)) is True
-    assert outcome(C.Reply(code=235, stage="mail"), observe(GOOD_SUBMISSION)) is False  # wrong stage
-    assert outcome(C.Reply(code=550, enhanced="5.7.60"), observe(GOOD_SUBMISSION)) is False
-    assert outcome(C.Reply(code=550, enhanced="5.7.60", seen=False), observe(GOOD_SUBMISSION)) is True
-    assert outcome(C.Reply(code=250, enhanced="2.6.0", stage="message"), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.ReplyCheck(code=235, enhanced="2.7.0", stage="auth"), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.ReplyCheck(code=235, stage="mail"), observe(GOOD_SUBMISSION)) is False  # wrong stage
+    assert outcome(C.ReplyCheck(code=550, enhanced="5.7.60"), observe(GOOD_SUBMISSION)) is False
+    assert outcome(C.ReplyCheck(code=550, enhanced="5.7.60", seen=False), observe(GOOD_SUBMISSION)) is True
+    assert outcome(C.ReplyCheck(code=250, enhanced="2.6.0", stage="message"), observe(GOOD_SUBMISSION)) is True
 
 
 def test_stored():
