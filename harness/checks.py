@@ -411,6 +411,6 @@ CHECKS: dict[str, type[_Check]] = {
     cls.model_fields["check"].default: cls
     for cls in (Connected, Port, DnsName, StartTlsBeforeAuth, Tls, CertificateVerified, AuthMechanism, NoAuth,
                 ReplyCheck, Stored, RetriedAfterTransient, NoRetryAfterPermanent, NoAuthStorm, WaitsForReplies,
-                WellFormed, OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly, OAuthScope,
-                OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant, OAuthTenantAuthority)
+                WellFormed, OAuthDeviceFlow, OAuthPollingPace, OAuthRefreshed, OAuthSignInAgain, OAuthAppOnly,
+                OAuthScope, OAuthStopsWhenRefused, OAuthRefreshTokenKept, OAuthNoPasswordGrant, OAuthTenantAuthority)
 }

@@ -39,6 +39,7 @@ from .events import (
     DataEnd,
     Decision,
     Event,
+    Fault,
     Hello,
     LineTooLong,
     MailFrom,
@@ -97,6 +98,7 @@ class Session:
         self._released = False
         self._body: MessageBuffer | None = None
         self._chunk_refusal: Reply | None = None  # the answer owed after the current BDAT chunk
+        self._chunk_fault: Fault | None = None  # the data stage's injected fault, due after the first chunk
         self._chunks = 0
         self.stage = "banner"  # what the latest reply answers: ehlo, auth, mail, rcpt, data, message…
 
@@ -132,12 +134,14 @@ class Session:
     def _injected(self, stage: str) -> Decision | None:
         """An injected fault at this stage, as a decision; a delay alone rides on the next answer."""
         fault = self.state.take_fault(stage)
-        if fault is None:
-            return None
-        note = {"fault": {"stage": stage, "reply": fault.reply.render() if fault.reply else None,
+        return None if fault is None else self._fault_decision(fault)
+
+    def _fault_decision(self, fault: Fault) -> Decision | None:
+        note = {"fault": {"stage": fault.stage, "reply": fault.reply.render() if fault.reply else None,
                           "drop": fault.drop, "delay": fault.delay}}
         if fault.drop:
             self.phase = Phase.CLOSED
+            self._release()
             return Decision((), close=True, delay=fault.delay, notes=note)
         if fault.reply is not None:
             decision = self.say(fault.reply, close=fault.close, notes=note)
@@ -153,8 +157,11 @@ class Session:
                 reply, close, fields = R.TOO_MANY_ERRORS, True, {}
                 self.phase = Phase.CLOSED
                 self._release()
+        if close:  # whatever ends the session ends it here: nothing is answered after it
+            self.phase = Phase.CLOSED
+            self._release()
         if "{hostname}" in reply.text:
-            fields.setdefault("hostname", self.state.suffix_host)
+            fields.setdefault("hostname", self.context().host)
         text = reply.render(self.context(), **fields)
         # the tarpit: an error reply that leaves the connection open is given after a pause
         delay = self.state.tarpit if reply.code >= 400 and not close else 0.0
@@ -457,10 +464,8 @@ class Session:
     def _chunk_start(self, event: ChunkStart) -> Decision:
         """``BDAT n``: the n octets are read whatever happens; the answer comes after them."""
         self._chunk_refusal = None
-        if self.phase is Phase.RCPT:  # the first chunk of the message
-            fault = self.state.take_fault("data")
-            if fault is not None and fault.reply is not None:
-                self._chunk_refusal = fault.reply
+        if self.phase is Phase.RCPT:  # the first chunk of the message: the data stage's fault, if any
+            self._chunk_fault = self.state.take_fault("data")
             self._body = MessageBuffer(self.state.tenant.limits.max_message_size)
             self._chunks = 0
         elif self.phase is not Phase.CHUNKING:
@@ -471,9 +476,13 @@ class Session:
     def _chunk_end(self, event: ChunkEnd) -> Decision:
         refusal, self._chunk_refusal = self._chunk_refusal, None
         if refusal is not None:
-            if self.phase is Phase.RCPT:  # the transaction's first chunk was refused: it is over
-                self._end_transaction()
             return self.say(refusal)
+        fault, self._chunk_fault = self._chunk_fault, None
+        if fault is not None:  # as after DATA: a reply ends the transaction, a drop the session
+            injected = self._fault_decision(fault)
+            if injected is not None:
+                self._end_transaction()
+                return injected
         if self._body is None:
             raise InternalError("expected self._body is not None")
         self._chunks += 1
@@ -482,8 +491,13 @@ class Session:
             self._end_transaction()
             return self.say(R.MESSAGE_TOO_LARGE)
         if not event.last:
-            return Decision((R.CHUNK_RECEIVED.render(size=str(event.size)),), reply=R.CHUNK_RECEIVED)
-        return self._finish_message(via_bdat=True)
+            decision = Decision((R.CHUNK_RECEIVED.render(size=str(event.size)),), reply=R.CHUNK_RECEIVED)
+        else:
+            decision = self._finish_message(via_bdat=True)
+        if self._pending_delay:  # a fault's delay alone: the chunk's answer comes that much later
+            decision = replace(decision, delay=decision.delay + self._pending_delay)
+            self._pending_delay = 0.0
+        return decision
 
     # -- the message ----------------------------------------------------------------------------
 
