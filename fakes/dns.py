@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSError, DNSHeader, DNSRecord
 from dnslib.label import DNSLabelError
 
+from fakes.exo.observed import DnsMalformed, DnsQuery
 from fakes.exo.state import EdgeState
 from fakes.exo.zone import TTL, Zone
 from fakes.gate import Gate, descriptor_plan, stream_protocol
@@ -73,9 +74,8 @@ class DnsServer:
             request = DNSRecord.parse(packet)
         except (DNSError, IndexError, ValueError, UnicodeDecodeError):
             self.dropped += 1
-            self.records.append({"session": f"dns{next(self._ids):06d}", "t": self.records.clock(),
-                                 "kind": "dns_malformed", "peer": list(peer[:2]), "size": len(packet),
-                                 "transport": transport})
+            self.records.add(DnsMalformed(peer=(peer[0], peer[1]), size=len(packet), transport=transport),
+                             f"dns{next(self._ids):06d}")
             return None
         if request.header.qr:  # a response, not a question: never answered
             self.dropped += 1
@@ -100,12 +100,9 @@ class DnsServer:
             reply.add_answer(RR(question.qname, getattr(QTYPE, rtype), rdata=_rdata(rtype, value), ttl=TTL))
         packed, refused = _pack(reply, request)
         self.answered += 1
-        self.records.append({
-            "session": f"dns{next(self._ids):06d}", "t": self.records.clock(), "kind": "dns_query",
-            "peer": list(peer[:2]), "transport": transport, "name": name[:300], "type": qtype,
-            "rcode": refused or rcode,
-            "answers": [v for _, v in answers],
-        })
+        self.records.add(DnsQuery(peer=(peer[0], peer[1]), transport=transport, name=name[:300], type=qtype,
+                                  rcode=refused or rcode, answers=tuple(v for _, v in answers)),
+                         f"dns{next(self._ids):06d}")
         return packed
 
     # -- serving ------------------------------------------------------------------------------

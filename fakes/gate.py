@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fakes.exo.observed import Disconnect, Refused
 from fakes.exo.state import EdgeState
 from fakes.record import RecordLog
 
@@ -69,8 +70,8 @@ class Gate(asyncio.Protocol):
         self.peer = str(peer[0])
         if self.budget.admit(self.peer) is not None:
             record = self.records.open_session(self.endpoint, peer, transport.get_extra_info("sockname") or ("?", 0))
-            record.event("refused", reason="connection limit", peer=self.peer)
-            record.event("disconnect", error=None)
+            record.add(Refused(reason="connection limit", peer=self.peer))
+            record.add(Disconnect())
             transport.abort()
             return
         self.admitted = True

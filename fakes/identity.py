@@ -24,6 +24,7 @@ from fakes.exo import replies as R
 from fakes.exo.grants import Authorization, Grant, Refusal
 from fakes.exo.identity import IdentityPlatform, flow_id, new_trace
 from fakes.exo.names import IDENTITY_HOST
+from fakes.exo.observed import IdentityRequest
 from fakes.record import RecordLog
 from fakes.web import WebEndpoint
 
@@ -107,8 +108,7 @@ class IdentityServer(WebEndpoint):
 
     def _record(self, request: web.Request, what: str, **fields: Any) -> None:
         peer = request.remote or "?"
-        self.records.append({"session": f"idp{next(self._ids):06d}", "t": self.records.clock(),
-                             "kind": "identity", "peer": peer, "endpoint": what, **fields})
+        self.records.add(IdentityRequest(peer=peer, endpoint=what, **fields), f"idp{next(self._ids):06d}")
 
     def _tenant_refusal(self, request: web.Request) -> web.Response | None:
         tenant = request.match_info.get("tenant", "")

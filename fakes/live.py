@@ -23,6 +23,17 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fakes.exo.observed import (
+    AuthOutcome,
+    ClientHelloSeen,
+    Connect,
+    Disconnect,
+    Observed,
+    ReplySent,
+    Stored,
+    Tls,
+    describe,
+)
 from fakes.store import MailStore
 from fakes.web import WebEndpoint
 
@@ -82,45 +93,30 @@ class LiveSessions:
         self.closed: collections.deque[LiveSession] = collections.deque(maxlen=KEEP)
         self.on_closed = on_closed
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind, sid = event["kind"], event["session"]
-        if kind == "connect":
-            peer = event.get("peer") or ["?"]
-            self.open[sid] = LiveSession(sid, event.get("endpoint", "?"), str(peer[0]), event["t"])
+    def __call__(self, event: Observed) -> None:
+        if isinstance(event, Connect):
+            self.open[event.session] = LiveSession(event.session, event.endpoint, event.peer[0], event.t)
             return
-        session = self.open.get(sid)
+        session = self.open.get(event.session)
         if session is None:
             return  # DNS queries and identity requests are not sessions
-        text = None
-        if kind == "command":
-            text = f"C: {event['line']}"
-        elif kind == "auth_response":
-            text = "C: <redacted>"
-        elif kind == "reply":
-            text = f"S: {event['line']}"
-            if event["line"][3:4] != "-":
-                session.last_reply = printable(event["line"])
-        elif kind == "client_hello":
-            session.sni = printable(event["sni"]) if event.get("sni") else None
-            text = f"*  ClientHello: offers {', '.join(event.get('versions', []))}; SNI {event.get('sni') or 'none'}"
-        elif kind == "tls":
-            session.tls = event.get("version")
-            text = f"*  TLS {event.get('version')} {event.get('cipher')}"
-        elif kind == "auth":
-            who = " ".join(str(x) for x in (event.get("mechanism"), event.get("user")) if x)
-            session.auth = printable(f"{who}: {event.get('outcome')}")
-        elif kind == "message":
-            text = f"C: <message, {event.get('size')} bytes by {event.get('via', 'DATA')}>"
-        elif kind == "stored":
-            session.stored += len(event.get("copies", []))
-            text = f"*  stored {len(event.get('copies', []))} cop(ies): {event.get('folders')}"
-        elif kind in ("tls_failed", "refused", "harness_fault", "fault"):
-            text = f"*  {kind}: {event.get('reason') or event.get('error') or event.get('reply') or ''}"
+        match event:
+            case ReplySent(last=True):
+                session.last_reply = printable(event.line)
+            case ClientHelloSeen(sni=sni):
+                session.sni = printable(sni) if sni else None
+            case Tls(version=version):
+                session.tls = version
+            case AuthOutcome(mechanism=mechanism, user=user, outcome=outcome):
+                session.auth = printable(f"{' '.join(x for x in (mechanism, user) if x)}: {outcome}")
+            case Stored(copies=copies):
+                session.stored += len(copies)
+        text = describe(event)
         if text is not None and len(session.lines) < LINES:
             session.lines.append(printable(text))
-        if kind == "disconnect":
+        if isinstance(event, Disconnect):
             session.closed = True
-            del self.open[sid]
+            del self.open[event.session]
             self.closed.appendleft(session)
             if self.on_closed is not None:
                 self.on_closed(session)

@@ -27,45 +27,13 @@ from typing import Any
 import msgspec
 
 from fakes.exo.errors import ExoEdgeError
+from fakes.exo.observed import BEGINS, Connect, Disconnect, Observed, decode
 
 REDACTED = "<redacted>"
 # msgspec's JSON: the same text as json.dumps(ensure_ascii=False), several times faster
 _ENCODE = msgspec.json.Encoder(enc_hook=str).encode
-_DECODE = msgspec.json.Decoder().decode
 
-# Every kind of event the edge records and the fields it may carry: the one vocabulary of what
-# happened, checked as each event is written (an unknown kind or field is the edge's own bug).
-EVENTS: dict[str, frozenset[str]] = {kind: frozenset(fields.split()) for kind, fields in {
-    # a connection, from first to last
-    "connect": "endpoint peer local",
-    "refused": "reason peer",  # over a connection limit: 421 4.3.2 and closed
-    "abandoned": "line waited",  # the client left before a (tarpitted) reply it was owed
-    "client_hello": "legacy_version versions cipher_suites sni highest_version implicit_tls unparsed error",
-    "tls": "version cipher client_certificate",
-    "tls_failed": "reason",
-    "legacy_tls": "value",  # TLS 1.0/1.1 negotiated: the next command gets 4.7.66
-    "discarded": "octets reason",  # bytes pipelined after STARTTLS
-    "command": "line",
-    "auth_response": "line",  # always <redacted>
-    "auth": "mechanism user outcome reason",
-    "attribution": "connector reason",  # which inbound connector (if any) the MX attributed
-    "spf": "value",
-    "fault": "stage reply drop delay",  # injected by a scenario
-    "message": "size via chunks has_date has_message_id has_from bare_lf header_bytes longest_line",
-    "stored": "message_id mail_from recipients delayed copies folders",
-    "reply": "line code stage name enhanced",
-    "harness_fault": "error traceback",
-    "plaintext": "first_bytes",  # port 465 without TLS
-    "silent": "waited",  # port 465, nothing sent
-    "disconnect": "error",
-    # outside SMTP sessions
-    "dns_query": "peer transport name type rcode answers",
-    "dns_malformed": "peer size transport",
-    # presented, issued: which refresh token a request used and which it got (fingerprints, never the token)
-    "identity": "peer endpoint grant_type client_id scope outcome aadsts user approved flow interval tenant "
-                "presented issued",
-}.items()}
-_ALWAYS = frozenset({"session", "t", "kind"})
+_OURS = frozenset({"kind", "session", "t"})  # the vocabulary's own words and ids: never a secret, never masked
 # Events kept in memory for the harness (a scenario's window is a few hundred, a hundred messages'
 # worth is a few thousand); all are on disk. Bounded by count and by the size of their lines: a
 # peer sending 64 KiB lines fills the window with fewer events, never more memory.
@@ -128,7 +96,7 @@ class RecordLog:
         self.mask = mask  # replaces known secrets in each line before it is kept or written
         self._lock = threading.Lock()
         # the newest events, for the harness's windows; every event is in the file
-        self._events: collections.deque[dict[str, Any]] = collections.deque()
+        self._events: collections.deque[Observed] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()  # each kept event's line, in octets
         self._octets = 0
         self._limits = (in_memory, in_memory_octets)
@@ -142,7 +110,7 @@ class RecordLog:
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
         self._unflushed = 0
-        self._watchers: list[Callable[[dict[str, Any]], None]] = []  # told of each event as it is kept
+        self._watchers: list[Callable[[Observed], None]] = []  # told of each event as it is kept
         self.repaired = 0  # octets of a partial last line cut when the file was opened
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,18 +123,20 @@ class RecordLog:
                      session_id: str | None = None) -> SessionRecord:
         sid = session_id or f"s{next(self._ids):05d}"
         record = SessionRecord(self, sid, endpoint)
-        record.event("connect", endpoint=endpoint, peer=list(peer[:2]), local=list(local[:2]))
+        record.add(Connect(endpoint=endpoint, peer=(peer[0], peer[1]), local=(local[0], local[1])))
         return record
 
-    def append(self, event: dict[str, Any]) -> None:
-        allowed = EVENTS.get(event["kind"])
-        if allowed is None or not event.keys() - _ALWAYS <= allowed:
-            raise ValueError(f"not in the record vocabulary: {event['kind']} {sorted(event.keys() - _ALWAYS)}")
+    def add(self, event: Observed, session: str) -> None:
+        """Keep ``event`` as happening now in ``session``."""
+        self.append(msgspec.structs.replace(event, session=session, t=self.clock()))
+
+    def append(self, event: Observed) -> None:
         # the values, cut and masked, never the JSON around them (a secret may look like a number)
         mask = self.mask or _unmasked
-        event = {key: _masked(value, mask) for key, value in event.items()}
-        line = _ENCODE(event).decode()
-        event = _DECODE(line)  # in memory exactly as on disk: lists, strings, numbers
+        data = {key: value if key in _OURS else _masked(value, mask)
+                for key, value in msgspec.to_builtins(event).items()}
+        line = _ENCODE(data).decode()
+        event = decode(line)  # in memory exactly as on disk
         with self._changed:
             self._events.append(event)
             self._sizes.append(len(line))
@@ -182,17 +152,17 @@ class RecordLog:
                 self._pending_octets += len(encoded)
                 self._unflushed += 1
                 # a file that cannot be written is tried again by the running edge's timer alone
-                if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or event["kind"] == "disconnect"):
+                if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(event, Disconnect)):
                     self._flush()  # a session's end reaches the file with it
             self._changed.notify_all()
         for watcher in self._watchers:
             watcher(event)
 
-    def watch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+    def watch(self, watcher: Callable[[Observed], None]) -> None:
         """Call ``watcher`` with every event from now on, as kept (masked), in the appending thread."""
         self._watchers.append(watcher)
 
-    def unwatch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+    def unwatch(self, watcher: Callable[[Observed], None]) -> None:
         self._watchers.remove(watcher)
 
     def _flush(self) -> None:
@@ -251,18 +221,18 @@ class RecordLog:
         with self._lock:
             self._flush()
 
-    def _since(self, since: int) -> list[dict[str, Any]]:
+    def _since(self, since: int) -> list[Observed]:
         """Events from absolute position ``since`` on, of those still in memory."""
         start = max(since - self._dropped, 0)
         events = self._events
         return [events[i] for i in range(start, len(events))]  # indexing near the end is cheap
 
-    def events(self, since: int = 0) -> list[dict[str, Any]]:
+    def events(self, since: int = 0) -> list[Observed]:
         with self._lock:
             self._flush()
             return self._since(since)
 
-    def window(self, since: int = 0) -> list[dict[str, Any]]:
+    def window(self, since: int = 0) -> list[Observed]:
         """The events of the sessions that began after ``since`` (and DNS queries made since):
         a late event of an older session (its disconnect, say) is not part of the window."""
         with self._lock:
@@ -279,7 +249,7 @@ class RecordLog:
             self._flush()
             return self._dropped + len(self._events)
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
+    def wait_for(self, predicate: Callable[[list[Observed]], bool], timeout: float,
                  since: int = 0) -> bool:
         """Block until ``predicate(window(since))`` holds, or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
@@ -291,10 +261,10 @@ class RecordLog:
                 self._changed.wait(left)
             return True
 
-    def sessions(self, since: int = 0) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
+    def sessions(self, since: int = 0) -> dict[str, list[Observed]]:
+        out: dict[str, list[Observed]] = {}
         for event in self.events(since):
-            out.setdefault(event["session"], []).append(event)
+            out.setdefault(event.session, []).append(event)
         return out
 
     def close(self) -> None:
@@ -335,10 +305,9 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     return value
 
 
-def _window(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    began = {e["session"] for e in events
-             if e["kind"] == "connect" or e["kind"] == "identity" or e["kind"].startswith("dns_")}
-    return [e for e in events if e["session"] in began]
+def _window(events: list[Observed]) -> list[Observed]:
+    began = {e.session for e in events if isinstance(e, BEGINS)}
+    return [e for e in events if e.session in began]
 
 
 class SessionRecord:
@@ -347,8 +316,5 @@ class SessionRecord:
         self.id = session_id
         self.endpoint = endpoint
 
-    def event(self, kind: str, **fields: Any) -> None:
-        self.log.append({"session": self.id, "t": self.log.clock(), "kind": kind, **fields})
-
-    def command(self, line: str) -> None:
-        self.event("command", line=redact_command(line))
+    def add(self, event: Observed) -> None:
+        self.log.add(event, self.id)

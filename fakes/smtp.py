@@ -21,18 +21,33 @@ import logging
 import re
 import ssl
 import traceback
-from typing import Any
 
 from fakes.exo import replies as R
 from fakes.exo import session as S
-from fakes.exo.commands import escaped
+from fakes.exo.commands import command_fact, escaped
 from fakes.exo.errors import InternalError
-from fakes.exo.events import Acceptance, Closed, Decision, TimedOut, TlsEstablished
+from fakes.exo.events import Acceptance, AuthLine, Closed, Decision, TimedOut, TlsEstablished
 from fakes.exo.names import Endpoint
+from fakes.exo.observed import (
+    Abandoned,
+    AuthResponse,
+    ClientHelloSeen,
+    Command,
+    Copy,
+    Discarded,
+    Disconnect,
+    HarnessFault,
+    Plaintext,
+    ReplySent,
+    Silent,
+    Stored,
+    Tls,
+    TlsFailed,
+)
 from fakes.exo.state import EdgeState
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.gate import Gate, descriptor_plan, stream_protocol
-from fakes.record import REDACTED, RecordLog, SessionRecord
+from fakes.record import REDACTED, RecordLog, SessionRecord, redact_command
 from fakes.store import MailStore
 from fakes.tls import ClientHello, certificate_names, client_hello_bytes
 
@@ -135,10 +150,11 @@ class SmtpConnection(asyncio.Protocol):
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                self._record_input(event)
-                await self._apply(self.session.receive(event))
+                decision = self.session.receive(event)
+                self._record_input(event)  # as the session read it (a command, or an answer to its 334)
+                await self._apply(decision)
         except Exception as exc:  # the edge failed, not the client: say 451 4.3.0 and end
-            self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
+            self.rec.add(HarnessFault(error=repr(exc), traceback=traceback.format_exc()))
             log.exception("edge fault in session %s", self.session.id)
             self._write((R.HARNESS_FAULT.render(self.session.context()),), R.HARNESS_FAULT)
         finally:
@@ -148,26 +164,30 @@ class SmtpConnection(asyncio.Protocol):
         if self.session is None or self.rec is None:
             raise InternalError("expected self.session is not None and self.rec is not None")
         if isinstance(event, Line):
-            if self.session.in_auth_exchange:
-                self.rec.event("auth_response", line=REDACTED)
+            parsed = self.session.parsed
+            if parsed is None:
+                raise InternalError("a line the session did not read")
+            if isinstance(parsed, AuthLine):
+                self.rec.add(AuthResponse(line=REDACTED))
                 return
             line = escaped(event.raw)
             if _looks_like_a_secret(line):
                 # a client that lost track of an AUTH exchange sends its credentials as "commands";
                 # Exchange echoes them in the 500, but the records never keep them
                 self._secrets.add(line.split(" ", 1)[0])
-                line = REDACTED
-            self.rec.command(line)
+                self.rec.add(Command(line=REDACTED))
+                return
+            self.rec.add(command_fact(redact_command(line), parsed))
         elif isinstance(event, ChunkStart):
-            self.rec.command(escaped(event.raw))
+            self.rec.add(Command(line=escaped(event.raw), verb="BDAT"))
         elif isinstance(event, LineTooLong):
-            self.rec.command(f"<a line of {event.size} octets>")
+            self.rec.add(Command(line=f"<a line of {event.size} octets>"))
 
     async def _apply(self, decision: Decision) -> None:
         if self.session is None or self.rec is None:
             raise InternalError("expected self.session is not None and self.rec is not None")
-        for kind, note in decision.notes.items():
-            self.rec.event(kind, **note) if isinstance(note, dict) else self.rec.event(kind, value=note)
+        for note in decision.notes:
+            self.rec.add(note)
         lines = decision.lines
         if decision.delay:
             self._flush()
@@ -176,7 +196,7 @@ class SmtpConnection(asyncio.Protocol):
             # the client hung up while it waited, with nothing more to say (no QUIT pipelined behind)
             left = self._lost or (self._eof and not eof_before and not self.framer.buffered)
             if left and lines:
-                self.rec.event("abandoned", line=lines[0], waited=decision.delay)
+                self.rec.add(Abandoned(line=lines[0], waited=decision.delay))
                 self._lost = True
                 return
         if decision.accepted is not None:
@@ -201,13 +221,13 @@ class SmtpConnection(asyncio.Protocol):
             ids = await asyncio.wrap_future(listener.store.submit(
                 accepted, session=self.session.id, endpoint=listener.endpoint, now=listener.state.clock()))
         except Exception as exc:  # the store failed: the sender must not be told 250
-            self.rec.event("harness_fault", error=repr(exc), traceback=traceback.format_exc())
+            self.rec.add(HarnessFault(error=repr(exc), traceback=traceback.format_exc()))
             return False
-        self.rec.event(
-            "stored", message_id=accepted.message_id, mail_from=accepted.mail_from,
-            recipients=list(accepted.recipients), delayed=accepted.delayed, copies=ids,
-            folders=[[d.folder, d.mailbox, d.recipient, d.deliver_after] for d in accepted.deliveries],
-        )
+        self.rec.add(Stored(
+            message_id=accepted.message_id, mail_from=accepted.mail_from, recipients=accepted.recipients,
+            delayed=accepted.delayed, copies=tuple(ids),
+            folders=tuple(Copy(d.folder, d.mailbox, d.recipient, d.deliver_after) for d in accepted.deliveries),
+        ))
         if listener.state.on_stored is not None:
             listener.state.on_stored()
         return True
@@ -226,9 +246,9 @@ class SmtpConnection(asyncio.Protocol):
             for secret in self._secrets:
                 shown = shown.replace(secret, REDACTED)
             last = line[3:4] != "-"
-            self.rec.event("reply", line=shown, code=int(line[:3]), stage=stage,
-                           name=R.name_of(reply) if last else None,
-                           enhanced=reply.enhanced if reply is not None and last else None)
+            self.rec.add(ReplySent(line=shown, code=int(line[:3]), stage=stage,
+                                   name=R.name_of(reply) if last else None,
+                                   enhanced=reply.enhanced if reply is not None and last else None))
             self._out.append(line.encode("utf-8", "backslashreplace") + b"\r\n")
 
     def _flush(self) -> None:
@@ -259,7 +279,7 @@ class SmtpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self.session.handle(Closed())
-        self.rec.event("disconnect", error=None if not self._lost or self._closing else "connection lost")
+        self.rec.add(Disconnect(error=None if not self._lost or self._closing else "connection lost"))
         self.listener.connections.discard(self)
 
     # -- idle timer ---------------------------------------------------------------------------------
@@ -284,7 +304,7 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected self.session is not None and self.rec is not None")
         dropped = self.framer.discard()  # sent before the client could have seen the 220
         if dropped:
-            self.rec.event("discarded", octets=dropped, reason="sent after STARTTLS, before the handshake")
+            self.rec.add(Discarded(octets=dropped, reason="sent after STARTTLS, before the handshake"))
         self._flush()  # the 220 goes out in the clear
         context = self.listener.tls_context
         if context is None:
@@ -295,7 +315,7 @@ class SmtpConnection(asyncio.Protocol):
             await self._handshake
         except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
             self._record_client_hello()
-            self.rec.event("tls_failed", reason=_tls_reason(exc))
+            self.rec.add(TlsFailed(reason=_tls_reason(exc)))
             self._tls = None
             self._closing = True
             return
@@ -304,7 +324,7 @@ class SmtpConnection(asyncio.Protocol):
         version = tls.version() or ""
         cipher = (tls.cipher() or ("",))[0]
         names = certificate_names(tls.getpeercert())
-        self.rec.event("tls", version=version, cipher=cipher, client_certificate=list(names) or None)
+        self.rec.add(Tls(version=version, cipher=cipher, client_certificate=tuple(names) or None))
         await self._apply(self.session.handle(TlsEstablished(version, cipher, names)))
 
     def _tls_receive(self, data: bytes) -> bytes:
@@ -354,7 +374,7 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected self.rec is not None")
         raw = client_hello_bytes(self._tls) if self._tls is not None else None
         if raw:
-            self.rec.event("client_hello", **_parse_hello(raw))
+            self.rec.add(_parse_hello(raw))
 
 
 _BASE64_TOKEN = re.compile(r"^[A-Za-z0-9+/]{6,}={0,2}$")
@@ -370,11 +390,14 @@ def _tls_reason(exc: BaseException) -> str:
     return getattr(cause, "reason", None) or str(cause) or type(cause).__name__
 
 
-def _parse_hello(raw: bytes) -> dict[str, Any]:
+def _parse_hello(raw: bytes, implicit_tls: bool = False) -> ClientHelloSeen:
     try:
-        return ClientHello.parse(raw).as_dict()
+        hello = ClientHello.parse(raw)
     except Exception as exc:  # a ClientHello scapy cannot read is still a fact worth keeping
-        return {"unparsed": raw[:64].hex(), "error": repr(exc)}
+        return ClientHelloSeen(unparsed=raw[:64].hex(), error=repr(exc), implicit_tls=implicit_tls)
+    return ClientHelloSeen(legacy_version=hello.legacy_version, versions=hello.versions,
+                           cipher_suites=hello.cipher_suites, sni=hello.sni, highest_version=hello.highest_version,
+                           implicit_tls=implicit_tls)
 
 
 class _Listening:
@@ -447,13 +470,13 @@ class ImplicitTlsTrap(_Listening):
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             data = b""
         if data[:1] == b"\x16":
-            rec.event("client_hello", implicit_tls=True, **_parse_hello(data))
+            rec.add(_parse_hello(data, implicit_tls=True))
         elif data:
-            rec.event("plaintext", first_bytes=data[:64].decode("latin-1"))
+            rec.add(Plaintext(first_bytes=data[:64].decode("latin-1")))
         else:
-            rec.event("silent", waited=self.wait)
+            rec.add(Silent(waited=self.wait))
         writer.close()
-        rec.event("disconnect", error=None)
+        rec.add(Disconnect())
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         if self.budget is None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from fakes.exo import observed as O
 from fakes.exo import replies
 from harness.check_base import Outcome, _Check
 from harness.checks_oauth import (
@@ -75,7 +76,7 @@ class DnsName(_Check):
 
     def evaluate(self, obs: Observation) -> Outcome:
         name = obs.expected_host
-        looked_up = [q for q in obs.dns if q.get("name", "").lower() == name.lower()]
+        looked_up = [q for q in obs.dns if isinstance(q, O.DnsQuery) and q.name.lower() == name.lower()]
         snis = {s.sni for s in obs.smtp if s.sni}
         if looked_up or name in snis:
             how = "looked it up in DNS" if looked_up else "named it in TLS SNI"
@@ -96,10 +97,11 @@ class StartTlsBeforeAuth(_Check):
         if not authed:
             return self.outcome(None, "the sender neither authenticated nor sent")
         for session in authed:
-            tls = session.index_of("tls")
-            first = session.index_of("command", lambda e: e["line"].upper().startswith(("AUTH", "MAIL")))
+            tls = session.index_of(O.Tls)
+            first = session.index_of(O.Command, lambda e: e.verb in ("AUTH", "MAIL"))
             if first is not None and (tls is None or first < tls):
-                what = session.events[first]["line"].split(" ", 1)[0].upper()
+                command = session.events[first]
+                what = command.verb if isinstance(command, O.Command) else "?"
                 return self.outcome(False, f"sent {what} before STARTTLS")
         return self.outcome(True, "issued STARTTLS before AUTH and MAIL")
 
@@ -117,9 +119,9 @@ class Tls(_Check):
             return _no_connection(self)
         for session in obs.smtp:
             hello = session.client_hello
-            offered = hello.get("highest_version") if hello else None
+            offered = hello.highest_version if hello else None
             if self.offered_minimum and hello and offered and not tls_at_least(offered, self.offered_minimum):
-                return self.outcome(False, f"offered {', '.join(hello['versions'])} only; the edge requires "
+                return self.outcome(False, f"offered {', '.join(hello.versions)} only; the edge requires "
                                            f"{self.offered_minimum} or later")
             version = session.tls_version
             if version is None:
@@ -165,20 +167,20 @@ class CertificateVerified(_Check):
             return _no_connection(self)
         refused, other = 0, []
         for session in obs.smtp:
-            tls = session.index_of("tls")
+            tls = session.index_of(O.Tls)
             if tls is not None:
-                after = [e["line"].split(" ", 1)[0].upper() for e in session.events[tls:] if e["kind"] == "command"]
+                after = [e.verb for e in session.events[tls:] if isinstance(e, O.Command)]
                 leaked = [c for c in after if c in ("AUTH", "MAIL")]
                 if leaked:
                     return self.outcome(False, f"accepted a certificate it could not verify and went on to "
                                                f"{leaked[0]}")
                 other.append("completed the handshake and then sent nothing")
                 continue
-            for failed in session.kinds("tls_failed"):
-                if session.client_hello is not None and client_refused(failed.get("reason")):
+            for failed in session.of(O.TlsFailed):
+                if session.client_hello is not None and client_refused(failed.reason):
                     refused += 1
                 else:
-                    other.append(f"the handshake failed for another reason ({failed.get('reason')})")
+                    other.append(f"the handshake failed for another reason ({failed.reason})")
         if refused:
             return self.outcome(True, f"refused the certificate ({refused} handshake(s) it aborted)")
         if other:
@@ -195,13 +197,13 @@ class AuthMechanism(_Check):
         auths = [a for s in obs.smtp for a in s.auths]
         if not auths:
             return self.outcome(False if self.succeeded else None, "the sender did not authenticate")
-        wrong = [a["mechanism"] for a in auths if a["mechanism"] not in self.allowed]
+        wrong = [a.mechanism for a in auths if a.mechanism not in self.allowed]
         if wrong:
             return self.outcome(False, f"tried AUTH {wrong[0]}; Exchange Online offers {' and '.join(self.allowed)}")
-        ok = [a for a in auths if a["outcome"] == "success"]
+        ok = [a for a in auths if a.outcome == "success"]
         if self.succeeded and not ok:
-            return self.outcome(False, f"AUTH {auths[-1]['mechanism']} failed: {auths[-1]['reason']}")
-        used = sorted({a["mechanism"] for a in auths})
+            return self.outcome(False, f"AUTH {auths[-1].mechanism} failed: {auths[-1].reason}")
+        used = sorted({a.mechanism for a in auths})
         return self.outcome(True, f"authenticated with {', '.join(used)}")
 
 
@@ -305,7 +307,7 @@ class RetriedAfterTransient(_Check):
     def evaluate(self, obs: Observation) -> Outcome:
         first, later = _attempts_after(obs, lambda x: 400 <= x.code < 500 and x.stage in ("mail", "rcpt", "data",
                                                                                            "message"))
-        drops = [e["t"] for e in obs.events if e["kind"] == "fault" and e.get("drop")]
+        drops = [e.t for e in obs.of(O.FaultInjected) if e.drop]
         if drops and (first is None or drops[0] < first):
             first = drops[0]
             later = sorted(x.t for _, x in obs.exchanges() if x.stage == "mail" and x.t > first)
@@ -341,14 +343,14 @@ class NoAuthStorm(_Check):
     max_attempts: int = Field(3, ge=1)
 
     def evaluate(self, obs: Observation) -> Outcome:
-        attempts = [a for s in obs.smtp for a in s.auths if a["outcome"] != "unsupported"]
-        failures = [a for a in attempts if a["outcome"] == "failure"]
+        attempts = [a for s in obs.smtp for a in s.auths if a.outcome != "unsupported"]
+        failures = [a for a in attempts if a.outcome == "failure"]
         if not failures:
             return self.outcome(None, "no AUTH failed")
         if len(attempts) > self.max_attempts:
             return self.outcome(False, f"{len(attempts)} AUTH attempts after a failure: a retry storm that "
                                        "gets a device's account locked or throttled")
-        return self.outcome(True, f"stopped after {len(attempts)} AUTH attempt(s): {failures[0]['reason']}")
+        return self.outcome(True, f"stopped after {len(attempts)} AUTH attempt(s): {failures[0].reason}")
 
 
 class WaitsForReplies(_Check):
@@ -358,11 +360,11 @@ class WaitsForReplies(_Check):
     check: Literal["waits_for_replies"] = "waits_for_replies"
 
     def evaluate(self, obs: Observation) -> Outcome:
-        abandoned = [e for s in obs.smtp for e in s.kinds("abandoned")]
+        abandoned = [e for s in obs.smtp for e in s.of(O.Abandoned)]
         if abandoned:
             first = abandoned[0]
             return self.outcome(False, f"left {len(abandoned)} time(s) before the reply it was owed "
-                                       f"({without_suffix(first['line'])}, given after {first['waited']:g} s, as "
+                                       f"({without_suffix(first.line)}, given after {first.waited:g} s, as "
                                        "Exchange Online's tarpit does): its reply timeout is too short")
         errors = [x for _, x in obs.exchanges() if x.code >= 400 and x.stage != "banner"]
         if not errors:
@@ -379,21 +381,21 @@ class WellFormed(_Check):
 
     def evaluate(self, obs: Observation) -> Outcome:
         problems: list[str] = []
-        messages = [(s, e) for s in obs.smtp for e in s.kinds("message")]
+        messages = [(s, e) for s in obs.smtp for e in s.of(O.MessageSeen)]
         if not messages:
             return self.outcome(None, "no message was sent to inspect")
         for session, facts in messages:
-            missing = [name for name, key in (("Date", "has_date"), ("Message-ID", "has_message_id"),
-                                              ("From", "has_from")) if not facts.get(key)]
+            missing = [name for name, present in (("Date", facts.has_date), ("Message-ID", facts.has_message_id),
+                                                  ("From", facts.has_from)) if not present]
             if missing:
                 problems.append(f"no {', '.join(missing)} header")
-            if facts.get("bare_lf"):
+            if facts.bare_lf:
                 problems.append("bare LF line endings (Exchange refuses them with 5.6.11)")
-            if facts.get("longest_line", 0) > 998:
-                problems.append(f"a line of {facts['longest_line']} octets (RFC 5322 allows 998)")
-            mails = [c for c in session.commands() if c.upper().startswith("MAIL")]
-            if facts["size"] > self.size_declared_over and not any("SIZE=" in m.upper() for m in mails):
-                problems.append(f"sent {facts['size']} bytes without declaring SIZE=")
+            if facts.longest_line > 998:
+                problems.append(f"a line of {facts.longest_line} octets (RFC 5322 allows 998)")
+            mails = [c for c in session.commands() if c.verb == "MAIL"]
+            if facts.size > self.size_declared_over and not any("SIZE" in m.params for m in mails):
+                problems.append(f"sent {facts.size} bytes without declaring SIZE=")
         if problems:
             return self.outcome(False, "; ".join(dict.fromkeys(problems)))
         return self.outcome(True, "Date, Message-ID and From present; CRLF lines within 998 octets")

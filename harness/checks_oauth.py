@@ -6,10 +6,11 @@ Each judges request times and answers the edge recorded, never what a sender say
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
+from fakes.exo.observed import IdentityRequest
 from fakes.exo.scopes import for_exchange
 from harness.check_base import Outcome, _Check
 from harness.observation import Observation
@@ -20,9 +21,9 @@ SMTP_SCOPE = "https://outlook.office.com/SMTP.Send"
 OPENID_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
-def _requests(obs: Observation, endpoint: str, grant: str | None = None) -> list[dict[str, Any]]:
+def _requests(obs: Observation, endpoint: str, grant: str | None = None) -> list[IdentityRequest]:
     return [e for e in obs.identity
-            if e.get("endpoint") == endpoint and (grant is None or e.get("grant_type") == grant)]
+            if e.endpoint == endpoint and (grant is None or e.grant_type == grant)]
 
 
 class OAuthDeviceFlow(_Check):
@@ -36,16 +37,16 @@ class OAuthDeviceFlow(_Check):
         if not asked:
             return self.outcome(False, "never asked login.microsoftonline.com for a device code: the device does "
                                        "not sign in with OAuth")
-        if not any(e.get("outcome") == "ok" for e in asked):
+        if not any(e.outcome == "ok" for e in asked):
             refused = asked[0]
-            return self.outcome(False, f"its device code request was refused: {refused.get('outcome')} "
-                                       f"(AADSTS{refused.get('aadsts')}) for scope {refused.get('scope')!r}")
+            return self.outcome(False, f"its device code request was refused: {refused.outcome} "
+                                       f"(AADSTS{refused.aadsts}) for scope {refused.scope!r}")
         polls = _requests(obs, "token", DEVICE_CODE_GRANT)
-        if not any(e.get("outcome") == "ok" for e in polls):
+        if not any(e.outcome == "ok" for e in polls):
             return self.outcome(False, f"got a device code but never redeemed it ({len(polls)} poll(s))")
-        granted = [e for e in asked if e.get("outcome") == "ok"]
-        if not any(for_exchange(str(e.get("scope", ""))) for e in granted):
-            return self.outcome(False, f"signed in with a device code, but for {granted[0].get('scope')!r}: a token "
+        granted = [e for e in asked if e.outcome == "ok"]
+        if not any(for_exchange(e.scope or "") for e in granted):
+            return self.outcome(False, f"signed in with a device code, but for {granted[0].scope!r}: a token "
                                        "for Microsoft Graph, which smtp.office365.com refuses (535 5.7.3)")
         return self.outcome(True, f"signed in with a device code ({len(polls)} poll(s))")
 
@@ -59,12 +60,12 @@ class OAuthPollingPace(_Check):
     tolerance: float = Field(0.05, ge=0, le=1)
 
     def evaluate(self, obs: Observation) -> Outcome:
-        intervals = {e["flow"]: float(e["interval"]) for e in _requests(obs, "devicecode")
-                     if e.get("flow") and e.get("interval")}
+        intervals = {e.flow: float(e.interval) for e in _requests(obs, "devicecode")
+                     if e.flow and e.interval}
         times: dict[str, list[float]] = {}
         for poll in _requests(obs, "token", DEVICE_CODE_GRANT):
-            if poll.get("flow") in intervals:
-                times.setdefault(poll["flow"], []).append(float(poll["t"]))
+            if poll.flow in intervals:
+                times.setdefault(poll.flow, []).append(float(poll.t))
         gaps = [(b - a, intervals[flow]) for flow, ts in times.items() for a, b in zip(ts, ts[1:], strict=False)]
         if not gaps:
             return self.outcome(None, "the device never polled twice for one code")
@@ -86,18 +87,18 @@ class OAuthRefreshed(_Check):
 
     def evaluate(self, obs: Observation) -> Outcome:
         refreshes = _requests(obs, "token", "refresh_token")
-        sign_ins = [e for e in _requests(obs, "devicecode") if e.get("outcome") == "ok"]
-        if not any(e.get("outcome") == "ok" for e in refreshes):
+        sign_ins = [e for e in _requests(obs, "devicecode") if e.outcome == "ok"]
+        if not any(e.outcome == "ok" for e in refreshes):
             if refreshes:
                 first = refreshes[0]
-                return self.outcome(False, f"its refresh was refused: {first.get('outcome')} "
-                                           f"(AADSTS{first.get('aadsts')})")
+                return self.outcome(False, f"its refresh was refused: {first.outcome} "
+                                           f"(AADSTS{first.aadsts})")
             return self.outcome(False, "never used its refresh token: it kept presenting an access token past its "
                                        "expiry (535 5.7.3) or signed in anew")
         if len(sign_ins) > 1:
             return self.outcome(False, f"asked its user to sign in {len(sign_ins)} times where refreshing was "
                                        "enough")
-        return self.outcome(True, f"refreshed its access token {sum(e.get('outcome') == 'ok' for e in refreshes)} "
+        return self.outcome(True, f"refreshed its access token {sum(e.outcome == 'ok' for e in refreshes)} "
                                   "time(s) with its refresh token")
 
 
@@ -111,19 +112,19 @@ class OAuthSignInAgain(_Check):
 
     def evaluate(self, obs: Observation) -> Outcome:
         order = obs.identity
-        first = next((i for i, e in enumerate(order) if e.get("endpoint") == "token"
-                      and e.get("grant_type") == "refresh_token" and e.get("outcome") == "invalid_grant"), None)
+        first = next((i for i, e in enumerate(order) if e.endpoint == "token"
+                      and e.grant_type == "refresh_token" and e.outcome == "invalid_grant"), None)
         if first is None:
             return self.outcome(None, "no refresh token of the sender was refused")
         refused = order[first]
         after = order[first + 1:]
-        retries = [e for e in after if e.get("endpoint") == "token" and e.get("grant_type") == "refresh_token"
-                   and e.get("outcome") != "ok"]
-        why = f"invalid_grant (AADSTS{refused.get('aadsts')})"
+        retries = [e for e in after if e.endpoint == "token" and e.grant_type == "refresh_token"
+                   and e.outcome != "ok"]
+        why = f"invalid_grant (AADSTS{refused.aadsts})"
         if len(retries) > self.max_retries:
             return self.outcome(False, f"tried the refused refresh token {len(retries)} more time(s) after {why}: "
                                        "a loop the service throttles; ask the user to sign in again")
-        if not any(e.get("endpoint") == "devicecode" for e in after):
+        if not any(e.endpoint == "devicecode" for e in after):
             return self.outcome(False, f"after {why} it never asked its user to sign in again")
         return self.outcome(True, f"after {why} it asked its user to sign in again")
 
@@ -138,10 +139,10 @@ class OAuthAppOnly(_Check):
         grants = _requests(obs, "token", "client_credentials")
         if not grants:
             return self.outcome(False, "never asked for an app token (client credentials)")
-        ok = [e for e in grants if e.get("outcome") == "ok"]
+        ok = [e for e in grants if e.outcome == "ok"]
         if not ok:
-            return self.outcome(False, f"its client credentials were refused: {grants[0].get('outcome')} "
-                                       f"(AADSTS{grants[0].get('aadsts')}) for scope {grants[0].get('scope')!r}")
+            return self.outcome(False, f"its client credentials were refused: {grants[0].outcome} "
+                                       f"(AADSTS{grants[0].aadsts}) for scope {grants[0].scope!r}")
         if _requests(obs, "devicecode"):
             return self.outcome(False, "an app-only sender asked for a person's sign-in (device code)")
         return self.outcome(True, f"app token by client credentials for {APP_SCOPE}")
@@ -156,15 +157,15 @@ class OAuthScope(_Check):
     check: Literal["oauth_scope"] = "oauth_scope"
 
     def evaluate(self, obs: Observation) -> Outcome:
-        asked = [e for e in obs.identity if e.get("scope")]
+        asked = [e for e in obs.identity if e.scope]
         if not asked:
             return self.outcome(None, "the sender asked the identity platform for no scope")
         for request in asked:
-            if not for_exchange(str(request["scope"]), app_only=request.get("grant_type") == "client_credentials"):
-                return self.outcome(False, f"asked for {request['scope']!r}: smtp.office365.com accepts only tokens "
+            if not for_exchange(str(request.scope), app_only=request.grant_type == "client_credentials"):
+                return self.outcome(False, f"asked for {request.scope!r}: smtp.office365.com accepts only tokens "
                                            f"for {SMTP_SCOPE} (or {APP_SCOPE} app-only); a Microsoft Graph token "
                                            "(a bare SMTP.Send is Graph's) is refused with 535 5.7.3")
-        return self.outcome(True, f"asked for {asked[0]['scope']!r}")
+        return self.outcome(True, f"asked for {asked[0].scope!r}")
 
 
 class OAuthRefreshTokenKept(_Check):
@@ -178,12 +179,12 @@ class OAuthRefreshTokenKept(_Check):
         newest: dict[str, str] = {}  # by client: the refresh token it was given last
         judged, stale = 0, 0
         for event in obs.identity:
-            client = str(event.get("client_id"))
-            if event.get("grant_type") == "refresh_token" and event.get("presented") and client in newest:
+            client = str(event.client_id)
+            if event.grant_type == "refresh_token" and event.presented and client in newest:
                 judged += 1
-                stale += event["presented"] != newest[client]
-            if event.get("issued"):
-                newest[client] = str(event["issued"])
+                stale += event.presented != newest[client]
+            if event.issued:
+                newest[client] = str(event.issued)
         if judged < 2:
             return self.outcome(None, f"{judged} refresh(es): the rotation is judged from the second refresh on")
         if stale:
@@ -204,11 +205,11 @@ class OAuthStopsWhenRefused(_Check):
     def evaluate(self, obs: Observation) -> Outcome:
         order = obs.identity
         first = next((i for i, e in enumerate(order)
-                      if e.get("outcome") in ("unauthorized_client", "invalid_client")), None)
+                      if e.outcome in ("unauthorized_client", "invalid_client")), None)
         if first is None:
             return self.outcome(None, "the identity platform never refused the sender's app")
         refused, after = order[first], len(order) - first - 1
-        why = f"{refused.get('outcome')} (AADSTS{refused.get('aadsts')})"
+        why = f"{refused.outcome} (AADSTS{refused.aadsts})"
         if after > self.max_requests:
             return self.outcome(False, f"{after} more requests to login.microsoftonline.com after {why}: the app "
                                        "itself is refused, and retrying only gets the device throttled")
@@ -226,12 +227,12 @@ class OAuthNoPasswordGrant(_Check):
         asked = _requests(obs, "token")
         if not asked:
             return self.outcome(None, "the sender asked the token endpoint for nothing")
-        password = [e for e in asked if e.get("grant_type") == "password"]
+        password = [e for e in asked if e.grant_type == "password"]
         if password:
             return self.outcome(False, f"signed in {len(password)} time(s) with its user's password at the token "
                                        "endpoint (ROPC): basic authentication by another name, refused once "
                                        "Conditional Access requires MFA (AADSTS50076)")
-        grants = sorted({str(e.get("grant_type")) for e in asked})
+        grants = sorted({str(e.grant_type) for e in asked})
         return self.outcome(True, f"never sent a password to the token endpoint ({', '.join(grants)})")
 
 
@@ -243,11 +244,11 @@ class OAuthTenantAuthority(_Check):
     check: Literal["oauth_tenant_authority"] = "oauth_tenant_authority"
 
     def evaluate(self, obs: Observation) -> Outcome:
-        asked = [e for e in obs.identity if e.get("endpoint") in ("devicecode", "token") and e.get("tenant")]
+        asked = [e for e in obs.identity if e.endpoint in ("devicecode", "token") and e.tenant]
         if not asked:
             return self.outcome(None, "the sender asked the identity platform for nothing")
-        shared = [e for e in asked if str(e["tenant"]).lower() in ("common", "organizations", "consumers")]
+        shared = [e for e in asked if str(e.tenant).lower() in ("common", "organizations", "consumers")]
         if shared:
-            return self.outcome(False, f"asked under /{shared[0]['tenant']}: a single-tenant app (Microsoft's default) "
+            return self.outcome(False, f"asked under /{shared[0].tenant}: a single-tenant app (Microsoft's default) "
                                        "is refused there with AADSTS50194; use the tenant's id or domain")
-        return self.outcome(True, f"asked under its tenant (/{asked[0]['tenant']})")
+        return self.outcome(True, f"asked under its tenant (/{asked[0].tenant})")

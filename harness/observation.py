@@ -8,11 +8,30 @@ stored. Checks read it; nothing here judges.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS, tls_at_least
+from fakes.exo.observed import (
+    AuthOutcome,
+    ClientHelloSeen,
+    Command,
+    Connect,
+    DnsMalformed,
+    DnsQuery,
+    FaultInjected,
+    HarnessFault,
+    IdentityRequest,
+    MessageSeen,
+    Observed,
+    ReplySent,
+    Tls,
+    TlsFailed,
+)
 from fakes.store import StoredMessage
+
+E = TypeVar("E", bound=Observed)
 
 __all__ = ["TLS_VERSIONS", "Exchange", "Observation", "SessionView", "tls_at_least", "without_suffix"]
 
@@ -44,67 +63,65 @@ class Exchange:
 class SessionView:
     id: str
     endpoint: str
-    events: list[dict[str, Any]]
+    events: list[Observed]
     peer: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
 
     @classmethod
-    def build(cls, session_id: str, events: list[dict[str, Any]]) -> SessionView:
+    def build(cls, session_id: str, events: list[Observed]) -> SessionView:
         first = events[0]
-        view = cls(session_id, first.get("endpoint", "?"), events, (first.get("peer") or ["?"])[0])
+        endpoint, peer = (first.endpoint, first.peer[0]) if isinstance(first, Connect) else ("?", "?")
+        view = cls(session_id, endpoint, events, peer)
         command = ""
         for event in events:
-            kind = event["kind"]
-            if kind == "command":
-                command = event["line"]
-            elif kind == "message":
+            if isinstance(event, Command):
+                command = event.line
+            elif isinstance(event, MessageSeen):
                 command = "<end of data>"
-            elif kind == "reply":
-                line = event["line"]
-                if line[3:4] == "-":  # continuation lines of a multi-line reply
-                    continue
-                view.exchanges.append(Exchange(event.get("stage", "other"), command, int(event["code"]), line,
-                                               event["t"], event.get("enhanced"), event.get("name")))
+            elif isinstance(event, ReplySent) and event.last:  # a multi-line reply counts once
+                view.exchanges.append(Exchange(event.stage, command, event.code, event.line, event.t,
+                                               event.enhanced, event.name))
         return view
 
     @property
     def port(self) -> int | None:
         return WELL_KNOWN_PORTS.get(self.endpoint)
 
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == kind]
+    def of(self, kind: type[E]) -> list[E]:
+        """The session's events of one type, in order."""
+        return [e for e in self.events if isinstance(e, kind)]
 
     @property
     def tls_version(self) -> str | None:
-        tls = self.kinds("tls")
-        return tls[-1]["version"] if tls else None
+        tls = self.of(Tls)
+        return tls[-1].version if tls else None
 
     @property
-    def client_hello(self) -> dict[str, Any] | None:
-        hellos = self.kinds("client_hello")
+    def client_hello(self) -> ClientHelloSeen | None:
+        hellos = self.of(ClientHelloSeen)
         return hellos[-1] if hellos else None
 
     @property
     def sni(self) -> str | None:
         hello = self.client_hello
-        return hello.get("sni") if hello else None
+        return hello.sni if hello else None
 
     @property
-    def auths(self) -> list[dict[str, Any]]:
-        return self.kinds("auth")
+    def auths(self) -> list[AuthOutcome]:
+        return self.of(AuthOutcome)
 
-    def commands(self) -> list[str]:
-        return [e["line"] for e in self.kinds("command")]
+    def commands(self) -> list[Command]:
+        return self.of(Command)
 
-    def index_of(self, kind: str, predicate: Any = None) -> int | None:
+    def index_of(self, kind: type[E], predicate: Callable[[E], bool] | None = None) -> int | None:
         for i, event in enumerate(self.events):
-            if event["kind"] == kind and (predicate is None or predicate(event)):
+            if isinstance(event, kind) and (predicate is None or predicate(event)):
                 return i
         return None
 
     @property
     def sent_credentials(self) -> bool:
-        return any(c.upper().startswith("AUTH") for c in self.commands())
+        return any(c.verb == "AUTH" for c in self.commands())
 
     @property
     def mail_attempts(self) -> list[Exchange]:
@@ -113,26 +130,27 @@ class SessionView:
 
 @dataclass
 class Observation:
-    events: list[dict[str, Any]]
+    events: list[Observed]
     sessions: list[SessionView]
-    dns: list[dict[str, Any]]
+    dns: list[DnsQuery | DnsMalformed]
     stored: list[StoredMessage]
     expected_host: str
-    harness_faults: list[dict[str, Any]]
-    identity: list[dict[str, Any]] = field(default_factory=list)  # requests to login.microsoftonline.com
+    harness_faults: list[HarnessFault]
+    identity: list[IdentityRequest] = field(default_factory=list)  # requests to login.microsoftonline.com
 
     @classmethod
-    def build(cls, events: list[dict[str, Any]], stored: list[StoredMessage], expected_host: str) -> Observation:
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        dns, identity = [], []
+    def build(cls, events: list[Observed], stored: list[StoredMessage], expected_host: str) -> Observation:
+        grouped: dict[str, list[Observed]] = {}
+        dns: list[DnsQuery | DnsMalformed] = []
+        identity: list[IdentityRequest] = []
         for event in events:
-            if event["kind"] in ("dns_query", "dns_malformed"):
+            if isinstance(event, DnsQuery | DnsMalformed):
                 dns.append(event)
-            elif event["kind"] == "identity":
+            elif isinstance(event, IdentityRequest):
                 identity.append(event)
             else:
-                grouped.setdefault(event["session"], []).append(event)
-        sessions = [SessionView.build(sid, evs) for sid, evs in grouped.items() if evs[0]["kind"] == "connect"]
+                grouped.setdefault(event.session, []).append(event)
+        sessions = [SessionView.build(sid, evs) for sid, evs in grouped.items() if isinstance(evs[0], Connect)]
         ids = {s.id for s in sessions}
         return cls(
             events=events,
@@ -140,9 +158,12 @@ class Observation:
             dns=dns,
             stored=[m for m in stored if m.session in ids],
             expected_host=expected_host,
-            harness_faults=[e for e in events if e["kind"] == "harness_fault"],
+            harness_faults=[e for e in events if isinstance(e, HarnessFault)],
             identity=identity,
         )
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
 
     @property
     def smtp(self) -> list[SessionView]:
@@ -156,11 +177,11 @@ class Observation:
         refusals = sorted((x for _, x in self.exchanges() if x.code >= 400), key=lambda x: x.t)
         if refusals:
             return f"the edge last said {without_suffix(refusals[-1].line)}"
-        if any(e["kind"] == "fault" and e.get("drop") for e in self.events):
+        if any(e.drop for e in self.of(FaultInjected)):
             return "the edge dropped the connection before answering (an injected fault) and it was not retried"
-        failed = [e for e in self.events if e["kind"] == "tls_failed"]
+        failed = self.of(TlsFailed)
         if failed:
-            return f"the TLS handshake failed ({failed[-1].get('reason')})"
+            return f"the TLS handshake failed ({failed[-1].reason})"
         if any(s.endpoint == "implicit-tls" for s in self.sessions):
             return "the sender tried implicit TLS on port 465, where nothing is served"
         if not self.sessions:
@@ -172,28 +193,23 @@ class Observation:
 
 
 def sender_facts(obs: Observation) -> dict[str, Any]:
-    hellos = [s.client_hello for s in obs.sessions if s.client_hello]
-    offered = sorted({v for h in hellos for v in h.get("versions", []) if v in TLS_VERSIONS},
-                     key=TLS_VERSIONS.index)
+    hellos = [h for s in obs.sessions if (h := s.client_hello)]
+    offered = sorted({v for h in hellos for v in h.versions if v in TLS_VERSIONS}, key=TLS_VERSIONS.index)
     before_tls = False
     for session in obs.smtp:
-        tls_at = session.index_of("tls")
-        auth_at = session.index_of("auth")
+        tls_at = session.index_of(Tls)
+        auth_at = session.index_of(AuthOutcome)
         before_tls = before_tls or (auth_at is not None and (tls_at is None or auth_at < tls_at))
     return {
         "endpoints": sorted({s.endpoint for s in obs.sessions}),
         "tls_offered": offered,
         "tls_negotiated": sorted({v for s in obs.sessions if (v := s.tls_version)}, key=TLS_VERSIONS.index),
-        "starttls": any(c.upper().startswith("STARTTLS") for s in obs.smtp for c in s.commands()),
-        "auth_mechanisms": sorted({a["mechanism"] for s in obs.smtp for a in s.auths}),
+        "starttls": any(c.verb == "STARTTLS" for s in obs.smtp for c in s.commands()),
+        "auth_mechanisms": sorted({a.mechanism for s in obs.smtp for a in s.auths}),
         "auth_before_tls": before_tls,
-        "client_certificate": any(t.get("client_certificate") for s in obs.sessions for t in s.kinds("tls")),
+        "client_certificate": any(t.client_certificate for s in obs.sessions for t in s.of(Tls)),
         "identity_requests": len(obs.identity),
         "sources": sorted({s.peer for s in obs.sessions}),
-        "recipient_domains": sorted({_domain_of(c) for s in obs.smtp for c in s.commands()
-                                     if c[:8].upper() == "RCPT TO:" and "@" in c}),
+        "recipient_domains": sorted({c.address.rsplit("@", 1)[1].lower() for s in obs.smtp for c in s.commands()
+                                     if c.verb == "RCPT" and c.address and "@" in c.address}),
     }
-
-
-def _domain_of(rcpt: str) -> str:
-    return rcpt.split("@", 1)[1].split(">", 1)[0].strip().lower()

@@ -23,6 +23,7 @@ from fakes.exo.errors import ConfigError
 from fakes.exo.events import Fault, MidRun
 from fakes.exo.lab import Demand, MissingRole, Roles, roles, unmet
 from fakes.exo.names import IDENTITY_HOST, WELL_KNOWN_PORTS
+from fakes.exo.observed import Connect, Disconnect, DnsQuery, Observed, describe
 from fakes.exo.tenant import Tenant
 from fakes.store import StoredMessage
 from harness.checks import Outcome
@@ -98,49 +99,19 @@ class CaseResult:
         }
 
 
-def _line(event: dict[str, Any]) -> str | None:
-    kind = event["kind"]
-    if kind == "command":
-        return f"C: {event['line']}"
-    if kind == "auth_response":
-        return "C: <redacted>"
-    if kind == "reply":
-        return f"S: {event['line']}"
-    if kind == "message":
-        return f"C: <message, {event['size']} bytes by {event.get('via', 'DATA')}>"
-    if kind == "client_hello":
-        suites = event.get("cipher_suites") or []
-        return (f"*  ClientHello: offers {', '.join(event.get('versions', []))}; SNI {event.get('sni') or 'none'}"
-                + (f"; {len(suites)} cipher suites: {', '.join(map(str, suites))}" if suites else ""))
-    if kind == "tls":
-        cert = f"; client certificate {', '.join(event['client_certificate'])}" \
-            if event.get("client_certificate") else ""
-        return f"*  TLS {event['version']} {event['cipher']}{cert}"
-    if kind in ("tls_failed", "stored", "attribution", "spf", "fault", "harness_fault", "silent",
-                "plaintext", "discarded", "refused"):
-        detail = {k: v for k, v in event.items() if k not in ("session", "t", "kind", "traceback")}
-        return f"*  {kind}: {detail}"
-    return None
-
-
 def transcript(obs: Observation) -> list[dict[str, Any]]:
     """Each connection as the report shows it: seconds since it opened, C:/S: lines and what the
-    edge noted (the TLS boundary with version, cipher and SNI; the ClientHello's offer)."""
+    edge noted (the TLS boundary with version, cipher and SNI; the ClientHello's offer), each
+    line as ``describe`` renders it (the live view's too)."""
     out = []
     for session in obs.sessions:
-        opened = session.events[0]["t"]
-        lines = [f"{event['t'] - opened:7.3f} {text}" for event in session.events if (text := _line(event))]
+        opened = session.events[0].t
+        lines = [f"{event.t - opened:7.3f} {text}" for event in session.events
+                 if not isinstance(event, Connect | Disconnect) and (text := describe(event))]
         out.append({"session": session.id, "endpoint": session.endpoint, "peer": session.peer, "lines": lines})
     if obs.identity:  # what the sender asked login.microsoftonline.com, in order
-        lines = []
-        for event in obs.identity:
-            asked = ", ".join(f"{k}={event[k]}" for k in ("grant_type", "client_id", "scope", "user")
-                              if event.get(k))
-            answer = event.get("outcome")
-            lines.append(f"C: {event.get('endpoint')} {asked}".rstrip())
-            lines.append(f"S: {answer}" + (f" (AADSTS{event['aadsts']})" if event.get("aadsts") else ""))
-        out.append({"session": "identity", "endpoint": "identity", "peer": obs.identity[0].get("peer", "?"),
-                    "lines": lines})
+        lines = [line for event in obs.identity for line in (describe(event) or "").splitlines()]
+        out.append({"session": "identity", "endpoint": "identity", "peer": obs.identity[0].peer, "lines": lines})
     return out
 
 
@@ -312,14 +283,15 @@ class Runner:
         verdict, reason, fault = self.verdict(scenario, obs, outcomes, result)
         return CaseResult(scenario, self.sender.name, verdict, reason, outcomes, result, transcript(obs),
                           started, time.monotonic() - clock, fault, sender_facts(obs),
-                          [{k: e.get(k) for k in ("name", "type", "rcode", "answers", "transport")} for e in obs.dns],
+                          [{"name": e.name, "type": e.type, "rcode": e.rcode, "answers": list(e.answers),
+                            "transport": e.transport} for e in obs.dns if isinstance(e, DnsQuery)],
                           [stored_summary(m) for m in obs.stored],
                           exercised=not (verdict == Verdict.INFO and reason.startswith(NOT_EXERCISED)))
 
     def observe(self, mark: int, expected_host: str) -> Observation:
         """What the edge saw of the sessions begun since ``mark``, with the copies they stored."""
         events = self.edge.records.window(mark)
-        sessions = sorted({e["session"] for e in events if e["kind"] == "connect"})
+        sessions = sorted({e.session for e in events if isinstance(e, Connect)})
         return Observation.build(events, self.edge.store.messages(sessions=sessions), expected_host)
 
     def _masked(self, case: CaseResult) -> CaseResult:
@@ -341,9 +313,9 @@ class Runner:
         has happened for ``manual_idle`` seconds (or the scenario's timeout)."""
         deadline = time.monotonic() + max(budget, 0.5)
 
-        def quiet(events: list[dict[str, Any]]) -> bool:
-            opened = {e["session"] for e in events if e["kind"] == "connect"}
-            closed = {e["session"] for e in events if e["kind"] == "disconnect"}
+        def quiet(events: list[Observed]) -> bool:
+            opened = {e.session for e in events if isinstance(e, Connect)}
+            closed = {e.session for e in events if isinstance(e, Disconnect)}
             if manual and not opened:
                 return False
             return opened <= closed
@@ -363,7 +335,7 @@ class Runner:
                  result: SenderResult) -> tuple[Verdict, str, str | None]:
         """The verdict, why, and for an ERROR whose fault it is: harness, environment or scenario."""
         if obs.harness_faults:
-            return Verdict.ERROR, f"harness fault: {obs.harness_faults[0].get('error')}", "harness"
+            return Verdict.ERROR, f"harness fault: {obs.harness_faults[0].error}", "harness"
         if result.error:
             return Verdict.ERROR, f"environment: the sender could not run: {result.error}", "environment"
         if not obs.sessions:

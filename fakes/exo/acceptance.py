@@ -15,6 +15,7 @@ from . import rules
 from .errors import InternalError
 from .events import Acceptance, Delivery
 from .message import Failure, NonDeliveryReport, header_block, new_message_id, prepend_headers
+from .observed import Attribution, Observed, Spf
 from .replies import Reply
 from .state import EdgeState
 from .tenant import Mailbox
@@ -43,7 +44,7 @@ class Answer:
     reply: Reply
     fields: dict[str, str] = field(default_factory=dict)
     accepted: Acceptance | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[Observed, ...] = ()
 
 
 def at_submission(session: Transaction, content: bytes | bytearray, headers: Any) -> Answer:
@@ -107,8 +108,8 @@ def at_mx(session: Transaction, content: bytes | bytearray, headers: Any) -> Ans
         deliveries.append(ndr if sender else replace(ndr, folder="Outbound", mailbox=None))
     answer = _queued(session, stamped, message_id, deliveries, delayed=False, spf=spf)
     connector = session.attribution.connector
-    return replace(answer, notes={"spf": spf, "attribution": {"connector": connector.name if connector else None,
-                                                               "reason": session.attribution.reason}})
+    return replace(answer, notes=(Spf(value=spf), Attribution(connector=connector.name if connector else None,
+                                                             reason=session.attribution.reason)))
 
 def _report(session: Transaction, sender: str, failures: list[Failure], content: bytes, when: float) -> Delivery:
     """The one NDR of a message, for all its failed recipients (rendered when stored)."""

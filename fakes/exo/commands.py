@@ -24,6 +24,7 @@ from .events import (
     StartTls,
     Unknown,
 )
+from .observed import Command
 from .replies import Reply
 
 # ESMTP parameters of the advertised extensions (SIZE, 8BITMIME/BINARYMIME, SMTPUTF8, DSN, AUTH).
@@ -81,6 +82,24 @@ def parse_command(raw: bytes) -> Event:
         takes_no_argument = verb in ("DATA", "RSET", "STARTTLS")
         return Malformed(line) if arg and takes_no_argument else simple[verb]()
     return Unknown(word)
+
+
+_VERBS: dict[type, str] = {MailFrom: "MAIL", RcptTo: "RCPT", Auth: "AUTH", Data: "DATA", Reset: "RSET",
+                           Noop: "NOOP", Quit: "QUIT", StartTls: "STARTTLS"}
+
+
+def command_fact(line: str, parsed: Event) -> Command:
+    """A command as the records keep it: the line as shown, its verb, and for MAIL and RCPT the
+    address and the parameters' names, read once here so that no reader parses the line again."""
+    if isinstance(parsed, Hello):
+        return Command(line=line, verb=parsed.verb)
+    if isinstance(parsed, MailFrom | RcptTo):
+        address = None if parsed.address in (BARE_MAIL, MALFORMED_PATH) else parsed.address
+        return Command(line=line, verb=_VERBS[type(parsed)], address=address,
+                       params=tuple(key.upper() for key, _ in parsed.params))
+    if isinstance(parsed, Unknown):
+        return Command(line=line, verb=parsed.verb.upper() if parsed.verb.isascii() else "")
+    return Command(line=line, verb=_VERBS.get(type(parsed), ""))
 
 
 def valid_helo_name(name: str) -> bool:

@@ -7,10 +7,11 @@ becomes (``Acceptance``: where each copy is delivered). Refusals are decisions, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from .message import NonDeliveryReport
+from .observed import Observed
 from .replies import Reply
 from .wire import BodyData as BodyData
 from .wire import ChunkEnd as ChunkEnd
@@ -153,8 +154,8 @@ class Decision:
     read_data: bool = False  # a message follows, up to the lone dot (after 354)
     accepted: Acceptance | None = None
     delay: float = 0.0  # seconds the adapter waits before writing (an injected slow edge)
-    # what the record should say beyond the reply: auth outcome, attribution, SPF
-    notes: dict[str, Any] = field(default_factory=dict)
+    # what the record should say beyond the reply: the message's facts, AUTH outcome, attribution, SPF
+    notes: tuple[Observed, ...] = ()
 
     @property
     def code(self) -> int | None:

@@ -18,6 +18,8 @@ from email.mime.text import MIMEText
 from email.parser import HeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
 
+from .observed import MessageSeen
+
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 # The part of a message an NDR sends back: its headers, cut at this many octets.
 NDR_RETURNED_HEADERS = 16 * 1024
@@ -103,19 +105,22 @@ def read_headers(content: Content) -> Headers:
     )
 
 
-def message_facts(content: Content, headers: Headers | None = None) -> dict[str, object]:
+def message_facts(content: Content, headers: Headers | None = None, *, size: int | None = None,
+                  via: str = "DATA", chunks: int | None = None) -> MessageSeen:
     """What a conformance check needs to know about a message as the sender sent it (``headers``:
-    its ``read_headers``, when the caller has them already)."""
+    its ``read_headers``, when the caller has them already; ``size``: all the octets sent, when
+    ``content`` kept only those up to a limit)."""
     headers = headers or read_headers(content)
-    return {
-        "has_date": headers.date is not None,
-        "has_message_id": headers.message_id is not None,
-        "has_from": bool(headers.from_addresses),
-        "bare_lf": has_bare_lf(content),
-        "header_bytes": headers.header_bytes,
+    return MessageSeen(
+        size=len(content) if size is None else size, via=via, chunks=chunks,
+        has_date=headers.date is not None,
+        has_message_id=headers.message_id is not None,
+        has_from=bool(headers.from_addresses),
+        bare_lf=has_bare_lf(content),
+        header_bytes=headers.header_bytes,
         # only lines over RFC 5322's 998 octets are measured (0: none is longer)
-        "longest_line": longest_line_over(content),
-    }
+        longest_line=longest_line_over(content),
+    )
 
 
 def new_message_id(host: str, unique: str) -> str:

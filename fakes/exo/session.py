@@ -63,6 +63,7 @@ from .message import (
     read_headers,
 )
 from .names import LEGACY_TLS_VERSIONS, Endpoint, is_address
+from .observed import Attribution, AuthOutcome, FaultInjected, LegacyTls, Observed, Refused
 from .phases import AUTH_PHASES, MAX_PROTOCOL_ERRORS, PROTOCOL_ERRORS, SEQUENCE, STAGES, Phase
 from .replies import Reply, ReplyContext
 from .secrets import unknown_user
@@ -100,6 +101,7 @@ class Session:
         self._chunk_refusal: Reply | None = None  # the answer owed after the current BDAT chunk
         self._chunk_fault: Fault | None = None  # the data stage's injected fault, due after the first chunk
         self._chunks = 0
+        self.parsed: Event | None = None  # the latest line, as read: a command or an answer to a 334
         self.stage = "banner"  # what the latest reply answers: ehlo, auth, mail, rcpt, data, message…
 
     # -- naming -----------------------------------------------------------------------------
@@ -127,7 +129,7 @@ class Session:
         if refusal is not None:
             self.phase = Phase.CLOSED
             return Decision((refusal.render(),), reply=refusal, close=True,
-                            notes={"refused": {"reason": "connection limit", "peer": self.peer_ip}})
+                            notes=(Refused(reason="connection limit", peer=self.peer_ip),))
         self._admitted = True
         return Decision((R.banner(self.host, self.state.clock(), self.id),))
 
@@ -137,8 +139,8 @@ class Session:
         return None if fault is None else self._fault_decision(fault)
 
     def _fault_decision(self, fault: Fault) -> Decision | None:
-        note = {"fault": {"stage": fault.stage, "reply": fault.reply.render() if fault.reply else None,
-                          "drop": fault.drop, "delay": fault.delay}}
+        note = (FaultInjected(stage=fault.stage, reply=fault.reply.render() if fault.reply else None,
+                              drop=fault.drop, delay=fault.delay),)
         if fault.drop:
             self.phase = Phase.CLOSED
             self._release()
@@ -150,7 +152,7 @@ class Session:
         return None
 
     def say(self, reply: Reply, *, close: bool = False, **fields: Any) -> Decision:
-        notes = fields.pop("notes", {})
+        notes: tuple[Observed, ...] = fields.pop("notes", ())
         if reply in PROTOCOL_ERRORS:
             self.protocol_errors += 1
             if self.protocol_errors > MAX_PROTOCOL_ERRORS:
@@ -177,11 +179,14 @@ class Session:
         return STAGES.get(type(event), "other")
 
     def receive(self, event: WireEvent) -> Decision:
-        """A wire event from ``fakes.exo.wire.Framer``: a line is a command, or the answer to a 334."""
+        """A wire event from ``fakes.exo.wire.Framer``: a line is a command, or the answer to a 334
+        (``parsed`` holds what the line was read as, for the record)."""
         if isinstance(event, Line):
             if self.in_auth_exchange:
-                return self.handle(AuthLine(event.raw.decode("utf-8", "replace")))
-            return self.handle(parse_command(event.raw))
+                self.parsed = AuthLine(event.raw.decode("utf-8", "replace"))
+            else:
+                self.parsed = parse_command(event.raw)
+            return self.handle(self.parsed)
         return self.handle(event)
 
     def handle(self, event: Event) -> Decision:
@@ -276,23 +281,23 @@ class Session:
         self.certificate_names = event.certificate_names
         self.phase = Phase.CONNECTED  # RFC 3207: the client must say EHLO again
         self._reset_transaction()
-        notes: dict[str, Any] = {}
+        notes: tuple[Observed, ...] = ()
         if self.is_mx:
             self.attribution = rules.attribute(
                 self.state.tenant, self.peer_ip, event.certificate_names or None, event.version
             )
-            notes["attribution"] = self.attribution_note()
+            notes = (self.attribution_note(),)
         elif event.version in LEGACY_TLS_VERSIONS and not (
             self.endpoint == "legacy" and self.state.tenant.org.allow_legacy_tls_clients
         ):
             # The handshake completes, as the real one does; the next command gets 4.7.66.
             self._legacy_refused = True
-            notes["legacy_tls"] = event.version
+            notes = (LegacyTls(value=event.version),)
         return Decision((), notes=notes)
 
-    def attribution_note(self) -> dict[str, Any]:
+    def attribution_note(self) -> Attribution:
         connector = self.attribution.connector
-        return {"connector": connector.name if connector else None, "reason": self.attribution.reason}
+        return Attribution(connector=connector.name if connector else None, reason=self.attribution.reason)
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -319,8 +324,8 @@ class Session:
         self.phase = Phase.AUTH_XOAUTH2
         return Decision((R.XOAUTH2_CONTINUE.render(),), reply=R.XOAUTH2_CONTINUE)
 
-    def _auth_note(self, mechanism: str, user: str, outcome: str, reason: str = "") -> dict[str, Any]:
-        return {"auth": {"mechanism": mechanism, "user": user, "outcome": outcome, "reason": reason}}
+    def _auth_note(self, mechanism: str, user: str, outcome: str, reason: str = "") -> tuple[Observed, ...]:
+        return (AuthOutcome(mechanism=mechanism, user=user, outcome=outcome, reason=reason),)
 
     def _auth_line(self, line: str) -> Decision:
         mechanism = self.auth_mechanism or ""
@@ -440,7 +445,7 @@ class Session:
                 bool(self.certificate_names),
             )
             if refusal:
-                return self.say(refusal, notes={"attribution": self.attribution_note()})
+                return self.say(refusal, notes=(self.attribution_note(),))
         injected = self._injected("rcpt")
         if injected:
             return injected
@@ -506,12 +511,11 @@ class Session:
         if body is None:
             raise InternalError("expected body is not None")
         headers = read_headers(body.data)  # once: for the record and for the judgement
-        facts = {"size": body.size, "via": "BDAT" if via_bdat else "DATA", **message_facts(body.data, headers)}
-        if via_bdat:
-            facts["chunks"] = self._chunks
+        facts = message_facts(body.data, headers, size=body.size, via="BDAT" if via_bdat else "DATA",
+                              chunks=self._chunks if via_bdat else None)
         decision = self._judge_message(body, via_bdat, headers)
         self._end_transaction()
-        return replace(decision, notes={"message": facts, **decision.notes})
+        return replace(decision, notes=(facts, *decision.notes))
 
     def _end_transaction(self) -> None:
         self._body = None
@@ -541,7 +545,7 @@ class Session:
         answer = judge(transaction, content, headers)
         fields: dict[str, Any] = dict(answer.fields)
         decision = self.say(answer.reply, **fields)
-        return replace(decision, accepted=answer.accepted, notes={**decision.notes, **answer.notes})
+        return replace(decision, accepted=answer.accepted, notes=(*decision.notes, *answer.notes))
 
     # -- the rest -------------------------------------------------------------------------------
 

@@ -81,9 +81,9 @@ def test_garbage_is_dropped_and_counted_and_the_server_keeps_answering(edge):
 def test_queries_are_recorded_with_source_name_type_and_answer(edge):
     mark = edge.records.mark()
     ask(edge, "smtp.office365.com", "A", tcp=True)
-    (event,) = [e for e in edge.records.window(mark) if e["kind"] == "dns_query"]
-    assert event["peer"][0] == "127.0.0.1" and event["transport"] == "tcp"
-    assert (event["name"], event["type"], event["rcode"], event["answers"]) == (
+    (event,) = [e for e in edge.records.window(mark) if e.kind == "dns_query"]
+    assert event.peer[0] == "127.0.0.1" and event.transport == "tcp"
+    assert (event.name, event.type, event.rcode, list(event.answers)) == (
         "smtp.office365.com", "A", "NOERROR", ["127.0.0.1"])
 
 

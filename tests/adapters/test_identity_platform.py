@@ -315,8 +315,8 @@ def test_the_login_page_blocks_a_source_that_guesses_codes_and_says_the_same_for
     blocked_live, blocked_dead = typed(live["user_code"]), typed("NOTACODE")
     assert "AADSTS50053" in blocked_live and "IP address" in blocked_live
     assert blocked_live.replace(live["user_code"], "X") == blocked_dead.replace("NOTACODE", "X")
-    logins = [e for e in edge.records.events() if e["kind"] == "identity" and e["endpoint"] == "device-login"]
-    assert [e["aadsts"] for e in logins[-2:]] == [50053, 50053]
+    logins = [e for e in edge.records.events() if e.kind == "identity" and e.endpoint == "device-login"]
+    assert [e.aadsts for e in logins[-2:]] == [50053, 50053]
     edge.on_loop(lambda: setattr(edge, "clock_offset", 61.0))  # a minute later the page takes codes again
     try:
         assert "Sie haben sich beim Gerät angemeldet" in typed(live["user_code"], mkt="de")

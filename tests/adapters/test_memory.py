@@ -34,7 +34,7 @@ def test_closed_tls_connections_are_freed_without_the_cyclic_collector(tmp_path,
                 device.login("scanner@contoso.com", "Scan-2026!")
                 device.sendmail("scanner@contoso.com", ["alice@contoso.com"], b"Subject: x\r\n\r\nhello\r\n")
         assert edge.records.wait_for(
-            lambda events: sum(e["kind"] == "disconnect" for e in events) >= 20, 10, since=mark)
+            lambda events: sum(e.kind == "disconnect" for e in events) >= 20, 10, since=mark)
         runner.edge.on_loop(lambda: None)  # one more turn of the loop: the last close's callbacks have run
         alive = [ref() for ref in made if ref() is not None]
         assert len(made) == 20 and not alive, f"{len(alive)} closed connections still alive (a reference cycle)"

@@ -135,8 +135,8 @@ def test_ip_connector_relays_to_the_internet(edge):
     assert replies[1] == replies[2] == "250 2.1.5 Recipient OK"
     placed = {(m.folder, m.recipient) for m in edge.store.messages()}
     assert placed == {("Outbound", "partner@example.org"), ("Inbox", "alice@contoso.com")}
-    notes = [e for e in edge.records.window(mark) if e["kind"] == "attribution"]
-    assert notes and notes[-1]["connector"] == "Lab printers by IP"
+    notes = [e for e in edge.records.window(mark) if e.kind == "attribution"]
+    assert notes and notes[-1].connector == "Lab printers by IP"
 
 
 def test_ip_connector_still_needs_a_sender_in_an_accepted_domain(edge):
@@ -163,9 +163,9 @@ def test_certificate_connector_relays_with_a_matching_client_certificate(edge, t
     assert replies[1] == "250 2.1.5 Recipient OK" and replies[2].startswith("250 2.6.0")
     assert [m.folder for m in edge.store.messages()] == ["Outbound"]
     events = edge.records.window(mark)
-    tls = next(e for e in events if e["kind"] == "tls")
-    assert tls["client_certificate"] == ["relay.contoso.com"]
-    assert any(e["kind"] == "attribution" and e["connector"] == "Lab relay by certificate" for e in events)
+    tls = next(e for e in events if e.kind == "tls")
+    assert tls.client_certificate == ("relay.contoso.com",)
+    assert any(e.kind == "attribution" and e.connector == "Lab relay by certificate" for e in events)
 
 
 def test_a_certificate_for_another_domain_is_refused_relay(edge, tmp_path):
@@ -182,10 +182,10 @@ def test_the_mx_refuses_tls_1_0_and_1_1_at_the_handshake_and_takes_the_plain_ret
     with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS"):
         direct_send(edge, "127.0.0.30", "scanner@contoso.com", ("partner@example.org",),
                     context=relay_context(edge, tmp_path, "relay.contoso.com", version))
-    assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5, since=mark)
+    assert edge.records.wait_for(lambda events: any(e.kind == "disconnect" for e in events), 5, since=mark)
     events = edge.records.window(mark)
-    assert [e["kind"] for e in events if e["kind"] in ("tls", "tls_failed")] == ["tls_failed"]
-    assert next(e for e in events if e["kind"] == "client_hello")["highest_version"] == version
+    assert [e.kind for e in events if e.kind in ("tls", "tls_failed")] == ["tls_failed"]
+    assert next(e for e in events if e.kind == "client_hello").highest_version == version
     replies = direct_send(edge, IN_SPF, "scanner@contoso.com", ("alice@contoso.com",))  # again, in the clear
     assert replies[-1].startswith("250 2.6.0")
 
@@ -223,8 +223,8 @@ def test_an_internal_fault_is_a_451_4_3_0_and_a_recorded_harness_fault(edge):
         edge.state.spf = original
     assert replies[-1].startswith("451 4.3.0 ")
     assert not replies[-1].startswith("500 Error")
-    faults = [e for e in edge.records.window(mark) if e["kind"] == "harness_fault"]
-    assert faults and "SPF evaluation broke" in faults[0]["error"]
+    faults = [e for e in edge.records.window(mark) if e.kind == "harness_fault"]
+    assert faults and "SPF evaluation broke" in faults[0].error
     assert edge.store.messages() == []
 
 
@@ -244,7 +244,7 @@ def test_a_tls_1_0_device_that_retries_in_the_clear_passes_the_legacy_case_and_a
                        replace(MX, tls_min="TLSv1", tls_max="TLSv1"))
     result = Runner(edge, ReferenceSender(retrying)).run(case)
     assert result.verdict == Verdict.PASS, result.reason
-    refused = [e for e in edge.records.events() if e["kind"] == "tls_failed"]
+    refused = [e for e in edge.records.events() if e.kind == "tls_failed"]
     assert refused, "the MX never refused the TLS 1.0 handshake"
     strict = Runner(edge, ReferenceSender(PROFILES["direct-send-tls10-strict"])).run(case)
     assert strict.verdict == Verdict.FAIL and "stored" in [o.check for o in strict.outcomes if o.failed]

@@ -7,7 +7,10 @@ import base64
 import json
 import smtplib
 
+import msgspec
+
 from fakes.edge import Edge, EdgeThread
+from fakes.exo.observed import Command, decode
 from fakes.exo.secrets import SecretMask
 from fakes.record import RecordLog
 
@@ -17,13 +20,13 @@ def test_a_secret_that_looks_like_a_number_or_a_key_masks_values_never_the_json(
     mask.add("2026", "kind", "session")  # a password may be any text: a year, a word of the vocabulary
     log = RecordLog(tmp_path / "records.jsonl", clock=lambda: 1764420262.5, mask=mask.mask)
     session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
-    session.command("EHLO printer-2026")
+    session.add(Command(line="EHLO printer-2026", verb="EHLO"))
     log.close()
     lines = (tmp_path / "records.jsonl").read_text().splitlines()
-    events = [json.loads(line) for line in lines]  # every line parses
-    assert [e["kind"] for e in events] == ["connect", "command"]
-    assert events[0]["t"] == 1764420262.5
-    assert events[1]["line"] == "EHLO printer-********"
+    events = [decode(line) for line in lines]  # every line parses, as the types
+    assert [e.kind for e in events] == ["connect", "command"]
+    assert events[0].t == 1764420262.5 and events[0].session == "s00001"
+    assert isinstance(events[1], Command) and events[1].line == "EHLO printer-********"
 
 
 def test_records_reach_the_file_while_the_edge_runs(tmp_path):
@@ -36,11 +39,11 @@ def test_records_reach_the_file_while_the_edge_runs(tmp_path):
         with smtplib.SMTP(host, port, local_hostname="device.lab") as client:
             client.ehlo()
             # still open: the events so far reach the file by the edge's flush, within a second
-            assert edge.records.wait_for(lambda events: any(e["kind"] == "reply" for e in events), 5)
+            assert edge.records.wait_for(lambda events: any(e.kind == "reply" for e in events), 5)
             assert edge.records.wait_written(timeout=10), "the open session's events were never written"
             assert "ehlo device.lab" in path.read_text().lower()
         # closed: its disconnect is flushed with it
-        assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5)
+        assert edge.records.wait_for(lambda events: any(e.kind == "disconnect" for e in events), 5)
         assert '"kind":"disconnect"' in path.read_text()
 
 
@@ -54,10 +57,10 @@ def test_the_records_window_is_bounded_in_octets_not_only_in_events(tmp_path):
     session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
     mark = log.mark()
     for n in range(1000):  # 1000 lines of 4000 characters (a value is kept up to 4 KiB): 4 MB
-        session.command(f"NOOP {n:03d} " + "A " * 2000)
+        session.add(Command(line=f"NOOP {n:03d} " + "A " * 2000, verb="NOOP"))
     kept = log.events()
-    assert sum(len(json.dumps(e, separators=(",", ":"))) for e in kept) <= 1 << 20 and 200 <= len(kept) < 300
-    assert kept[-1]["line"].startswith("NOOP 999 ")
+    assert sum(len(msgspec.json.encode(e)) for e in kept) <= 1 << 20 and 200 <= len(kept) < 300
+    assert kept[-1].line.startswith("NOOP 999 ")
     try:
         log.window(mark)
     except WindowLost as lost:
@@ -77,7 +80,7 @@ def test_a_long_value_is_kept_as_its_start_and_never_as_half_a_secret(tmp_path):
     session = log.open_session("submission", ("127.0.0.5", 40000), ("127.0.0.1", 587))
     padding = "NOOP " + "x " * 2046  # 4097 characters: the password's base64 crosses the cut
     secret = base64.b64encode(b"Scan-2026!").decode()
-    session.command(padding + secret + " " + "A" * 65_000)
+    session.add(Command(line=padding + secret + " " + "A" * 65_000, verb="NOOP"))
     log.close()
     (line,) = [json.loads(x)["line"] for x in (tmp_path / "records.jsonl").read_text().splitlines()[1:]]
     assert len(line) < 4200 and line.endswith("characters not kept)")

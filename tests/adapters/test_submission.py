@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 import smtplib
 import socket
@@ -12,6 +11,7 @@ import ssl
 import pytest
 
 from fakes.exo import replies as R
+from fakes.exo.observed import decode
 from fakes.exo.tokens import TokenAuthority, generate_issuer_key, xoauth2_payload
 from tests.conftest import overrides
 from tests.helpers import SUFFIX, Device, client_context, message, submit
@@ -246,8 +246,8 @@ def test_over_30_messages_a_minute_is_accepted_but_delayed(edge):
     assert len(inbox) == 1 and inbox[0].delayed
     sent = edge.store.messages(mailbox="scanner@contoso.com", folder="Sent Items")
     assert len(sent) == 1 and not sent[0].delayed
-    stored = [e for e in edge.records.events() if e["kind"] == "stored"]
-    assert stored[-1]["delayed"] is True
+    stored = [e for e in edge.records.events() if e.kind == "stored"]
+    assert stored[-1].delayed is True
 
 
 def test_size_declared_over_the_limit_is_refused_at_mail(edge):
@@ -300,14 +300,14 @@ def test_records_show_tls_login_and_no_secret(edge):
         device.secure()
         xoauth2(device, "scanner@contoso.com", token)
     events = edge.records.window(mark)
-    auth = [e for e in events if e["kind"] == "auth"]
-    assert [(a["mechanism"], a["outcome"]) for a in auth] == [("LOGIN", "success"), ("XOAUTH2", "success")]
-    assert {e["version"] for e in events if e["kind"] == "tls"} <= {"TLSv1.2", "TLSv1.3"}
+    auth = [e for e in events if e.kind == "auth"]
+    assert [(a.mechanism, a.outcome) for a in auth] == [("LOGIN", "success"), ("XOAUTH2", "success")]
+    assert {e.version for e in events if e.kind == "tls"} <= {"TLSv1.2", "TLSv1.3"}
     on_disk = edge.records.path.read_text()
     for secret in ("Scan-2026!", base64.b64encode(b"Scan-2026!").decode(), token[:40],
                    xoauth2_payload("scanner@contoso.com", token)[:40]):
         assert secret not in on_disk
-    assert all(json.loads(line)["kind"] for line in on_disk.splitlines())
+    assert all(decode(line) for line in on_disk.encode().splitlines())  # every line is one of the types
 
 
 def test_a_store_failure_is_a_451_not_a_250_and_a_recorded_harness_fault(tmp_path):
@@ -317,7 +317,7 @@ def test_a_store_failure_is_a_451_not_a_250_and_a_recorded_harness_fault(tmp_pat
         broken.store.messages_dir.rmdir()  # the .eml directory is gone: writing a copy fails
         reply = submit(broken)
         assert reply.startswith("451 4.3.0 ")
-        assert any(e["kind"] == "harness_fault" for e in broken.records.events())
+        assert any(e.kind == "harness_fault" for e in broken.records.events())
 
 
 def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
@@ -330,7 +330,7 @@ def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
         device.docmd("DATA")
         device.send(b"From: scanner@contoso.com\r\n\r\nhalf a mess")
         device.sock.shutdown(socket.SHUT_RDWR)
-    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
+    assert edge.records.wait_for(lambda ev: any(e.kind == "disconnect" for e in ev), 5, since=mark)
     assert edge.store.messages() == []
 
 
@@ -338,8 +338,8 @@ def test_sni_is_recorded(edge):
     mark = edge.records.mark()
     with Device(edge) as device:
         device.secure()
-    hello = [e for e in edge.records.window(mark) if e["kind"] == "client_hello"]
-    assert hello and hello[0]["sni"] == "smtp.office365.com"
+    hello = [e for e in edge.records.window(mark) if e.kind == "client_hello"]
+    assert hello and hello[0].sni == "smtp.office365.com"
 
 
 def test_certificate_is_for_smtp_office365_com(edge):
@@ -416,7 +416,7 @@ def test_the_tarpit_delays_error_replies_only_and_records_a_client_that_left(tmp
         with RawClient(slow) as client:
             client.send(b"XYZZY\r\n")
         # the client closed before its reply: the edge records the reply it never heard
-        assert slow.records.wait_for(lambda events: any(e["kind"] == "abandoned" for e in events), 5, since=mark)
+        assert slow.records.wait_for(lambda events: any(e.kind == "abandoned" for e in events), 5, since=mark)
 
 
 def test_starttls_or_auth_inside_a_transaction_is_a_bad_sequence_not_send_hello_first(edge):

@@ -20,9 +20,9 @@ def test_tls_1_2_and_1_3_are_served(edge, version):
         assert device.sock.version() == version
         device.login("scanner@contoso.com", "Scan-2026!")
     events = edge.records.window(mark)
-    assert [e["version"] for e in events if e["kind"] == "tls"] == [version]
-    hello = next(e for e in events if e["kind"] == "client_hello")
-    assert hello["versions"] == [version]  # a pinned client offers only that version
+    assert [e.version for e in events if e.kind == "tls"] == [version]
+    hello = next(e for e in events if e.kind == "client_hello")
+    assert hello.versions == (version,)  # a pinned client offers only that version
 
 
 @pytest.mark.parametrize("version", ["TLSv1", "TLSv1.1"])
@@ -39,9 +39,9 @@ def test_tls_1_0_and_1_1_complete_the_handshake_then_get_4_7_66(edge, version):
             "TLS 1.2. Visit https://aka.ms/smtp_auth_tls. [")
         assert SUFFIX.search("421 " + text.decode())
     events = edge.records.window(mark)
-    assert any(e["kind"] == "legacy_tls" and e["value"] == version for e in events)
-    hello = next(e for e in events if e["kind"] == "client_hello")
-    assert hello["highest_version"] == version
+    assert any(e.kind == "legacy_tls" and e.value == version for e in events)
+    hello = next(e for e in events if e.kind == "client_hello")
+    assert hello.highest_version == version
 
 
 def test_legacy_endpoint_serves_tls_1_0_when_the_tenant_allows_it(edge):
@@ -75,10 +75,10 @@ def test_a_client_that_rejects_the_certificate_leaves_a_failed_handshake_on_reco
         untrusting = ssl.create_default_context()  # does not know the lab CA
         with pytest.raises(ssl.SSLCertVerificationError):
             device.starttls(context=untrusting)
-    assert edge.records.wait_for(lambda ev: any(e["kind"] == "tls_failed" for e in ev), 5, since=mark)
+    assert edge.records.wait_for(lambda ev: any(e.kind == "tls_failed" for e in ev), 5, since=mark)
     events = edge.records.window(mark)
-    assert any(e["kind"] == "client_hello" and e["sni"] == "smtp.office365.com" for e in events)
-    assert not any(e["kind"] == "auth" for e in events)
+    assert any(e.kind == "client_hello" and e.sni == "smtp.office365.com" for e in events)
+    assert not any(e.kind == "auth" for e in events)
 
 
 def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
@@ -92,12 +92,12 @@ def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
     ):
         warnings.simplefilter("ignore", ResourceWarning)
         ctx.wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
-    assert edge.records.wait_for(lambda ev: any(e["kind"] == "disconnect" for e in ev), 5, since=mark)
+    assert edge.records.wait_for(lambda ev: any(e.kind == "disconnect" for e in ev), 5, since=mark)
     events = edge.records.window(mark)
-    assert events[0]["endpoint"] == "implicit-tls"
-    hello = next(e for e in events if e["kind"] == "client_hello")
-    assert hello["implicit_tls"] is True and hello["sni"] == "smtp.office365.com"
-    assert "TLSv1.3" in hello["versions"]
+    assert events[0].endpoint == "implicit-tls"
+    hello = next(e for e in events if e.kind == "client_hello")
+    assert hello.implicit_tls is True and hello.sni == "smtp.office365.com"
+    assert "TLSv1.3" in hello.versions
 
 
 @pytest.mark.parametrize("endpoint", ["submission", "mx"])
@@ -115,4 +115,4 @@ def test_a_client_close_notify_ends_the_session_with_the_edges_own(edge, endpoin
         assert plain.recv(1) == b""  # then the edge closed the connection
     finally:
         device.close()
-    assert edge.records.wait_for(lambda events: any(e["kind"] == "disconnect" for e in events), 5, since=mark)
+    assert edge.records.wait_for(lambda events: any(e.kind == "disconnect" for e in events), 5, since=mark)

@@ -35,7 +35,7 @@ def transaction(sender: str = SCANNER, *recipients: str, params: str = "") -> by
 
 
 def stored_events(edge: Edge, since: int) -> list[dict]:
-    return [e for e in edge.records.window(since) if e["kind"] == "stored"]
+    return [e for e in edge.records.window(since) if e.kind == "stored"]
 
 
 # -- CHUNKING and BINARYMIME (RFC 3030) ----------------------------------------------------------
@@ -152,9 +152,9 @@ def test_bytes_pipelined_after_starttls_are_discarded(edge, since):
         client.send(b"EHLO printer\r\nSTARTTLS\r\nMAIL FROM:<injected@contoso.com>\r\n")
         assert client.replies(2)[1].startswith("220 2.0.0")
     # recorded before the 220 was written; never run as a command
-    discarded = [e for e in edge.records.window(since) if e["kind"] == "discarded"]
-    assert discarded and discarded[0]["octets"] == len(b"MAIL FROM:<injected@contoso.com>\r\n")
-    assert not [e for e in edge.records.window(since) if e["kind"] == "command" and "injected" in e["line"]]
+    discarded = [e for e in edge.records.window(since) if e.kind == "discarded"]
+    assert discarded and discarded[0].octets == len(b"MAIL FROM:<injected@contoso.com>\r\n")
+    assert not [e for e in edge.records.window(since) if e.kind == "command" and "injected" in e.line]
 
 
 # -- DATA framing and headers ------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_a_folded_message_id_is_accepted_once(edge, since):
                                            b"Message-ID:\r\n <folded.id.with.some.length@device.test>")
     assert submit(edge, body=body).startswith("250 2.0.0 OK <folded.id.with.some.length@device.test>")
     assert len(stored_events(edge, since)) == 1
-    assert stored_events(edge, since)[0]["message_id"] == "folded.id.with.some.length@device.test"
+    assert stored_events(edge, since)[0].message_id == "folded.id.with.some.length@device.test"
 
 
 def test_a_utf8_message_id_with_smtputf8(edge, since):
@@ -186,7 +186,7 @@ def test_a_utf8_message_id_with_smtputf8(edge, since):
     with RawClient(edge).login() as client:
         client.send(transaction(params=" SMTPUTF8 BODY=8BITMIME") + b"DATA\r\n" + body + b".\r\n")
         assert client.replies(4)[3].startswith("250 2.0.0 OK <b\\xfcrodrucker-1@ger\\xe4t.example>")
-    assert stored_events(edge, since)[0]["message_id"] == "bürodrucker-1@gerät.example"
+    assert stored_events(edge, since)[0].message_id == "bürodrucker-1@gerät.example"
 
 
 def test_a_latin1_command_is_unrecognized_recorded_escaped(edge, since):
@@ -194,9 +194,9 @@ def test_a_latin1_command_is_unrecognized_recorded_escaped(edge, since):
         reply = client.send("EHLO Büro-Drucker\r\n".encode("latin-1")).replies(1)[0]
         assert reply.startswith("500 5.3.3 Unrecognized command 'unknown' [")
         assert client.send(b"EHLO printer\r\n").replies(1) == ["250 SMTPUTF8"]
-    commands = [e["line"] for e in edge.records.window(since) if e["kind"] == "command"]
+    commands = [e.line for e in edge.records.window(since) if e.kind == "command"]
     assert "EHLO B\\xfcro-Drucker" in commands
-    assert not [e for e in edge.records.window(since) if e["kind"] == "harness_fault"]
+    assert not [e for e in edge.records.window(since) if e.kind == "harness_fault"]
 
 
 def test_a_header_block_over_the_limit_is_refused(edge):
@@ -239,7 +239,7 @@ def test_connections_over_the_per_source_cap_hear_421_4_3_2(edge):
     first.send(b"QUIT\r\n").rest()
     first.sock.close()
     assert edge.records.wait_for(
-        lambda evs: any(e["kind"] == "disconnect" and e["session"] == first_id for e in evs), 10, since=mark)
+        lambda evs: any(e.kind == "disconnect" and e.session == first_id for e in evs), 10, since=mark)
     with RawClient(edge) as fourth:
         assert fourth.banner.startswith("220 ")
     second.sock.close()
@@ -289,8 +289,8 @@ def test_replies_are_recorded_with_their_stage_name_and_enhanced_code(edge, sinc
     with RawClient(edge).login() as client:
         client.send(transaction() + b"BDAT 10\r\n" + body[:10] + b"BDAT %d LAST\r\n" % (len(body) - 10) + body[10:]
                     + b"XYZZY\r\n").replies(5)
-    replies = [(e["stage"], e["name"], e["enhanced"]) for e in edge.records.window(since)
-               if e["kind"] == "reply" and e["line"][3:4] != "-"]
+    replies = [(e.stage, e.name, e.enhanced) for e in edge.records.window(since)
+               if e.kind == "reply" and e.line[3:4] != "-"]
     assert ("mail", "SENDER_OK", "2.1.0") in replies and ("rcpt", "RECIPIENT_OK", "2.1.5") in replies
     assert ("data", "CHUNK_RECEIVED", "2.6.0") in replies and ("message", "SUBMITTED", "2.0.0") in replies
     assert ("auth", "AUTH_OK", "2.7.0") in replies and ("other", "UNRECOGNIZED_COMMAND", "5.3.3") in replies

@@ -8,10 +8,13 @@ the case written for it, by the check named for it, with the verdict its severit
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from fakes.exo.observed import decode
 from harness.checks import CHECKS
 from harness.observation import Observation
 from harness.reference import PROFILES, ReferenceSender
@@ -95,6 +98,30 @@ def results(exo_edge) -> dict[tuple[str, str], CaseResult]:
             assert result.verdict != Verdict.ERROR, (name, scenario.id, result.reason)
     reset(exo_edge)
     return out
+
+
+def _free_form(value: object) -> bool:
+    """Whether a value holds a mapping anywhere: what the vocabulary's types leave no room for."""
+    if isinstance(value, dict):
+        return True
+    if isinstance(value, msgspec.Struct):
+        return any(_free_form(getattr(value, name)) for name in value.__struct_fields__)
+    if isinstance(value, list | tuple):
+        return any(_free_form(item) for item in value)
+    return False
+
+
+def test_the_records_of_the_whole_catalog_read_back_as_typed_events(results, exo_edge):
+    """Every line the edge wrote while every profile ran the whole catalog is one of the
+    vocabulary's events (fakes/exo/observed.py), with no field left as a free-form mapping."""
+    exo_edge.records.flush()
+    kinds: collections.Counter[str] = collections.Counter()
+    for number, line in enumerate(exo_edge.records.path.read_bytes().splitlines(), 1):
+        event = decode(line)  # UnknownRecord, naming the field, for anything else
+        assert not _free_form(event), f"records.jsonl:{number}: {line[:300]!r}"
+        kinds[event.kind] += 1
+    assert {"connect", "client_hello", "tls", "tls_failed", "command", "auth_response", "auth", "reply", "message",
+            "stored", "fault", "attribution", "spf", "dns_query", "identity", "abandoned", "disconnect"} <= set(kinds)
 
 
 @pytest.fixture(scope="module")

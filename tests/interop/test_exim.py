@@ -75,7 +75,7 @@ def send_with_exim(exim: str, config: Path, sender: str, recipients: list[str], 
 
 
 def came_by_bdat(edge, since: int) -> bool:
-    return any(e["kind"] == "command" and e["line"].upper().startswith("BDAT ")
+    return any(e.kind == "command" and e.line.upper().startswith("BDAT ")
                for e in edge.records.events(since))
 
 
@@ -114,6 +114,6 @@ def test_exim_relays_through_the_certificate_connector(edge, exim, exim_dir):
     config = exim_config(exim_dir, edge, "mx", source="127.0.0.30", certificate=(cert, key))
     send_with_exim(exim, config, "alerts@contoso.com", ["partner@example.org"], "cert1")
     assert [(m.folder, m.recipient) for m in edge.store.messages()] == [("Outbound", "partner@example.org")]
-    tls = [e for e in edge.records.window(mark) if e["kind"] == "tls"]
-    assert tls and tls[-1]["client_certificate"] == ["relay.contoso.com"]
+    tls = [e for e in edge.records.window(mark) if e.kind == "tls"]
+    assert tls and tls[-1].client_certificate == ("relay.contoso.com",)
     assert came_by_bdat(edge, mark)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.exo.observed import decode
+
 pytestmark = pytest.mark.interop
 
 
@@ -47,9 +49,9 @@ def test_serve_with_no_arguments_then_a_swaks_submission(tmp_path, swaks):
     with sqlite3.connect(first["store"]) as db:
         rows = set(db.execute("SELECT mailbox, folder FROM messages"))
     assert rows == {("alice@contoso.com", "Inbox"), ("scanner@contoso.com", "Sent Items")}
-    records = [json.loads(line) for line in Path(first["records"]).read_text().splitlines()]
-    assert any(e["kind"] == "tls" and e["version"] in ("TLSv1.2", "TLSv1.3") for e in records)
-    assert any(e["kind"] == "auth" and e["mechanism"] == "LOGIN" for e in records)
+    records = [decode(line) for line in Path(first["records"]).read_bytes().splitlines()]  # as the types
+    assert any(e.kind == "tls" and e.version in ("TLSv1.2", "TLSv1.3") for e in records)
+    assert any(e.kind == "auth" and e.mechanism == "LOGIN" for e in records)
     assert "Scan-2026!" not in Path(first["records"]).read_text()
 
 

@@ -32,8 +32,8 @@ def test_swaks_submission_with_starttls_and_auth_login(edge, swaks):
     assert [m.folder for m in edge.store.messages(mailbox="alice@contoso.com")] == ["Inbox"]
     assert [m.folder for m in edge.store.messages(mailbox="scanner@contoso.com")] == ["Sent Items"]
     events = edge.records.window(mark)
-    assert [e["version"] for e in events if e["kind"] == "tls"][0] in ("TLSv1.2", "TLSv1.3")
-    assert [(e["mechanism"], e["outcome"]) for e in events if e["kind"] == "auth"] == [("LOGIN", "success")]
+    assert [e.version for e in events if e.kind == "tls"][0] in ("TLSv1.2", "TLSv1.3")
+    assert [(e.mechanism, e.outcome) for e in events if e.kind == "auth"] == [("LOGIN", "success")]
     assert "Scan-2026!" not in edge.records.path.read_text()
 
 
@@ -56,7 +56,7 @@ def test_swaks_pinned_to_tls_1_0_gets_4_7_66(edge, swaks):
     result = run(swaks_args(swaks, edge, "--tls", "--tls-protocol", "tlsv1",
                             "--tls-cipher", "DEFAULT:@SECLEVEL=0"))
     assert "421 4.7.66 TLS 1.0 and 1.1 are not supported." in result.stdout
-    assert any(e["kind"] == "tls" and e["version"] == "TLSv1" for e in edge.records.events())
+    assert any(e.kind == "tls" and e.version == "TLSv1" for e in edge.records.events())
 
 
 def test_swaks_wrong_password(edge, swaks):
@@ -81,8 +81,8 @@ def test_curl_xoauth2_with_a_token_from_the_edge(edge, curl, tmp_path):
     result = curl_submit(curl, edge, tmp_path, edge.mint_token("scanner@contoso.com"))
     assert result.returncode == 0, result.stderr
     assert "< 235 2.7.0 Authentication successful" in result.stderr
-    assert [(e["mechanism"], e["outcome"]) for e in edge.records.events()
-            if e["kind"] == "auth"][-1] == ("XOAUTH2", "success")
+    assert [(e.mechanism, e.outcome) for e in edge.records.events()
+            if e.kind == "auth"][-1] == ("XOAUTH2", "success")
     assert len(edge.store.messages(mailbox="alice@contoso.com")) == 1
 
 

@@ -7,8 +7,11 @@ import itertools
 import re
 from typing import Any
 
+import msgspec
 import pytest
 
+from fakes.exo.commands import command_fact, parse_command
+from fakes.exo.observed import from_builtins
 from fakes.store import StoredMessage
 from harness import checks as C
 from harness.observation import Observation
@@ -31,7 +34,9 @@ def session(sid: str, endpoint: str, *events: dict[str, Any], peer: str = "127.0
 
 
 def cmd(line: str) -> dict[str, Any]:
-    return ev("command", line=line)
+    """A command as the edge records it: with its verb, and MAIL's or RCPT's address and parameters."""
+    fact = command_fact(line, parse_command(line.encode()))
+    return {key: value for key, value in msgspec.to_builtins(fact).items() if key not in ("session", "t")}
 
 
 def reply(line: str, stage: str = "other") -> dict[str, Any]:
@@ -49,7 +54,7 @@ def stored(folder: str, mailbox: str | None, sid: str = "s1", *, delayed: bool =
 
 def observe(*sessions: list[dict[str, Any]], dns: list[dict[str, Any]] = (), stored_copies=(),
             host: str = HOST) -> Observation:
-    events = [e for s in sessions for e in s] + list(dns)
+    events = [from_builtins(e) for s in sessions for e in s] + [from_builtins(e) for e in dns]
     return Observation.build(events, list(stored_copies), host)
 
 
@@ -72,7 +77,8 @@ GOOD_SUBMISSION = session(
     reply("250 2.6.0 <m@device> [InternalId=1] Queued mail for delivery", "message"), cmd("QUIT"),
     reply("221 2.0.0 Service closing transmission channel", "quit"),
 )
-DNS_LOOKUP = [{"session": "dns000001", "t": 0.5, "kind": "dns_query", "name": HOST, "type": "A", "rcode": "NOERROR"}]
+DNS_LOOKUP = [{"session": "dns000001", "t": 0.5, "kind": "dns_query", "name": HOST, "type": "A", "rcode": "NOERROR",
+               "peer": ["127.0.0.5", 53000], "transport": "udp"}]
 
 
 def edit(events: list[dict[str, Any]], old: dict[str, Any] | None, new: list[dict[str, Any]]) -> list[dict]:
@@ -247,7 +253,7 @@ def test_well_formed(facts, expected):
                "has_from": True, "bare_lf": False, "longest_line": 0}
     events = edit(GOOD_SUBMISSION, {k: v for k, v in message.items()}, [message | facts])
     if "size" in facts:
-        events = edit(events, {"kind": "command", "line": "MAIL FROM:<scanner@contoso.com> SIZE=300"},
+        events = edit(events, cmd("MAIL FROM:<scanner@contoso.com> SIZE=300"),
                       [cmd("MAIL FROM:<scanner@contoso.com>")])
     result = C.WellFormed().evaluate(observe(events))
     if expected is None:
@@ -259,7 +265,7 @@ def test_well_formed(facts, expected):
 
 def identity_event(endpoint: str, outcome: str, **fields: Any) -> dict[str, Any]:
     return {"session": f"idp{next(_clock)}", "t": float(next(_clock)), "kind": "identity", "endpoint": endpoint,
-            "outcome": outcome, **fields}
+            "outcome": outcome, "peer": "127.0.0.5", **fields}
 
 
 def test_oauth_device_flow():
@@ -284,7 +290,8 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def at(t: float, endpoint: str, outcome: str, **fields: Any) -> dict[str, Any]:
-    return {"session": f"idp{t}", "t": t, "kind": "identity", "endpoint": endpoint, "outcome": outcome, **fields}
+    return {"session": f"idp{t}", "t": t, "kind": "identity", "endpoint": endpoint, "outcome": outcome,
+            "peer": "127.0.0.5", **fields}
 
 
 def test_oauth_polling_pace():

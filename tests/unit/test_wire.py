@@ -146,19 +146,23 @@ def test_long_lines_and_bare_lf_are_found_as_a_line_by_line_reading_would(lines)
 
 
 def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk(tmp_path):
+    from fakes.exo.observed import Command, UnknownRecord, decode
     from fakes.record import RecordLog, WindowLost
 
     log = RecordLog(tmp_path / "records.jsonl", in_memory=100)
     session = log.open_session("mx", ("127.0.0.1", 1), ("127.0.0.1", 25))
     for i in range(1000):
-        session.command(f"NOOP {i}")
+        session.add(Command(line=f"NOOP {i}", verb="NOOP"))
     mark = log.mark()
-    session.command("QUIT")
-    assert mark == 1001 and [e["line"] for e in log.events(mark)] == ["QUIT"]
+    session.add(Command(line="QUIT", verb="QUIT"))
+    assert mark == 1001 and [e.line for e in log.events(mark) if isinstance(e, Command)] == ["QUIT"]
     assert len(log.events(0)) == 100  # what is older has left memory, not the file
     with pytest.raises(WindowLost):  # a window that lost its start is never judged in part
         log.window(5)
-    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 1002
-    with pytest.raises(ValueError, match="not in the record vocabulary"):
-        session.event("tls", version="TLSv1.3", colour="blue")  # one vocabulary, checked on write
+    lines = (tmp_path / "records.jsonl").read_bytes().splitlines()
+    assert len(lines) == 1002 and decode(lines[-1]) == log.events(mark)[0]  # the file reads back as the types
+    with pytest.raises(UnknownRecord, match="colour"):  # one vocabulary: a field it does not know is refused
+        decode(b'{"kind":"tls","session":"s1","t":1.0,"version":"TLSv1.3","colour":"blue"}')
+    with pytest.raises(UnknownRecord, match="kind"):
+        decode(b'{"kind":"weather","session":"s1","t":1.0}')
     log.close()
