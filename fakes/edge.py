@@ -31,7 +31,7 @@ from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
 from fakes.exo.events import Fault, MidRun
 from fakes.exo.identity import IdentityPlatform
-from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, SMTP_ENDPOINTS
+from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, MODERN_TLS_VERSIONS, SMTP_ENDPOINTS
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
 from fakes.exo.spf import check_host
@@ -174,7 +174,7 @@ class Edge:
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
             name = "identity"
-            https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=("TLSv1.2", "TLSv1.3"))
+            https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=MODERN_TLS_VERSIONS)
             identity = IdentityServer(self.identity, self.records, https)
             identity.budget = (self.state, self.records)
             self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])

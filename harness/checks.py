@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from fakes.exo import observed as O
 from fakes.exo import replies
+from fakes.exo.names import MINIMUM_TLS, WELL_KNOWN_PORTS
 from harness.check_base import Outcome, _Check
 from harness.checks_oauth import (
     OAuthAppOnly,
@@ -54,13 +55,13 @@ class Port(_Check):
     """Every connection went to an allowed port; 465 (implicit TLS) was never tried."""
 
     check: Literal["port"] = "port"
-    allowed: list[int] = [587, 25]
+    allowed: list[int] = [WELL_KNOWN_PORTS["submission"], WELL_KNOWN_PORTS["submission-25"]]
 
     def evaluate(self, obs: Observation) -> Outcome:
         if not obs.sessions:
             return _no_connection(self)
         ports = [s.port for s in obs.sessions]
-        if 465 in ports:
+        if WELL_KNOWN_PORTS["implicit-tls"] in ports:
             return self.outcome(False, "tried port 465 (implicit TLS): Exchange Online serves SMTP AUTH only "
                                        "with STARTTLS on 587 or 25")
         wrong = sorted({p for p in ports if p not in self.allowed}, key=str)
@@ -110,7 +111,7 @@ class Tls(_Check):
     """Negotiated (and offered) TLS versions."""
 
     check: Literal["tls"] = "tls"
-    minimum: TlsVersion = "TLSv1.2"
+    minimum: TlsVersion = MINIMUM_TLS
     offered_minimum: TlsVersion | None = None  # the highest version offered must reach this
     required: bool = True  # a session without TLS fails
 

@@ -11,14 +11,9 @@ from typing import Literal
 from pydantic import Field
 
 from fakes.exo.observed import IdentityRequest
-from fakes.exo.scopes import for_exchange
+from fakes.exo.scopes import APP_SCOPE, DEVICE_CODE_GRANT, SMTP_SCOPE, for_exchange
 from harness.check_base import Outcome, _Check
 from harness.observation import Observation
-
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-APP_SCOPE = "https://outlook.office365.com/.default"
-SMTP_SCOPE = "https://outlook.office.com/SMTP.Send"
-OPENID_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
 def _requests(obs: Observation, endpoint: str, grant: str | None = None) -> list[IdentityRequest]:

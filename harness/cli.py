@@ -27,7 +27,7 @@ from pathlib import Path
 
 from fakes.edge import Edge, EdgeThread
 from fakes.exo.errors import ExoEdgeError
-from fakes.exo.names import ENDPOINT_NAMES
+from fakes.exo.names import ENDPOINT_NAMES, WELL_KNOWN_PORTS
 from fakes.exo.state import TARPIT
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
@@ -78,7 +78,7 @@ async def _serve(edge: Edge, *, lab: bool = False, live_port: int | None = None)
 
 
 # ``serve --lab``: what a device is set up with, on the address given
-LAB_PORTS = {"mx": 25, "submission": 587, "implicit-tls": 465, "dns": 53, "identity": 443}
+LAB_PORTS = {name: WELL_KNOWN_PORTS[name] for name in ("mx", "submission", "implicit-tls", "dns", "identity")}
 LIVE_PORT = 8025  # the live view's, in a lab (where Mailpit's web page is too)
 
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fakes.exo.errors import ExoEdgeError
+from fakes.exo.scopes import DEVICE_CODE_GRANT, DEVICE_SCOPE
 from harness.senders import Order
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-OAUTH_SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
-APP_SCOPE = "https://outlook.office365.com/.default"
+OAUTH_SCOPE = DEVICE_SCOPE
 # ahead: refreshes before expiry and keeps each new refresh token; never; loop: retries a refused one;
 # stale: refreshes, but keeps presenting the first refresh token it was given
 Refresh = Literal["ahead", "never", "loop", "stale"]

@@ -23,9 +23,10 @@ from typing import Literal
 from dnslib import QTYPE, DNSRecord
 
 from fakes.exo.names import LEGACY_TLS_VERSIONS
+from fakes.exo.scopes import APP_SCOPE
 from fakes.exo.tokens import xoauth2_payload
 from fakes.tls import SSL_VERSIONS
-from harness.device_oauth import APP_SCOPE, OAUTH_SCOPE, DeviceOAuth, Refresh, SignInFailed
+from harness.device_oauth import OAUTH_SCOPE, DeviceOAuth, Refresh, SignInFailed
 from harness.senders import Order, SenderResult
 
 Auth = Literal["login", "login-then-oauth", "xoauth2", "plain", "none", "device-code", "client-credentials", "ropc"]

@@ -13,7 +13,6 @@ tenant in use (raising ``MissingRole`` when that tenant has no one for a part).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,7 @@ from fakes.exo.lab import (
     past_token_lifetime,
     roles,
 )
+from fakes.exo.names import PLACEHOLDER
 from fakes.exo.tenant import Tenant
 from harness.checks import Check, TlsVersion
 
@@ -226,7 +226,7 @@ class Scenario(_Strict):
 def _unknown_role(data: Any, path: str = "") -> tuple[str, str, str] | None:
     """The first ``{name}`` that is no role: (key path, value, name)."""
     if isinstance(data, str):
-        for name in re.findall(r"\{([a-z_0-9]+)\}", data):
+        for name in PLACEHOLDER.findall(data):
             if name not in ROLE_NAMES:
                 return path, data, name
         return None

@@ -46,6 +46,7 @@ from .names import IDENTITY_HOST
 from .replies import IdentityReply
 from .scopes import (
     APP_SCOPES,
+    DEVICE_CODE_GRANT,
     EXCHANGE_PERMISSIONS,
     EXCHANGE_RESOURCES,
     GRAPH,
@@ -57,7 +58,6 @@ from .secrets import REFRESH_TOKEN_PREFIX
 from .tenant import App, Tenant
 from .tokens import APP_ROLE, AUDIENCES, DELEGATED_SCOPE, TokenAuthority
 
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFICATION_URI = "https://www.microsoft.com/link"
 TENANT_ALIASES = ("organizations", "common")

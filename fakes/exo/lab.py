@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ExoEdgeError
+from .names import PLACEHOLDER
 from .tenant import Mailbox, Tenant
 
 EXTERNAL = "partner@example.org"  # RFC 2606: a domain outside every tenant
-_PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
 # Loopback addresses tried, in order, for a source in no connector and no SPF record.
 _SPARE_SOURCES = tuple(f"127.0.0.{n}" for n in range(200, 255))
 
@@ -82,7 +82,7 @@ def placeholders_in(data: Any) -> set[str]:
     """Every ``{role}`` named in strings (and mapping keys) of ``data``."""
     found: set[str] = set()
     if isinstance(data, str):
-        found.update(_PLACEHOLDER.findall(data))
+        found.update(PLACEHOLDER.findall(data))
     elif isinstance(data, dict):
         for key, value in data.items():
             found |= placeholders_in(key) | placeholders_in(value)
@@ -107,7 +107,7 @@ def cast(data: Any, roles: Roles) -> Any:
             if value is None:
                 raise MissingRole(match[1])
             return value
-        return _PLACEHOLDER.sub(fill, data)
+        return PLACEHOLDER.sub(fill, data)
     if isinstance(data, dict):
         return {cast(key, roles): cast(value, roles) for key, value in data.items()}
     if isinstance(data, list | tuple):

@@ -10,6 +10,7 @@ from typing import Literal
 
 from . import replies as R
 from .events import Folder
+from .names import MODERN_TLS_VERSIONS
 from .replies import Reply
 from .tenant import Connector, Mailbox, Tenant
 
@@ -80,7 +81,7 @@ def attribute(tenant: Tenant, peer_ip: str, certificate_names: tuple[str, ...] |
     if certificate_names:
         for connector in tenant.connectors:
             if connector.matches_certificate(certificate_names):
-                if tls_version not in ("TLSv1.2", "TLSv1.3"):
+                if tls_version not in MODERN_TLS_VERSIONS:
                     return Attribution(None, f"certificate matches {connector.name!r} but TLS "
                                              f"{tls_version} is below 1.2")
                 return Attribution(connector, f"client certificate matches {connector.name!r}")

@@ -8,6 +8,11 @@ from __future__ import annotations
 OUTLOOK = "https://outlook.office.com/"
 GRAPH = "https://graph.microsoft.com/"  # an app may hold Graph's scopes too; their tokens are not Exchange's
 APP_SCOPE = "https://outlook.office365.com/.default"
+SMTP_SCOPE = "https://outlook.office.com/SMTP.Send"  # what a device signs in for (delegated)
+DEVICE_SCOPE = f"{SMTP_SCOPE} offline_access"  # ... with a refresh token, to send unattended
+# The grants a device or an app uses, as the token endpoint names them
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+REFRESH_GRANT, CLIENT_CREDENTIALS_GRANT, PASSWORD_GRANT = "refresh_token", "client_credentials", "password"
 # Exchange Online's resource, by both its identifier URIs, and the delegated permissions a device may
 # ask for (dynamic consent: asked at sign-in, whether or not the app registration lists them)
 EXCHANGE_RESOURCES = ("https://outlook.office.com/", "https://outlook.office365.com/")

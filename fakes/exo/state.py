@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from . import replies as R
 from .events import Fault
+from .names import MX_FRONTEND_SUFFIX, MX_SUFFIX, SUBMISSION_FRONTEND_SUFFIX, SUBMISSION_SERVER_SUFFIX
 from .quota import QuotaLedger
 from .replies import Reply
 from .tenant import Tenant
@@ -57,15 +58,15 @@ class EdgeState:
 
     @property
     def submission_host(self) -> str:
-        return f"{self.machine}.outlook.office365.com"
+        return f"{self.machine}{SUBMISSION_SERVER_SUFFIX}"
 
     @property
     def suffix_host(self) -> str:
-        return f"{self.machine}.{self.region}.prod.outlook.com"
+        return f"{self.machine}.{self.region}{SUBMISSION_FRONTEND_SUFFIX}"
 
     @property
     def mx_server_host(self) -> str:
-        return f"{self.mx_machine}.mail.protection.outlook.com"
+        return f"{self.mx_machine}{MX_SUFFIX}"
 
     @property
     def mx_suffix_host(self) -> str:
@@ -73,7 +74,7 @@ class EdgeState:
         protection.outlook.com`` (public bounces and transcripts 2023-2026 [O]; EUR regions are
         written in capitals there, NAM ones in small letters)."""
         region = re.search(r"(?<=\d)[A-Z]{3}\d\d", self.mx_machine)
-        return f"{self.mx_machine}.eop-{region[0] if region else 'EUR01'}.prod.protection.outlook.com"
+        return f"{self.mx_machine}.eop-{region[0] if region else 'EUR01'}{MX_FRONTEND_SUFFIX}"
 
     def take_fault(self, stage: str) -> Fault | None:
         for fault in self.faults:

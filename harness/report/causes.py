@@ -29,7 +29,9 @@ class Rule:
     key: str
     label: Callable[[dict[str, Any]], str]
     matches: Callable[[dict[str, Any], set[str]], bool]  # (facts, failed checks)
-    source_case: str  # the case that quotes the guide's rule and says what to change
+    # the check whose failure quotes the guide's rule and says what to change: the cause takes its
+    # advice from its first case that failed it (the rules name checks and facts, never a case)
+    check: str
 
 
 def _highest(facts: dict[str, Any]) -> str | None:
@@ -40,30 +42,30 @@ def _highest(facts: dict[str, Any]) -> str | None:
 RULES = (
     Rule("legacy-tls",
          lambda f: f"offers only {', '.join(f['tls_offered'])}: Exchange Online requires TLS 1.2 or later",
-         lambda f, _: _highest(f) in ("TLSv1", "TLSv1.1"), "submission/tls-1.2-or-later"),
+         lambda f, _: _highest(f) in ("TLSv1", "TLSv1.1"), "tls"),
     Rule("implicit-tls", lambda f: "uses port 465 with implicit TLS, which Exchange Online does not serve",
-         lambda f, _: "implicit-tls" in f.get("endpoints", []), "submission/port-587-not-465"),
+         lambda f, _: "implicit-tls" in f.get("endpoints", []), "port"),
     Rule("no-starttls", lambda f: "sends its credentials without STARTTLS",
          lambda f, failed: bool(f.get("auth_before_tls")) or "starttls_before_auth" in failed,
-         "submission/starttls-before-auth"),
+         "starttls_before_auth"),
     Rule("no-certificate-check", lambda f: "never verifies the server certificate",
-         lambda f, failed: "certificate_verified" in failed, "submission/certificate-verified"),
+         lambda f, failed: "certificate_verified" in failed, "certificate_verified"),
     Rule("ip-literal", lambda f: "is set up with an IP address instead of the server's name",
-         lambda f, failed: "dns_name" in failed, "submission/dns-name-not-ip"),
+         lambda f, failed: "dns_name" in failed, "dns_name"),
     Rule("auth-plain", lambda f: "authenticates with AUTH PLAIN, which Exchange Online does not offer",
-         lambda f, _: "PLAIN" in f.get("auth_mechanisms", []), "submission/auth-login-or-xoauth2"),
+         lambda f, _: "PLAIN" in f.get("auth_mechanisms", []), "auth_mechanism"),
     Rule("no-oauth", lambda f: "signs in with a password only, never with OAuth (XOAUTH2)",
          lambda f, failed: "auth_mechanism" in failed and "XOAUTH2" not in f.get("auth_mechanisms", [])
-         and not f.get("identity_requests"), "submission/xoauth2-when-basic-auth-disabled"),
+         and not f.get("identity_requests"), "auth_mechanism"),
     Rule("ropc", lambda f: "signs in with its user's password at the token endpoint (ROPC): basic "
                            "authentication by another name, refused once Conditional Access requires MFA",
-         lambda f, failed: "oauth_no_password_grant" in failed, "oauth/device-code-not-password"),
+         lambda f, failed: "oauth_no_password_grant" in failed, "oauth_no_password_grant"),
     Rule("storm", lambda f: "retries refusals in a tight loop",
          lambda f, failed: bool(failed & {"no_retry_after_permanent", "no_auth_storm", "oauth_sign_in_again",
                                           "oauth_stops_when_refused"}),
-         "submission/wrong-credentials-no-storm"),
+         "no_auth_storm"),
     Rule("no-retry", lambda f: "gives up after a temporary (4xx) failure or a dropped connection",
-         lambda f, failed: "retried_after_transient" in failed, "submission/transient-4xx-retried"),
+         lambda f, failed: "retried_after_transient" in failed, "retried_after_transient"),
 )
 
 
@@ -85,16 +87,16 @@ class Cause:
 
 def causes(results: list[CaseResult]) -> list[Cause]:
     """Every case that did not pass, each under one cause; the causes explaining most first."""
-    by_id = {r.scenario.id: r for r in results}
     found: dict[str, Cause] = {}
     for result in results:
         if result.verdict not in NOT_PASSED or not result.exercised:
             continue
-        failed = {o.check for o in result.outcomes if o.failed}
+        failed = _failed(result)
         rule = next((r for r in RULES if r.matches(result.facts, failed)), None)
         if rule is not None:
-            cause = found.setdefault(rule.key, Cause(rule.key, rule.label(result.facts),
-                                                     source=by_id.get(rule.source_case)))
+            cause = found.setdefault(rule.key, Cause(rule.key, rule.label(result.facts)))
+            if cause.source is None and rule.check in failed:
+                cause.source = result
         else:
             first = next((o for o in result.outcomes if o.failed), None)
             key = f"check:{first.check}" if first else f"verdict:{result.verdict}"
@@ -102,6 +104,10 @@ def causes(results: list[CaseResult]) -> list[Cause]:
             cause = found.setdefault(key, Cause(key, label))
         cause.cases.append(result)
     return sorted(found.values(), key=lambda c: (-len(c.cases), c.key))
+
+
+def _failed(result: CaseResult) -> set[str]:
+    return {o.check for o in result.outcomes if o.failed}
 
 
 @dataclass(frozen=True)
