@@ -77,6 +77,11 @@ class StoredMessage:
     def read(self) -> bytes:
         return Path(self.path).read_bytes()
 
+    def head(self, octets: int) -> bytes:
+        """The first ``octets`` of the copy (its headers, for a summary), without reading the rest."""
+        with open(self.path, "rb") as handle:
+            return handle.read(octets)
+
 
 @dataclass
 class _Job:

@@ -279,17 +279,7 @@ def _portable(result: CaseResult) -> dict[str, Any]:
 
 
 def _restored(data: dict[str, Any], scenario: Scenario) -> CaseResult:
-    from harness.checks import Outcome
-    from harness.senders import SenderResult
-
-    sender = data["sender_result"]
-    return CaseResult(
-        scenario, data["sender"], Verdict(data["verdict"]), data["reason"],
-        [Outcome(c["check"], c["passed"], c["message"]) for c in data["checks"]],
-        None if sender is None else SenderResult(**sender), data["transcript"], data["started"],
-        data["duration"], data["fault"], data.get("facts", {}), data.get("dns", []), data.get("stored", []),
-        data.get("exercised", True),
-    )
+    return CaseResult.from_dict(data, scenario)
 
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -423,6 +423,8 @@ class ReferenceSender:
     def source_role(self) -> str | None:
         return self.profile.source_role
 
+    manual = False  # a program, never a person at a device
+
     @property
     def sign_in(self) -> str:
         """How it signs in: "oauth" (its own tokens for a mailbox: it runs the OAuth cases, and only

@@ -98,6 +98,18 @@ class CaseResult:
             "duration": round(self.duration, 3),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], scenario: Scenario, sender: str = "?") -> CaseResult:
+        """A result again from ``as_dict``'s form (a results file, a pytest worker's report); the
+        one place that reads it back."""
+        result = data.get("sender_result")
+        return cls(
+            scenario, data.get("sender", sender), Verdict(data["verdict"]), data.get("reason", ""),
+            [Outcome(c["check"], c["passed"], c["message"]) for c in data.get("checks", [])],
+            None if result is None else SenderResult(**result), data.get("transcript", []),
+            data.get("started", 0.0), data.get("duration", 0.0), data.get("fault"), data.get("facts", {}),
+            data.get("dns", []), data.get("stored", []), data.get("exercised", True))
+
 
 def transcript(obs: Observation) -> list[dict[str, Any]]:
     """Each connection as the report shows it: seconds since it opened, C:/S: lines and what the
@@ -121,8 +133,7 @@ SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 def stored_summary(copy: StoredMessage) -> dict[str, Any]:
     """A stored copy as the report shows it: where it went, its size, and its main headers."""
     try:
-        with open(copy.path, "rb") as handle:
-            head = handle.read(16384).split(b"\r\n\r\n", 1)[0]
+        head = copy.head(16384).split(b"\r\n\r\n", 1)[0]
     except OSError:
         head = b""
     parsed = BytesHeaderParser(policy=compat32).parsebytes(head)
@@ -249,7 +260,7 @@ class Runner:
             mine = self.sender.option + (f" ({self.sender.connector} connector)" if self.sender.connector else "")
             return CaseResult(scenario, self.sender.name, Verdict.SKIP,
                               f"a {wanted} case; this sender uses {mine}", started=started)
-        sign_in: str | None = getattr(self.sender, "sign_in", None)  # None: unknown (a command), so it runs
+        sign_in = self.sender.sign_in  # None: unknown (a command), so it runs
         if sign_in is not None and not scenario.applies_to(self.sender.option, self.sender.connector, sign_in):
             return CaseResult(scenario, self.sender.name, Verdict.SKIP, SIGN_IN_SKIPS[scenario.sign_in, sign_in],
                               started=started)
@@ -272,7 +283,7 @@ class Runner:
             self.edge.secrets.add(order.password)  # tokens are masked by their shape
             mark = self.edge.records.mark()
             result = self.sender.send(order)
-            manual = self.sender.name == "manual"
+            manual = self.sender.manual
             budget = self.manual_wait if manual and self.manual_wait is not None else scenario.timeout
             self._wait(mark, budget - (time.monotonic() - clock), manual=manual)
             expected_host = order.host

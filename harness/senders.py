@@ -83,6 +83,12 @@ class Sender(Protocol):
     @property
     def source_addr(self) -> str | None: ...  # the loopback address it sends from, if its own
 
+    @property
+    def sign_in(self) -> str | None: ...  # "oauth", "app", "password"; None: unknown (it runs every case)
+
+    @property
+    def manual(self) -> bool: ...  # a person at a device: waited for longer, and may come back
+
     def send(self, order: Order) -> SenderResult: ...
 
 
@@ -92,6 +98,8 @@ class CommandSender:
     option: str = "submission"
     connector: str | None = None
     source_addr: str | None = None
+    sign_in: str | None = None
+    manual: bool = False
 
     @property
     def name(self) -> str:
@@ -122,6 +130,8 @@ class PythonSender:
     option: str = "submission"
     connector: str | None = None
     source_addr: str | None = None
+    sign_in: str | None = None
+    manual: bool = False
 
     @property
     def name(self) -> str:
@@ -151,6 +161,8 @@ class ManualSender:
     source_addr: str | None = None
     say: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr, flush=True))
     name: str = "manual"
+    sign_in: str | None = None
+    manual: bool = True
 
     def send(self, order: Order) -> SenderResult:
         who = f" signed in as {order.user}" if self.option == "submission" else ""

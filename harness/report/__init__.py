@@ -185,10 +185,8 @@ def write_reports(directory: Path, run: Run) -> dict[str, Path]:
 
 def load_run(path: Path) -> Run:
     """A run again from its ``results.json`` (already masked), to render its page anew."""
-    from harness.checks import Outcome
     from harness.report.compare import load_results
     from harness.scenario import Reference, Scenario
-    from harness.senders import SenderResult
 
     data = load_results(path)
     results = []
@@ -197,13 +195,7 @@ def load_run(path: Path) -> Run:
             id=case["id"], title=case.get("title", case["id"]), option=case.get("option", "any"),
             severity=case.get("severity", "must"), advice=case.get("advice", ""), path="", expect=[],
             reference=[Reference(**r) for r in case.get("reference", [])])
-        sender = case.get("sender_result")
-        results.append(CaseResult(
-            scenario, case.get("sender", data.get("sender", "?")), Verdict(case["verdict"]), case.get("reason", ""),
-            [Outcome(c["check"], c["passed"], c["message"]) for c in case.get("checks", [])],
-            None if sender is None else SenderResult(**sender), case.get("transcript", []), case.get("started", 0.0),
-            case.get("duration", 0.0), case.get("fault"), case.get("facts", {}), case.get("dns", []),
-            case.get("stored", []), case.get("exercised", True)))
+        results.append(CaseResult.from_dict(case, scenario, data.get("sender", "?")))
     return Run(sender=data.get("sender", "?"), tenant=data.get("tenant", "?"), edge=data.get("edge", {}),
                results=results, started=data.get("started", 0.0), finished=data.get("finished"),
                catalog=data.get("catalog", {}), sender_name=data.get("sender_name"),

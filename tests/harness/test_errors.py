@@ -20,7 +20,7 @@ CASE = next(c for c in load_catalog(ROOT / "scenarios") if c.id == "submission/p
 class BrokenSender:
     """A sender implementation with a bug: the harness's fault, not the device's."""
 
-    name, option, connector, source_addr = "broken", "submission", None, None
+    name, option, connector, source_addr, sign_in, manual = "broken", "submission", None, None, None, False
 
     def send(self, order):  # noqa: ANN001, ANN201
         raise RuntimeError("bug in a sender class")
