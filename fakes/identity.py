@@ -117,7 +117,7 @@ class IdentityServer(WebEndpoint):
         return self._refused(Refusal(R.UNKNOWN_TENANT, {"tenant": tenant}))
 
     def _refused(self, refusal: Refusal) -> web.Response:
-        trace, correlation = new_trace()
+        trace, correlation = new_trace(self.platform.entropy)
         return web.json_response(refusal.body(self.platform.clock(), trace, correlation), status=refusal.reply.status,
                                  headers=NO_STORE)
 

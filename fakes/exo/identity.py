@@ -21,7 +21,6 @@ import itertools
 import re
 import secrets
 import string
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import replies as R
+from .entropy import SYSTEM, Entropy, urlsafe, uuid4
+from .entropy import code as drawn_code
 from .grants import (
     AUTHORIZATION_CODE_LIFETIME,
     Authorization,
@@ -101,11 +102,12 @@ def _thumbprints(certificate: x509.Certificate) -> set[str]:
 class IdentityPlatform:
     def __init__(self, tenant: Callable[[], Tenant], tokens: TokenAuthority, clock: Callable[[], float],
                  domains: Callable[[], tuple[str, ...]] | None = None,
-                 draw: Callable[[int, int], int] | None = None) -> None:
+                 draw: Callable[[int, int], int] | None = None, entropy: Entropy = SYSTEM) -> None:
         self._tenant = tenant
         self.tokens = tokens
         self.clock = clock
         self.draw = draw or (lambda low, high: low)  # a lifetime within a range: randomness passed in
+        self.entropy = entropy  # codes, tokens and trace ids are drawn from it
         self._device_codes: dict[str, DeviceCode] = {}  # by device_code
         self._user_codes: dict[str, str] = {}  # user code -> device code: the login page looks one up
         # (when, n, what, key): every code, token and assertion id by the time it may be forgotten,
@@ -254,8 +256,8 @@ class IdentityPlatform:
             return scopes
         self._forget_expired()
         settings = self.tenant.identity
-        user_code = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(9))
-        device_code = secrets.token_urlsafe(48)
+        user_code = drawn_code(self.entropy, string.ascii_uppercase + string.digits, 9)
+        device_code = urlsafe(self.entropy, 48)
         expires = self.clock() + settings.device_code_lifetime
         self._device_codes[device_code] = DeviceCode(app.client_id, scopes, user_code, expires,
                                                       settings.polling_interval,
@@ -344,7 +346,7 @@ class IdentityPlatform:
             return {"error": "access_denied", "error_description": R.CONSENT_DECLINED.description(),
                     "state": request.state}
         self._forget_expired()
-        code = secrets.token_urlsafe(48)
+        code = urlsafe(self.entropy, 48)
         self._codes[code] = AuthorizationCode(request.client_id, person[0], request.scopes, request.redirect_uri,
                                                request.challenge, request.method,
                                                self.clock() + AUTHORIZATION_CODE_LIFETIME, person[1],
@@ -487,7 +489,7 @@ class IdentityPlatform:
             "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
         }
         if "offline_access" in scopes:
-            refresh = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(64)  # masked by its shape
+            refresh = REFRESH_TOKEN_PREFIX + urlsafe(self.entropy, 64)  # masked by its shape
             self._refresh_tokens[refresh] = HeldRefreshToken(app.client_id, mailbox, scopes, now,
                                                           now + settings.refresh_token_lifetime, mfa)
             self._forget_at(now + settings.refresh_token_lifetime, "refresh", refresh)
@@ -563,5 +565,6 @@ def _stamp(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 
-def new_trace() -> tuple[str, str]:
-    return str(uuid.uuid4()), str(uuid.uuid4())
+def new_trace(entropy: Entropy = SYSTEM) -> tuple[str, str]:
+    """A trace id and a correlation id, as every answer of the platform carries them."""
+    return uuid4(entropy), uuid4(entropy)

@@ -196,27 +196,22 @@ class Session:
             return self._closed()
         if self.phase is Phase.CLOSED:
             return SILENT
-        if isinstance(event, BodyData):
-            if self._body is not None and self._chunk_refusal is None:
-                self._body.add(event.data)
-            return SILENT
-        if isinstance(event, MessageBody):
-            self.handle(BodyData(event.content))
-            return self.handle(DataEnd())
-        if isinstance(event, ChunkStart):
-            return self._chunk_start(event)
-        if isinstance(event, ChunkEnd):
-            return self._chunk_end(event)
-        if isinstance(event, TimedOut):
-            self.phase = Phase.CLOSED
-            self._release()
-            minutes, seconds = divmod(int(self.state.clock() - self.started), 60)
-            return self.say(R.TIMED_OUT, close=True,
-                             duration=f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}")
-        if isinstance(event, TlsEstablished):
-            return self._tls_established(event)
+        anywhere = ANY_PHASE.get(type(event))  # taken whatever the phase: octets, chunks, the handshake, a timeout
+        if anywhere is not None:
+            return anywhere(self, event)
+        refusal = self._out_of_turn(event)
+        if refusal is not None:
+            return refusal
+        decision: Decision = HANDLERS[type(event)](self, event)
+        if self._pending_delay:
+            decision = replace(decision, delay=decision.delay + self._pending_delay)
+            self._pending_delay = 0.0
+        return decision
+
+    def _out_of_turn(self, event: Event) -> Decision | None:
+        """The answer to a command this phase does not take (SEQUENCE's reply, or the one its
+        special case gives), or None when its handler answers it."""
         if self._legacy_refused and not isinstance(event, Quit):
-            self.phase = Phase.CLOSED
             return self.say(R.LEGACY_TLS, close=True)
         if isinstance(event, LineTooLong):
             if self.in_auth_exchange:  # an over-long AUTH answer ends the exchange; commands go on
@@ -225,9 +220,7 @@ class Session:
                                                                        "failure", "line too long"))
             return self.say(R.LINE_TOO_LONG)
         if self.in_auth_exchange:
-            if isinstance(event, AuthLine):
-                return self._auth_line(event.line)
-            return self.say(R.SYNTAX_ERROR)
+            return self._auth_line(event.line) if isinstance(event, AuthLine) else self.say(R.SYNTAX_ERROR)
         if isinstance(event, AuthLine):
             return self.say(R.UNRECOGNIZED_COMMAND, length=str(len(event.line.split(" ", 1)[0])))
         if isinstance(event, Malformed):
@@ -241,11 +234,20 @@ class Session:
             if isinstance(event, Auth) and self.user is not None:
                 return self.say(R.ALREADY_AUTHENTICATED)
             return self.say(rule[1])
-        decision: Decision = HANDLERS[type(event)](self, event)
-        if self._pending_delay:
-            decision = replace(decision, delay=decision.delay + self._pending_delay)
-            self._pending_delay = 0.0
-        return decision
+        return None
+
+    def _body_data(self, event: BodyData) -> Decision:
+        if self._body is not None and self._chunk_refusal is None:
+            self._body.add(event.data)
+        return SILENT
+
+    def _message_body(self, event: MessageBody) -> Decision:
+        self.handle(BodyData(event.content))
+        return self.handle(DataEnd())
+
+    def _timed_out(self, event: TimedOut) -> Decision:
+        minutes, seconds = divmod(int(self.state.clock() - self.started), 60)
+        return self.say(R.TIMED_OUT, close=True, duration=f"{minutes // 60:02d}:{minutes % 60:02d}:{seconds:02d}")
 
     # -- greeting and TLS -----------------------------------------------------------------------
 
@@ -567,9 +569,6 @@ class Session:
     def _on_Unknown(self, event: Unknown) -> Decision:
         return self.say(R.UNRECOGNIZED_COMMAND, length=str(len(event.verb)))
 
-    def _on_TlsEstablished(self, event: TlsEstablished) -> Decision:  # dispatched early, see handle
-        return self._tls_established(event)
-
     def _closed(self) -> Decision:
         self.phase = Phase.CLOSED
         self._body = None
@@ -596,5 +595,11 @@ HANDLERS: dict[type, Callable[[Session, Any], Decision]] = {
     Hello: Session._on_Hello, StartTls: Session._on_StartTls, Auth: Session._on_Auth,
     MailFrom: Session._on_MailFrom, RcptTo: Session._on_RcptTo, Data: Session._on_Data,
     DataEnd: Session._on_DataEnd, Reset: Session._on_Reset, Noop: Session._on_Noop, Quit: Session._on_Quit,
-    Unknown: Session._on_Unknown, TlsEstablished: Session._on_TlsEstablished,
+    Unknown: Session._on_Unknown,
+}
+# Events taken in any phase (but after the end): message octets, BDAT chunks, the end of a TLS
+# handshake, the idle timeout
+ANY_PHASE: dict[type, Callable[[Session, Any], Decision]] = {
+    BodyData: Session._body_data, MessageBody: Session._message_body, ChunkStart: Session._chunk_start,
+    ChunkEnd: Session._chunk_end, TimedOut: Session._timed_out, TlsEstablished: Session._tls_established,
 }

@@ -16,7 +16,6 @@ import base64
 import datetime
 import hashlib
 import json
-import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from .entropy import SYSTEM, Entropy, urlsafe
 
 # Exchange Online's resource: delegated tokens are issued for outlook.office.com, app-only tokens
 # requested with scope https://outlook.office365.com/.default carry that audience.
@@ -37,9 +38,9 @@ APP_ROLE = "SMTP.SendAsApp"
 LAB_CLIENT = "00000000-0000-0000-0000-000000000000"  # the appid of a token the harness mints itself
 
 
-def _uti() -> str:
+def _uti(entropy: Entropy) -> str:
     """A token's unique id, as Microsoft writes it (22 base64url characters)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    return urlsafe(entropy, 16)
 
 
 def signing_certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
@@ -71,7 +72,8 @@ class TokenCheck:
 class TokenAuthority:
     """Mints and checks tokens for one tenant with one RSA key."""
 
-    def __init__(self, private_key_pem: bytes, tenant_id: str) -> None:
+    def __init__(self, private_key_pem: bytes, tenant_id: str, entropy: Entropy = SYSTEM) -> None:
+        self.entropy = entropy  # token ids are drawn from it
         key = serialization.load_pem_private_key(private_key_pem, password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError("the token issuer key must be RSA")
@@ -114,7 +116,7 @@ class TokenAuthority:
         claims: dict[str, Any] = {
             "aud": audience, "iss": self.issuer, "iat": int(now), "nbf": int(now) - 300, "exp": int(now + expires_in),
             "app_displayname": app_name, "appidacr": {"none": "0", "secret": "1", "certificate": "2"}[credential],
-            "tid": self.tenant_id, "uti": _uti(), "ver": "1.0",
+            "tid": self.tenant_id, "uti": _uti(self.entropy), "ver": "1.0",
         }
         if app_id is not None:
             principal = self.object_id(f"app:{app_id}")
@@ -141,7 +143,7 @@ class TokenAuthority:
         claims = {"aud": client_id, "iss": self.v2_issuer, "tid": self.tenant_id, "iat": int(now),
                   "nbf": int(now) - 300, "exp": int(now + lifetime), "ver": "2.0",
                   "sub": self.object_id(f"{client_id}/{mailbox}"), "oid": self.object_id(mailbox),
-                  "preferred_username": mailbox, "name": name or mailbox.partition("@")[0], "uti": _uti()}
+                  "preferred_username": mailbox, "name": name or mailbox.partition("@")[0], "uti": _uti(self.entropy)}
         if nonce:
             claims["nonce"] = nonce
         return self._sign(claims)

@@ -49,3 +49,30 @@ def test_expired_codes_and_tokens_are_forgotten():
     now[0] += 2 * default_tenant().identity.device_code_lifetime + 1  # past expiry and the late-poll grace
     identity.device_code({"client_id": DEVICE_APP, "scope": SCOPE})  # any request forgets what is due
     assert len(identity._device_codes) == 1 and len(identity._user_codes) == 1 and len(identity._expiry) == 1
+
+
+def test_codes_and_tokens_are_drawn_from_the_randomness_handed_in():
+    """The model draws nothing itself: the same seeded source gives the same device code, user code,
+    trace ids and token id every time; the system source gives codes of the documented shapes."""
+    import random
+
+    from fakes.exo.identity import new_trace
+
+    def seeded(seed: int):  # noqa: ANN202
+        rng = random.Random(seed)
+        return lambda n: rng.randbytes(n)
+
+    def answer(seed: int) -> tuple[str, str, tuple[str, str]]:
+        tenant, key = default_tenant(), KEY
+        entropy = seeded(seed)
+        identity = IdentityPlatform(lambda: tenant, TokenAuthority(key, "t", entropy), lambda: 1_000_000.0,
+                                    entropy=entropy)
+        body = identity.device_code({"client_id": DEVICE_APP, "scope": SCOPE}).body
+        return body["device_code"], body["user_code"], new_trace(entropy)
+
+    assert answer(7) == answer(7) and answer(7) != answer(8)
+    user_code = platform([1_000_000.0]).device_code({"client_id": DEVICE_APP, "scope": SCOPE}).body["user_code"]
+    assert len(user_code) == 9 and user_code.isalnum() and user_code == user_code.upper()
+
+
+KEY = generate_issuer_key()
