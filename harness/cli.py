@@ -159,6 +159,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if comparison.broken else 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """What a capture, or the lab's records, show of each device: the fleet report (index.html and
+    fleet.json under --report DIR), and with --json FILE the same as data; non-zero when a device
+    would fail at Exchange Online."""
+    from harness.fleet import group, judge, read
+    from harness.report.fleet import write_html, write_json
+
+    source = Path(args.source)
+    tenant = _tenant(args.tenant) if args.tenant else None
+    from harness.capture import PORTS
+
+    events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}})
+    judged = [judge(device, tenant=tenant, capture=capture) for device in group(events).values()]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    directory = Path(args.report) / f"fleet-{stamp}"
+    page = write_html(directory / "index.html", judged, str(source), capture=capture)
+    write_json(directory / "fleet.json", judged, str(source))
+    if args.json:
+        write_json(Path(args.json), judged, str(source))
+    failing = sum(j.verdict == "would fail" for j in judged)
+    print(f"{len(judged)} device(s), {failing} would fail at Exchange Online: {page}")
+    return 1 if failing else 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from fakes.edge import tenant_guid
 
@@ -280,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
                         help="results.json of the earlier run (firmware 2.1) and of the later one (2.2)")
     report.set_defaults(func=cmd_report)
+
+    judge = sub.add_parser("judge", help="judge every device a capture (pcap, pcapng) or the lab's records show")
+    judge.add_argument("source", metavar="CAPTURE|STATE_DIR", help="a capture file, exoedge serve's --state-dir, "
+                                                                    "or its records.jsonl")
+    judge.add_argument("--tenant", help="the tenant file (its connectors tell relays from direct send)")
+    judge.add_argument("--report", default="reports", metavar="DIR", help="write the fleet report under DIR")
+    judge.add_argument("--json", metavar="FILE", help="also write one record per device to FILE")
+    judge.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                       help="a capture's server port and the endpoint it reaches (a lab on its own ports): "
+                            "submission=2587, mx=2525, implicit-tls=2465, identity=8443")
+    judge.set_defaults(func=cmd_judge)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (scenarios/schema.json)")
     schema.set_defaults(func=cmd_schema)

@@ -1,0 +1,456 @@
+"""A packet capture (pcap or pcapng) read as a stream into the edge's typed events, per device.
+
+What a capture taken at a firewall or on the lab's interface can show of a device sending to
+Exchange Online: its DNS questions and answers, its TCP connections to 25, 587, 465 and 443 and
+how they ended, the SMTP dialogue before STARTTLS (EHLO name, AUTH in the clear, MAIL and RCPT of
+direct send, the replies), the TLS ClientHello, the server's choice (ServerHello), alerts in the
+clear and who sent them. What went inside TLS is not visible (no key log is read yet).
+
+scapy dissects each packet (Ethernet, VLAN tags, IPv4 and IPv6, DNS, TLS records); TCP is
+reassembled per direction (out-of-order segments held, retransmissions trimmed); every event
+carries the packet's time. Memory stays bounded: open flows are capped (the oldest given up), a
+direction holds at most ``MAX_PENDING`` octets out of order, and only the first octets of a
+message body are kept (its facts need its headers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fakes.exo.commands import command_fact, escaped, parse_command
+from fakes.exo.errors import ExoEdgeError
+from fakes.exo.message import message_facts
+from fakes.exo.names import TLS_WIRE_CODES, WELL_KNOWN_PORTS
+from fakes.exo.observed import (
+    AuthResponse,
+    ClientHelloSeen,
+    Command,
+    Connect,
+    Disconnect,
+    DnsQuery,
+    MessageSeen,
+    Observed,
+    ReplySent,
+    Tls,
+    TlsFailed,
+)
+from fakes.record import REDACTED, redact_command
+
+log = logging.getLogger(__name__)
+
+# The ports a device is configured with, by the endpoint each one reaches (a lab on other ports
+# names its own: exoedge judge --port submission=2587)
+PORTS = {587: "submission", 25: "mx", 465: "implicit-tls", WELL_KNOWN_PORTS["identity"]: "identity"}
+MAX_FLOWS = 4096  # open connections followed at once; the oldest is given up past this
+MAX_PENDING = 1 << 20  # out-of-order octets held per direction
+BODY_KEPT = 64 << 10  # octets of a message kept for its facts (headers, line endings)
+_STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth", "MAIL": "mail", "RCPT": "rcpt",
+           "DATA": "data", "BDAT": "data", "RSET": "rset", "NOOP": "noop", "QUIT": "quit"}
+
+
+class CaptureError(ExoEdgeError, ValueError):
+    """The file is not a capture this reader can take (the message says which file and why)."""
+
+
+@dataclass
+class Stream:
+    """One direction of a TCP connection, reassembled: in-order octets out, however they came."""
+
+    next_seq: int | None = None
+    pending: dict[int, bytes] = field(default_factory=dict)
+    held: int = 0
+    fin_at: int | None = None  # where its FIN is: the stream has ended once everything before it is taken
+
+    @property
+    def finished(self) -> bool:
+        return self.fin_at is not None and self.next_seq == self.fin_at
+
+    def take(self, seq: int, payload: bytes, syn: bool, fin: bool = False) -> bytes:
+        if syn:
+            self.next_seq = (seq + 1) % (1 << 32)
+            return b""
+        if fin:
+            self.fin_at = (seq + len(payload)) % (1 << 32)
+            if self.next_seq is None and not payload:
+                self.next_seq = self.fin_at
+        if not payload:
+            return b""
+        if self.next_seq is None:  # the capture began mid-connection
+            self.next_seq = seq
+        ahead = (seq - self.next_seq) % (1 << 32)
+        if ahead >= 1 << 31:  # it starts before what was taken: a retransmission, trimmed
+            payload = payload[(1 << 32) - ahead:]
+            if not payload:
+                return b""
+            seq, ahead = self.next_seq, 0
+        if ahead:
+            if self.held + len(payload) <= MAX_PENDING and seq not in self.pending:
+                self.pending[seq] = payload
+                self.held += len(payload)
+            return b""
+        out = bytearray(payload)
+        self.next_seq = (self.next_seq + len(payload)) % (1 << 32)
+        while self.next_seq in self.pending:
+            chunk = self.pending.pop(self.next_seq)
+            self.held -= len(chunk)
+            out += chunk
+            self.next_seq = (self.next_seq + len(chunk)) % (1 << 32)
+        return bytes(out)
+
+
+class Flow:
+    """One TCP connection from a device to port 25, 587, 465 or 443, as events."""
+
+    def __init__(self, session: str, client: tuple[str, int], server: tuple[str, int], t: float,
+                 endpoint: str) -> None:
+        self.session, self.client, self.server = session, client, server
+        self.endpoint = endpoint
+        self.up, self.down = Stream(), Stream()
+        self.up_buf, self.down_buf = bytearray(), bytearray()
+        self.tls = self.endpoint in ("implicit-tls", "identity")  # TLS from the first octet
+        self.hello_seen = self.server_seen = False
+        self.verbs: list[str] = []  # commands not yet answered (pipelining), oldest first
+        self.auth_answers = 0  # client lines owed as answers to a 334
+        self.body: bytearray | None = None  # a message after 354 (or in BDAT chunks)
+        self.body_size = 0
+        self.chunk_left = 0
+        self.chunk_last = False
+        self.starttls_asked = False
+        self.greeted = False
+        self.events: list[Observed] = [Connect(session=session, t=t, endpoint=self.endpoint, peer=client,
+                                               local=server)]
+        self.closed = False
+        self.last_t = t
+
+    def _add(self, event: Observed) -> None:
+        self.events.append(event)
+
+    # -- client to server ---------------------------------------------------------------------------
+
+    def client_data(self, data: bytes, t: float) -> None:
+        self.up_buf += data
+        if self.tls:
+            self._tls_records(self.up_buf, t, from_client=True)
+            return
+        while not self.tls:
+            if self.body is not None or self.chunk_left:
+                if not self._message_octets(t):
+                    return
+                continue
+            end = self.up_buf.find(b"\r\n")
+            if end < 0:
+                return
+            raw = bytes(self.up_buf[:end])
+            del self.up_buf[:end + 2]
+            self._client_line(raw, t)
+
+    def _client_line(self, raw: bytes, t: float) -> None:
+        if self.auth_answers:
+            self.auth_answers -= 1
+            self._add(AuthResponse(session=self.session, t=t, line=REDACTED))
+            return
+        parsed = parse_command(raw)
+        fact = command_fact(redact_command(escaped(raw)), parsed)
+        self._add(Command(session=self.session, t=t, line=fact.line, verb=fact.verb, address=fact.address,
+                          params=fact.params))
+        verb = fact.verb or raw.split(b" ", 1)[0].decode("ascii", "replace").upper()
+        if verb == "BDAT":
+            words = raw.split()
+            if len(words) >= 2 and words[1].isdigit():
+                self.chunk_left, self.chunk_last = int(words[1]), len(words) > 2 and words[2].upper() == b"LAST"
+                self.body = self.body if self.body is not None else bytearray()
+        self.verbs.append(verb)
+        if verb == "STARTTLS":
+            self.starttls_asked = True
+
+    def _message_octets(self, t: float) -> bool:
+        """Take message octets (after 354, or a BDAT chunk); True when the message or chunk ended."""
+        body = self.body if self.body is not None else bytearray()
+        if self.chunk_left:
+            take = bytes(self.up_buf[:self.chunk_left])
+            del self.up_buf[:len(take)]
+            self.chunk_left -= len(take)
+            self._keep(body, take)
+            if self.chunk_left:
+                return False
+            if self.chunk_last:
+                self._message_end(body, "BDAT", t)
+            return True
+        end = self.up_buf.find(b"\r\n.\r\n")
+        if end < 0 and self.up_buf.startswith(b".\r\n"):
+            end = -2
+        if end < 0:
+            keep = max(len(self.up_buf) - 4, 0)  # the end mark may be split across segments
+            self._keep(body, bytes(self.up_buf[:keep]))
+            del self.up_buf[:keep]
+            return False
+        self._keep(body, bytes(self.up_buf[:end + 2]))
+        del self.up_buf[:end + 5]
+        self._message_end(body, "DATA", t)
+        return True
+
+    def _keep(self, body: bytearray, data: bytes) -> None:
+        self.body = body
+        self.body_size += len(data)
+        room = BODY_KEPT - len(body)
+        if room > 0:
+            body += data[:room]
+
+    def _message_end(self, body: bytearray, via: str, t: float) -> None:
+        content = bytes(body).replace(b"\r\n..", b"\r\n.") if via == "DATA" else bytes(body)
+        facts = message_facts(content, size=self.body_size, via=via)
+        self._add(MessageSeen(session=self.session, t=t, size=facts.size, via=via, has_date=facts.has_date,
+                              has_message_id=facts.has_message_id, has_from=facts.has_from,
+                              bare_lf=facts.bare_lf, header_bytes=facts.header_bytes,
+                              longest_line=facts.longest_line))
+        self.body, self.body_size = None, 0
+        self.verbs.append("<message>")
+
+    # -- server to client ---------------------------------------------------------------------------
+
+    def server_data(self, data: bytes, t: float) -> None:
+        self.down_buf += data
+        if self.tls:
+            self._tls_records(self.down_buf, t, from_client=False)
+            return
+        while not self.tls:
+            end = self.down_buf.find(b"\r\n")
+            if end < 0:
+                return
+            line = bytes(self.down_buf[:end]).decode("utf-8", "backslashreplace")
+            del self.down_buf[:end + 2]
+            self._reply(line, t)
+
+    def _reply(self, line: str, t: float) -> None:
+        code = int(line[:3]) if line[:3].isdigit() else 0
+        last = line[3:4] != "-"
+        if not self.greeted:
+            stage = "banner"
+        else:
+            verb = self.verbs[0] if self.verbs else ""
+            stage = "message" if verb == "<message>" else _STAGES.get(verb, "other")
+        enhanced = line[4:].split(" ", 1)[0] if last and line[4:5].isdigit() and line[5:6] == "." else None
+        self._add(ReplySent(session=self.session, t=t, line=line, code=code, stage=stage, enhanced=enhanced))
+        if not last:
+            return
+        if not self.greeted:
+            self.greeted = True
+            return
+        verb = self.verbs.pop(0) if self.verbs else ""
+        if code == 334:
+            self.auth_answers += 1
+            self.verbs.insert(0, verb)  # the AUTH exchange goes on: its next reply answers it too
+        elif code == 354 and verb == "DATA":
+            self.body = bytearray()
+        elif verb == "STARTTLS" and code == 220:
+            self.tls = True
+            self.up_buf.clear()  # what a client pipelined after STARTTLS is never read in the clear
+
+    # -- TLS ------------------------------------------------------------------------------------------
+
+    def _tls_records(self, buf: bytearray, t: float, *, from_client: bool) -> None:
+        while len(buf) >= 5:
+            kind, length = buf[0], int.from_bytes(buf[3:5], "big")
+            if kind not in (20, 21, 22, 23) or length > 1 << 15:
+                buf.clear()  # not TLS (a plaintext client on 465): nothing more to read here
+                return
+            if len(buf) < 5 + length:
+                return
+            record = bytes(buf[:5 + length])
+            del buf[:5 + length]
+            if kind == 22 and from_client and not self.hello_seen:
+                self.hello_seen = True
+                self._add(client_hello(record, self.session, t, implicit=self.endpoint == "implicit-tls"))
+            elif kind == 22 and not from_client and not self.server_seen:
+                self.server_seen = True
+                tls = server_hello(record, self.session, t)
+                if tls is not None:
+                    self._add(tls)
+            elif kind == 21 and length == 2:  # an alert in the clear (later ones are encrypted)
+                who = "the device" if from_client else "the server"
+                self._add(TlsFailed(session=self.session, t=t, reason=f"{who} sent alert {alert_name(record)}"))
+            if self.server_seen and self.hello_seen and kind == 23:
+                buf.clear()  # encrypted from here on: nothing more is visible
+                return
+
+    def close(self, t: float, error: str | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.hello_seen and not self.server_seen:
+            self._add(TlsFailed(session=self.session, t=t,
+                                reason="the connection ended before the server chose a TLS version"))
+        self._add(Disconnect(session=self.session, t=t, error=error))
+
+
+def client_hello(record: bytes, session: str, t: float, *, implicit: bool) -> ClientHelloSeen:
+    from fakes.tls import ClientHello
+
+    try:
+        hello = ClientHello.parse(record)
+    except Exception as exc:  # a ClientHello scapy cannot read is still a fact worth keeping
+        return ClientHelloSeen(session=session, t=t, unparsed=record[:64].hex(), error=repr(exc),
+                               implicit_tls=implicit)
+    return ClientHelloSeen(session=session, t=t, legacy_version=hello.legacy_version, versions=hello.versions,
+                           cipher_suites=hello.cipher_suites, sni=hello.sni, highest_version=hello.highest_version,
+                           implicit_tls=implicit)
+
+
+def server_hello(record: bytes, session: str, t: float) -> Tls | None:
+    """The version and suite the server chose, from its ServerHello (TLS 1.3: supported_versions)."""
+    from scapy.layers.tls.crypto.suites import _tls_cipher_suites
+    from scapy.layers.tls.handshake import TLSServerHello
+    from scapy.layers.tls.record import TLS
+
+    try:
+        messages = TLS(record).msg
+    except Exception:
+        return None
+    for message in messages:
+        if isinstance(message, TLSServerHello):
+            version = message.version
+            for ext in message.ext or []:
+                if type(ext).__name__ == "TLS_Ext_SupportedVersion_SH":
+                    version = ext.version
+            return Tls(session=session, t=t, version=TLS_WIRE_CODES.get(version, f"0x{version:04x}"),
+                       cipher=_tls_cipher_suites.get(message.cipher, f"0x{message.cipher:04x}"))
+    return None
+
+
+def alert_name(record: bytes) -> str:
+    from scapy.layers.tls.record import _tls_alert_description
+
+    if len(record) < 7:
+        return "(truncated)"
+    return str(_tls_alert_description.get(record[6], f"#{record[6]}"))
+
+
+# -- the whole capture ----------------------------------------------------------------------------
+
+
+def packets(path: Path) -> Iterator[tuple[float, object]]:
+    """(time, scapy packet) for each packet of a pcap or pcapng file, read as a stream."""
+    import scapy.layers.inet6
+    import scapy.layers.l2  # noqa: F401  (registers the link types a capture names: Ethernet, Linux cooked)
+    from scapy.error import Scapy_Exception
+    from scapy.utils import PcapReader
+
+    try:
+        reader = PcapReader(str(path))
+    except (Scapy_Exception, EOFError, OSError) as exc:
+        raise CaptureError(f"{path}: not a pcap or pcapng capture ({exc})") from None
+    with reader:
+        while True:
+            try:
+                packet = reader.read_packet()
+            except EOFError:
+                return
+            except Exception as exc:  # a cut-off last record, a damaged block: the rest is unreadable
+                log.warning("%s: stopped reading at a damaged record (%s)", path, exc)
+                return
+            if packet is None:
+                return
+            yield float(packet.time), packet
+
+
+def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed]:
+    """Every event the capture shows, in the order they happened (by packet). ``ports``: the
+    endpoint each server port reaches (``PORTS`` by default)."""
+    ports = ports or PORTS
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    flows: OrderedDict[tuple[str, int, str, int], Flow] = OrderedDict()
+    ended: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
+    ids = itertools.count(1)
+    for t, packet in packets(path):
+        ip = packet.getlayer(IP) or packet.getlayer(IPv6)  # type: ignore[attr-defined]
+        if ip is None:
+            continue
+        src, dst = str(ip.src), str(ip.dst)
+        if packet.haslayer(UDP) and packet.haslayer(DNS):  # type: ignore[attr-defined]
+            event = _dns(packet, src, dst, t, next(ids))
+            if event is not None:
+                yield event
+            continue
+        tcp = packet.getlayer(TCP)  # type: ignore[attr-defined]
+        if tcp is None:
+            continue
+        sport, dport = int(tcp.sport), int(tcp.dport)
+        payload = bytes(tcp.payload) if tcp.payload else b""
+        payload = payload[: max(len(payload) - _padding(packet), 0)]
+        flags = str(tcp.flags)
+        if dport in ports:
+            key, from_client = (src, sport, dst, dport), True
+        elif sport in ports:
+            key, from_client = (dst, dport, src, sport), False
+        else:
+            continue
+        flow = flows.get(key)
+        if flow is None:
+            if key in ended or ("S" not in flags and (not payload or "F" in flags or "R" in flags)):
+                continue  # the last packets of a connection that has ended, or one seen only at its end
+            if not from_client and "S" not in flags:
+                continue  # the server's side of a connection the capture did not see begin
+            flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, ports[key[3]])
+            if len(flows) > MAX_FLOWS:
+                _, oldest = flows.popitem(last=False)
+                oldest.close(t, "given up: too many connections open at once in the capture")
+                yield from oldest.events
+        flow.last_t = t
+        stream = flow.up if from_client else flow.down
+        data = stream.take(int(tcp.seq), payload, "S" in flags, "F" in flags)
+        if data:
+            (flow.client_data if from_client else flow.server_data)(data, t)
+        if "R" in flags or flow.up.finished or flow.down.finished:
+            flow.close(t, "reset" if "R" in flags else None)
+            del flows[key]
+            ended[key] = None  # its remaining packets (the other side's FIN, ACKs) are not a new connection
+            if len(ended) > MAX_FLOWS:
+                ended.popitem(last=False)
+        if flow.closed or len(flow.events) > 1:
+            yield from flow.events
+            flow.events.clear()
+    for flow in flows.values():
+        flow.close(flow.last_t, "still open when the capture ended")
+        yield from flow.events
+
+
+def _padding(packet: object) -> int:
+    from scapy.packet import Padding
+
+    pad = packet.getlayer(Padding)  # type: ignore[attr-defined]
+    return len(bytes(pad)) if pad is not None else 0
+
+
+def _dns(packet: object, src: str, dst: str, t: float, n: int) -> DnsQuery | None:
+    """A DNS answer, as the edge records a question it answered (the device is the one asking)."""
+    from scapy.layers.dns import DNS, DNSRR
+    from scapy.layers.inet import UDP
+
+    dns = packet.getlayer(DNS)  # type: ignore[attr-defined]
+    if dns is None or not dns.qr or not dns.qd:
+        return None
+    question = dns.qd[0] if isinstance(dns.qd, list) else dns.qd
+    name = question.qname.decode("ascii", "replace").rstrip(".") if isinstance(question.qname, bytes) \
+        else str(question.qname).rstrip(".")
+    answers = []
+    for record in (dns.an if isinstance(dns.an, list) else [dns.an]) if dns.an else []:
+        if isinstance(record, DNSRR):
+            data = record.rdata
+            answers.append(data.decode("ascii", "replace") if isinstance(data, bytes) else str(data))
+    from scapy.layers.dns import dnsqtypes
+
+    udp = packet.getlayer(UDP)  # type: ignore[attr-defined]
+    return DnsQuery(session=f"dns{n:06d}", t=t, peer=(dst, int(udp.dport)), transport="udp", name=name[:300],
+                    type=str(dnsqtypes.get(question.qtype, question.qtype)),
+                    rcode=RCODES.get(int(dns.rcode), str(dns.rcode)), answers=tuple(answers))
+
+
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}  # as dnslib names them

@@ -1,0 +1,204 @@
+"""Judging a capture: tcpdump (Debian's) records loopback while real clients send to the edge
+from distinct addresses, and ``exoedge judge`` finds, per device, what the live run found of
+everything a capture can show; a damaged or foreign file is judged without a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from harness.cli import main
+from tests.helpers import Device, client_context, need
+
+pytestmark = pytest.mark.interop
+
+MAILBOX, PASSWORD = "scanner@contoso.com", "Scan-2026!"
+MESSAGE = (f"From: {MAILBOX}\r\nTo: alice@contoso.com\r\nSubject: scan\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n"
+           "Message-ID: <scan-1@printer.lab>\r\n\r\npage 1\r\n")
+DEVICES = {"conformant": "127.0.0.21", "tls10": "127.0.0.22", "auth-in-clear": "127.0.0.23", "port-465": "127.0.0.24",
+           "direct-send-external": "127.0.0.25", "swaks": "127.0.0.26", "hostile": "127.0.0.27"}
+HOSTILE = "<script>alert(1)</script>"  # an EHLO name a device controls: text in the report, never markup
+
+
+@pytest.fixture
+def tcpdump() -> str:
+    return need("tcpdump", "tcpdump")
+
+
+SENTINEL = ("127.0.0.99", 9)  # a datagram sent last: once tcpdump shows it, everything before is written
+
+
+class Capture:
+    """tcpdump on loopback, for the edge's ports; stopped once it has written everything sent."""
+
+    def __init__(self, tcpdump: str, path: Path, ports: list[int]) -> None:
+        expression = " or ".join([*(f"tcp port {port}" for port in ports), f"udp port {SENTINEL[1]}"])
+        self.process = subprocess.Popen(
+            [tcpdump, "-i", "lo", "-U", "-n", "-l", "--print", "-s", "0", "-w", str(path), expression],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()  # "listening on lo ...": the capture has begun
+        if "listening" not in line:
+            self.process.kill()
+            self.process.communicate()
+            pytest.skip(f"tcpdump cannot capture here: {line.strip()}")
+
+    def stop(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"end", SENTINEL)
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # packets in the order tcpdump took them
+            if f"{SENTINEL[0]}.{SENTINEL[1]}" in line:
+                break
+        self.process.terminate()
+        self.process.communicate(timeout=10)  # and its pipes closed
+
+
+def _device(edge, endpoint: str, source: str, name: str) -> Device:
+    device = Device(edge, endpoint, source=DEVICES[source])
+    device.local_hostname = name  # its EHLO name, which often names the model
+    return device
+
+
+def _send_all(edge, swaks: str | None) -> None:
+    with _device(edge, "submission", "conformant", "MFP-4020.printer.lab") as device:
+        device.secure()
+        device.login(MAILBOX, PASSWORD)
+        device.sendmail(MAILBOX, ["alice@contoso.com"], MESSAGE)
+    with _device(edge, "submission", "tls10", "old-scanner") as device:
+        device.ehlo()
+        device.starttls(context=client_context(edge, "TLSv1"))
+        with pytest.raises(smtplib.SMTPException):
+            device.login(MAILBOX, PASSWORD)
+    with _device(edge, "submission", "auth-in-clear", "cleartext-fax") as device:
+        device.ehlo()
+        device.esmtp_features["auth"] = "LOGIN"  # it sends AUTH though the edge offers none before TLS
+        with pytest.raises(smtplib.SMTPException):
+            device.login(MAILBOX, PASSWORD)
+    host465, port465 = edge.addresses["implicit-tls"]
+    with (socket.create_connection((host465, port465), source_address=(DEVICES["port-465"], 0), timeout=10) as raw,
+          pytest.raises((ssl.SSLError, OSError))):
+        client_context(edge).wrap_socket(raw, server_hostname="smtp.office365.com").do_handshake()
+    with (_device(edge, "mx", "direct-send-external", "app.fabrikam.example") as device,
+          pytest.raises(smtplib.SMTPRecipientsRefused)):
+        device.sendmail(MAILBOX, ["partner@example.org"], MESSAGE)
+    with _device(edge, "submission", "hostile", HOSTILE) as device:
+        device.ehlo()
+    if swaks is not None:
+        host, port = edge.addresses["submission"]
+        done = subprocess.run([swaks, "--server", host, "--port", str(port), "--helo", "swaks.printer.lab",
+                               "--local-interface", DEVICES["swaks"], "--tls", "--tls-ca-path", str(edge.ca.cert_path),
+                               "--tls-sni", "smtp.office365.com", "--auth", "LOGIN", "--auth-user", MAILBOX,
+                               "--auth-password", PASSWORD, "--from", MAILBOX, "--to", "alice@contoso.com"],
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def mark(edge) -> int:
+    return edge.records.mark()
+
+
+@pytest.fixture
+def sent(edge, mark, tcpdump, tmp_path) -> tuple[Path, list[int]]:
+    """Every device has sent; the capture of it, and the edge's ports it was taken on."""
+    capture_file = tmp_path / "lab.pcap"
+    ports = [edge.addresses[name][1] for name in ("submission", "implicit-tls", "mx")]
+    capture = Capture(tcpdump, capture_file, ports)
+    try:
+        _send_all(edge, shutil.which("swaks"))
+    finally:
+        capture.stop()
+    return capture_file, ports
+
+
+def _judge(source: Path, tmp_path: Path, *extra: str) -> tuple[dict[str, dict], Path]:
+    out = tmp_path / "fleet.json"
+    code = main(["judge", str(source), "--report", str(tmp_path / "reports"), "--json", str(out), *extra])
+    devices = json.loads(out.read_text())["devices"]
+    assert code == 1, devices  # some device would fail
+    (page,) = (tmp_path / "reports").glob("fleet-*/index.html")
+    return {d["address"]: d for d in devices}, page
+
+
+@pytest.fixture
+def judged(sent, tmp_path) -> dict[str, dict]:
+    capture_file, ports = sent
+    devices, _ = _judge(capture_file, tmp_path, "--port", f"submission={ports[0]}", "--port",
+                        f"implicit-tls={ports[1]}", "--port", f"mx={ports[2]}")
+    return devices
+
+
+def _check(device: dict, name: str) -> bool | None:
+    return next(c["passed"] for c in device["checks"] if c["check"] == name)
+
+
+def test_each_device_of_a_capture_gets_the_verdict_its_live_run_gave(judged):
+    good = judged[DEVICES["conformant"]]
+    assert good["verdict"] == "would work" and good["option"] == "submission", good
+    assert good["names"] == ["MFP-4020.printer.lab"]
+    assert _check(good, "tls") is True and _check(good, "port") is True
+    for hidden in ("starttls_before_auth", "auth_mechanism", "well_formed"):  # inside TLS: never a guess
+        assert _check(good, hidden) is None
+        assert "not visible in the capture" in next(c["message"] for c in good["checks"] if c["check"] == hidden)
+    old = judged[DEVICES["tls10"]]
+    assert old["verdict"] == "would fail" and "offers only TLSv1" in old["cause"], old
+    clear = judged[DEVICES["auth-in-clear"]]
+    assert clear["verdict"] == "would fail" and "without STARTTLS" in clear["cause"], clear
+    trap = judged[DEVICES["port-465"]]
+    assert trap["verdict"] == "would fail" and "port 465" in trap["cause"], trap
+    direct = judged[DEVICES["direct-send-external"]]
+    assert direct["option"] == "direct-send" and direct["verdict"] == "would fail", direct
+    assert "partner@example.org" in direct["cause"] and "550" in direct["cause"]
+    if DEVICES["swaks"] in judged:  # swaks is installed in CI; locally it may not be
+        assert judged[DEVICES["swaks"]]["verdict"] == "would work"
+
+
+def test_a_file_that_is_not_a_capture_gets_one_line(tmp_path, capsys):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("scan to email stopped working\n")
+    assert main(["judge", str(bogus), "--report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0] and "not a capture" in err[0]
+
+
+def test_the_labs_records_judge_the_same_devices_with_what_tls_hid(edge, mark, sent, tmp_path):
+    """exoedge judge on the lab's records: the lab saw inside TLS, so what the capture could not
+    show is judged too. (The records of this test's window: the edge's whole file holds every
+    earlier test's sessions from the same addresses.)"""
+    records = tmp_path / "records.jsonl"
+    records.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in edge.records.window(mark)))
+    devices, _ = _judge(records, tmp_path)
+    good = devices[DEVICES["conformant"]]
+    assert good["verdict"] == "would work" and _check(good, "auth_mechanism") is True
+    assert _check(good, "starttls_before_auth") is True and _check(good, "accepted") is True
+    assert "offers only TLSv1" in devices[DEVICES["tls10"]]["cause"]
+    assert "without STARTTLS" in devices[DEVICES["auth-in-clear"]]["cause"]
+    assert "port 465" in devices[DEVICES["port-465"]]["cause"]
+    assert "550" in devices[DEVICES["direct-send-external"]]["cause"]
+
+
+def test_the_fleet_report_in_headless_chromium(sent, tmp_path, chromium):
+    capture_file, ports = sent
+    _, page = _judge(capture_file, tmp_path, "--port", f"submission={ports[0]}", "--port",
+                     f"implicit-tls={ports[1]}", "--port", f"mx={ports[2]}")
+    html = page.read_text()
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=60).stdout
+    table = dom.split('id="fleet"', 1)[1].split("</table>", 1)[0]
+    for address in (DEVICES["conformant"], DEVICES["tls10"], DEVICES["port-465"]):
+        assert address in table
+    assert "offers only TLSv1" in dom and "<script>alert" not in dom
+    shot = tmp_path / "fleet.png"
+    subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60)
+    assert shot.stat().st_size > 10_000  # kept under the test's folder for a person to look at

@@ -1,0 +1,137 @@
+"""The capture reader over captures Hypothesis mutates (no sockets): segments out of order and
+retransmitted, packets cut short, VLAN tags, IPv6. Whatever it is given, it reads without a
+traceback; what TCP delivers whole, it reassembles into the dialogue that was sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.utils import PcapWriter
+
+from fakes.exo.observed import Command, Connect, ReplySent
+from harness.capture import events
+from harness.fleet import JudgeError, group, judge, read
+
+CLIENT, SERVER = ("10.0.0.5", 40000), ("10.0.0.1", 25)
+DIALOGUE = [  # (from the client, what it sent), as a device doing direct send in the clear would
+    (False, b"220 mx.example Microsoft ESMTP MAIL Service ready\r\n"),
+    (True, b"EHLO printer.lab\r\n"), (False, b"250-mx.example Hello\r\n250 SMTPUTF8\r\n"),
+    (True, b"MAIL FROM:<scanner@contoso.com>\r\n"), (False, b"250 2.1.0 Sender OK\r\n"),
+    (True, b"RCPT TO:<partner@example.org>\r\n"),
+    (False, b"550 5.7.64 TenantAttribution; Relay Access Denied\r\n"),
+    (True, b"QUIT\r\n"), (False, b"221 2.0.0 Service closing transmission channel\r\n"),
+]
+COMMANDS = ["EHLO printer.lab", "MAIL FROM:<scanner@contoso.com>", "RCPT TO:<partner@example.org>", "QUIT"]
+
+
+def packets(*, v6: bool = False, vlan: bool = False, split: int = 0) -> list[tuple[float, bytes]]:
+    """The dialogue as (time, frame): handshake, each payload (cut in two at ``split`` when it can
+    be), FIN."""
+    seq = {True: 1000, False: 5000}
+    layer = (lambda s, d: IPv6(src=f"fd00::{s[-1]}", dst=f"fd00::{d[-1]}")) if v6 else (lambda s, d: IP(src=s, dst=d))
+    frames, t = [], 100.0
+
+    def frame(from_client: bool, flags: str, payload: bytes = b"") -> None:
+        nonlocal t
+        (src, sport), (dst, dport) = (CLIENT, SERVER) if from_client else (SERVER, CLIENT)
+        ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        ether = ether / Dot1Q(vlan=7) if vlan else ether
+        packet = ether / layer(src, dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq[from_client])
+        frames.append((t, bytes(packet / payload if payload else packet)))
+        seq[from_client] += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+        t += 0.01
+
+    frame(True, "S")
+    frame(False, "SA")
+    for from_client, data in DIALOGUE:
+        pieces = [data[:split], data[split:]] if 0 < split < len(data) else [data]
+        for piece in pieces:
+            frame(from_client, "PA", piece)
+    frame(True, "FA")
+    return frames
+
+
+def write(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    with PcapWriter(str(path), linktype=1, sync=True) as writer:
+        writer.write_header(None)
+        for t, data in frames:
+            writer.write_packet(data, sec=int(t), usec=int((t % 1) * 1_000_000))
+    return path
+
+
+def dialogue(path: Path) -> tuple[list[str], list[str]]:
+    seen = list(events(path, {25: "mx"}))
+    return [e.line for e in seen if isinstance(e, Command)], [e.line for e in seen if isinstance(e, ReplySent)]
+
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("vlan", [False, True])
+def test_a_dialogue_in_the_clear_is_read_whole(tmp_path, v6, vlan):
+    commands, replies = dialogue(write(tmp_path / "c.pcap", packets(v6=v6, vlan=vlan, split=7)))
+    assert commands == COMMANDS
+    assert replies[-2].startswith("550 5.7.64") and len(replies) == 6
+    devices = group(read(tmp_path / "c.pcap", {25: "mx"})[0])
+    (device,) = devices.values()
+    judged = judge(device)
+    assert judged.option == "direct-send" and judged.verdict == "would fail" and "550 5.7.64" in judged.cause
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), split=st.integers(0, 12), v6=st.booleans(), vlan=st.booleans())
+def test_reordered_and_retransmitted_segments_are_reassembled(tmp_path, data, split, v6, vlan):
+    frames = packets(v6=v6, vlan=vlan, split=split)
+    head, body = frames[:2], frames[2:]
+    order = data.draw(st.permutations(range(len(body))))
+    again = data.draw(st.lists(st.integers(0, len(body) - 1), max_size=4))  # retransmissions
+    mutated = head + [body[i] for i in order] + [body[i] for i in again]
+    commands, _ = dialogue(write(tmp_path / "m.pcap", mutated))
+    # the client's stream is whole whatever the order: every command, once, in the order sent
+    assert commands == COMMANDS
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 120)), max_size=6),
+       junk=st.lists(st.binary(max_size=80), max_size=3), v6=st.booleans(), vlan=st.booleans())
+def test_cut_and_foreign_packets_never_stop_the_reader(tmp_path, cuts, junk, v6, vlan):
+    frames = packets(v6=v6, vlan=vlan, split=5)
+    for index, keep in cuts:  # packets cut short, as a small snap length or a damaged file leaves them
+        if index < len(frames):
+            frames[index] = (frames[index][0], frames[index][1][:keep])
+    frames += [(200.0, blob) for blob in junk]
+    seen = list(events(write(tmp_path / "x.pcap", frames), {25: "mx"}))
+    assert all(e.t >= 0 for e in seen)
+    for device in group(seen).values():
+        judge(device)  # judged, whatever is left of it
+
+
+def test_a_file_cut_inside_a_record_is_read_up_to_the_cut(tmp_path):
+    whole = write(tmp_path / "w.pcap", packets()).read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[:-30])
+    commands, _ = dialogue(cut)
+    assert commands[:3] == COMMANDS[:3]
+
+
+def test_what_is_not_a_capture_is_named_with_its_file(tmp_path):
+    notes = tmp_path / "printer.log"
+    notes.write_bytes(b"\x00\x01 not a capture")
+    with pytest.raises(JudgeError, match="printer.log: not a capture"):
+        read(notes)
+    broken = tmp_path / "records.jsonl"
+    broken.write_text('{"kind":"connect","session":"s1","t":1.0,"endpoint":"mx","peer":["10.0.0.5",1]}\n{"kind":"x"}\n')
+    with pytest.raises(JudgeError, match=r"records.jsonl:2: not a record"):
+        list(read(broken)[0])
+    assert isinstance(next(read(broken)[0]), Connect)
+    state = tmp_path / "state"
+    state.mkdir()
+    with pytest.raises(JudgeError, match="without records.jsonl"):
+        read(state)
+    (state / "records.jsonl").write_bytes(broken.read_bytes().splitlines(keepends=True)[0])
+    events_, capture = read(state)
+    assert capture is False and [e.kind for e in events_] == ["connect"]
