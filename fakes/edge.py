@@ -32,6 +32,7 @@ from fakes.exo.errors import UsageError
 from fakes.exo.events import Fault, MidRun
 from fakes.exo.identity import IdentityPlatform
 from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, MODERN_TLS_VERSIONS, SMTP_ENDPOINTS
+from fakes.exo.observed import Observed
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
 from fakes.exo.spf import check_host
@@ -107,6 +108,7 @@ class Edge:
         session_limit: float = SESSION_LIMIT,
         tarpit: float = 0.0,
         advertise: str | None = None,
+        keylog: Path | None = None,
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
         if unknown:
@@ -118,6 +120,7 @@ class Edge:
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
         self.session_limit = session_limit  # seconds a session may last in all, however busy
         self.tarpit = tarpit  # seconds an error reply waits (Exchange's 5 in the lab: exoedge serve)
+        self.keylog = keylog  # the TLS key log (NSS format) every server context writes to, when asked
         self.ports = {name: 0 for name in ENDPOINT_NAMES} | (ports or {})
         self.rng = random.Random(seed)
         self._clock = clock
@@ -174,7 +177,8 @@ class Edge:
             self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
             self._servers.append(trap)
             name = "identity"
-            https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=MODERN_TLS_VERSIONS)
+            https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=MODERN_TLS_VERSIONS,
+                                   keylog=self.keylog)
             identity = IdentityServer(self.identity, self.records, https)
             identity.budget = (self.state, self.records)
             self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])
@@ -204,11 +208,12 @@ class Edge:
             raise
         self._started = True
 
-    async def start_live(self, port: int = 0, *,
-                         on_closed: Callable[[LiveSession], None] | None = None) -> tuple[str, int]:
-        """The lab's live view of the sessions (``fakes.live``), on the edge's address; each
-        closed session is also handed to ``on_closed`` (the terminal's line)."""
-        sessions = LiveSessions(on_closed)
+    async def start_live(self, port: int = 0, *, on_closed: Callable[[LiveSession], None] | None = None,
+                         judge: Callable[[list[Observed]], str] | None = None) -> tuple[str, int]:
+        """The lab's live view of the sessions and devices (``fakes.live``), on the edge's address;
+        each closed session is also handed to ``on_closed`` (the terminal's line); ``judge`` gives a
+        device's rolling verdict from its events (the harness's checks)."""
+        sessions = LiveSessions(on_closed, judge)
         self.records.watch(sessions)
         view = LiveView(sessions, self.store, lambda: self.tenant.tenant)
         view.budget = (self.state, self.records)
@@ -309,9 +314,9 @@ class Edge:
         if key not in self._tls_cache:
             leaves = {kind: self._leaf(kind, certificate) for kind in SERVER_LEAVES}
             self._tls_cache[key] = {
-                False: server_context(self.ca, leaf=leaves["submission"], versions=versions),
+                False: server_context(self.ca, leaf=leaves["submission"], versions=versions, keylog=self.keylog),
                 True: server_context(self.ca, leaf=leaves["mx"], versions=mx_versions(versions),
-                                     request_client_certificate=True),
+                                     request_client_certificate=True, keylog=self.keylog),
             }
         return self._tls_cache[key]
 

@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from fakes.exo.observed import (
     AuthOutcome,
     ClientHelloSeen,
+    Command,
     Connect,
     Disconnect,
     Observed,
@@ -41,6 +42,8 @@ KEEP = 200  # closed sessions shown
 LINES = 300  # transcript lines kept per session
 LINE_CHARS = 240  # of each line: a peer's 64 KiB NOOP is kept (and shown) as its start and its length
 PAGE = 25  # sessions a page shows, newest first (?page=2 for the next)
+DEVICES = 500  # devices remembered (the least recently seen forgotten first)
+DEVICE_EVENTS = 2000  # a device's newest events, what its rolling verdict is judged from
 # C0 and C1 controls and DEL: a peer's ESC or BEL would clear the terminal or forge a line
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -61,7 +64,9 @@ class LiveSession:
     peer: str
     started: float
     tls: str | None = None
+    offered: str | None = None  # what the ClientHello offered (shown when no TLS was negotiated)
     sni: str | None = None
+    ehlo: str | None = None  # the name it gave, which often names the model
     auth: str | None = None  # "LOGIN scanner@contoso.com: success"
     stored: int = 0
     last_reply: str | None = None
@@ -71,7 +76,7 @@ class LiveSession:
     def line(self) -> str:
         """The session in one line, as the terminal shows it when it closes."""
         when = time.strftime("%H:%M:%S", time.localtime(self.started))
-        parts = [when, self.id, self.peer, self.endpoint, self.tls or "plain"]
+        parts = [when, self.id, self.peer, self.endpoint, self.tls_shown]
         if self.auth:
             parts.append(f"AUTH {self.auth}")
         parts.append(f"{self.stored} stored" if self.stored else "nothing stored")
@@ -79,32 +84,79 @@ class LiveSession:
             parts.append(f"last: {self.last_reply[:80]}")
         return "  ".join(printable(part) for part in parts)
 
+    @property
+    def tls_shown(self) -> str:
+        """The TLS version, or what a failed handshake offered, or "plain"."""
+        if self.tls:
+            return self.tls
+        return f"offered {self.offered}, no TLS" if self.offered else "plain"
+
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.endpoint, "peer": self.peer, "started": self.started,
-                "tls": self.tls, "sni": self.sni, "auth": self.auth, "stored": self.stored,
-                "last_reply": self.last_reply, "closed": self.closed, "lines": list(self.lines)}
+                "tls": self.tls, "tls_shown": self.tls_shown, "offered": self.offered, "sni": self.sni,
+                "ehlo": self.ehlo, "auth": self.auth, "stored": self.stored, "last_reply": self.last_reply,
+                "closed": self.closed, "lines": list(self.lines)}
+
+
+@dataclass
+class LiveDevice:
+    """A source address the lab has seen, with its newest events for its rolling verdict."""
+
+    address: str
+    names: list[str] = field(default_factory=list)
+    sessions: int = 0
+    last_seen: float = 0.0
+    events: collections.deque[Observed] = field(default_factory=lambda: collections.deque(maxlen=DEVICE_EVENTS))
+    verdict: str | None = None
+    judged_at: int = -1  # the session count its verdict was judged at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "names": list(self.names), "sessions": self.sessions,
+                "last_seen": self.last_seen, "verdict": self.verdict}
 
 
 class LiveSessions:
     """Summaries kept up to date from the record events (O(1) per event)."""
 
-    def __init__(self, on_closed: Callable[[LiveSession], None] | None = None) -> None:
+    def __init__(self, on_closed: Callable[[LiveSession], None] | None = None,
+                 judge: Callable[[list[Observed]], str] | None = None) -> None:
         self.open: dict[str, LiveSession] = {}
         self.closed: collections.deque[LiveSession] = collections.deque(maxlen=KEEP)
         self.on_closed = on_closed
+        # what a device's events say of it at Exchange Online (the harness's checks, handed in)
+        self.judge = judge
+        self.devices: collections.OrderedDict[str, LiveDevice] = collections.OrderedDict()
+
+    def _device(self, address: str, t: float) -> LiveDevice:
+        device = self.devices.pop(address, None) or LiveDevice(address)
+        self.devices[address] = device  # the most recently seen last
+        device.last_seen = t
+        if len(self.devices) > DEVICES:
+            self.devices.popitem(last=False)
+        return device
 
     def __call__(self, event: Observed) -> None:
         if isinstance(event, Connect):
             self.open[event.session] = LiveSession(event.session, event.endpoint, event.peer[0], event.t)
+            self._device(event.peer[0], event.t).events.append(event)
             return
         session = self.open.get(event.session)
         if session is None:
             return  # DNS queries and identity requests are not sessions
+        device = self.devices.get(session.peer)
+        if device is not None:
+            device.events.append(event)
         match event:
+            case Command(verb="EHLO" | "HELO", line=line) if " " in line:
+                session.ehlo = printable(line.split(" ", 1)[1].strip(), 100)
+                if device is not None and session.ehlo not in device.names and len(device.names) < 5:
+                    device.names.append(session.ehlo)
+
             case ReplySent(last=True):
                 session.last_reply = printable(event.line)
-            case ClientHelloSeen(sni=sni):
+            case ClientHelloSeen(sni=sni, versions=versions):
                 session.sni = printable(sni) if sni else None
+                session.offered = ", ".join(versions) or None
             case Tls(version=version):
                 session.tls = version
             case AuthOutcome(mechanism=mechanism, user=user, outcome=outcome):
@@ -115,11 +167,36 @@ class LiveSessions:
         if text is not None and len(session.lines) < LINES:
             session.lines.append(printable(text))
         if isinstance(event, Disconnect):
+            if device is not None:
+                device.sessions += 1
             session.closed = True
             del self.open[event.session]
             self.closed.appendleft(session)
             if self.on_closed is not None:
                 self.on_closed(session)
+
+    def newest_devices(self, count: int = PAGE) -> list[LiveDevice]:
+        """The most recently seen devices, newest first, each with a copy of its events (taken on
+        the loop; ``judged`` judges them in a thread)."""
+        out = []
+        for device in itertools.islice(reversed(self.devices.values()), count):
+            copy = LiveDevice(device.address, list(device.names), device.sessions, device.last_seen,
+                              verdict=device.verdict, judged_at=device.judged_at)
+            if self.judge is not None and device.judged_at != device.sessions:
+                copy.events.extend(device.events)
+            out.append(copy)
+        return out
+
+    def judged(self, devices: list[LiveDevice]) -> list[LiveDevice]:
+        """Each device's rolling verdict, judged anew where it has had a session since (any thread)."""
+        for copy in devices:
+            if self.judge is not None and copy.events:
+                copy.verdict = self.judge(list(copy.events))
+                copy.judged_at = copy.sessions
+                kept = self.devices.get(copy.address)
+                if kept is not None and kept.sessions == copy.sessions:  # remembered until its next session
+                    kept.verdict, kept.judged_at = copy.verdict, copy.sessions
+        return devices
 
     def newest(self, page: int = 1) -> list[LiveSession]:
         """One page of sessions, the open ones first, newest first."""
@@ -140,7 +217,7 @@ class LiveView(WebEndpoint):
         self.tenant = tenant
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/", self.page), web.get("/sessions.json", self.json)]
+        return [web.get("/", self.page), web.get("/sessions.json", self.json), web.get("/devices.json", self.devices)]
 
     @staticmethod
     def _page_number(request: web.Request) -> int:
@@ -150,11 +227,20 @@ class LiveView(WebEndpoint):
     async def page(self, request: web.Request) -> web.Response:
         number = self._page_number(request)
         sessions = [s.as_dict() for s in self.sessions.newest(number)]  # a copy, taken on the loop
+        devices = self.sessions.newest_devices()
         values = {"sessions": sessions, "stored": self.store.recent(50), "tenant": self.tenant(),
                   "now": time.strftime("%H:%M:%S"), "page": number, "more": len(sessions) == PAGE}
-        # rendered in a thread: the loop keeps serving SMTP while a page of long transcripts is written
-        html = await asyncio.to_thread(_PAGES.get_template("live.html").render, **values)
-        return web.Response(text=html, content_type="text/html")
+
+        def render() -> str:  # in a thread: the loop keeps serving SMTP while devices are judged
+            judged = [d.as_dict() for d in self.sessions.judged(devices)]
+            return _PAGES.get_template("live.html").render(devices=judged, **values)
+
+        return web.Response(text=await asyncio.to_thread(render), content_type="text/html")
+
+    async def devices(self, request: web.Request) -> web.Response:
+        devices = self.sessions.newest_devices(DEVICES)
+        judged = await asyncio.to_thread(self.sessions.judged, devices)
+        return web.json_response([d.as_dict() for d in judged])
 
     async def json(self, request: web.Request) -> web.Response:
         return web.json_response([s.as_dict() for s in self.sessions.newest(self._page_number(request))])

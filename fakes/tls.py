@@ -196,10 +196,21 @@ def mx_versions(versions: tuple[str, ...] | None) -> tuple[str, ...]:
     return kept or versions or MX_TLS_VERSIONS
 
 
+def keylog_file(path: Path) -> None:
+    """Create the key log readable by its owner only (the keys decrypt every lab session)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def server_context(ca: LabCA, *, leaf: tuple[Path, Path], request_client_certificate: bool = False,
-                   versions: tuple[str, ...] | None = None) -> ssl.SSLContext:
-    """The edge's TLS. ``versions`` narrows what it offers (a scenario's "edge offers only 1.2")."""
+                   versions: tuple[str, ...] | None = None, keylog: Path | None = None) -> ssl.SSLContext:
+    """The edge's TLS. ``versions`` narrows what it offers (a scenario's "edge offers only 1.2");
+    ``keylog``: write every session's secrets there (NSS key log format), for Wireshark."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if keylog is not None:
+        keylog_file(keylog)
+        ctx.keylog_filename = str(keylog)
     chosen = sorted(versions or SSL_VERSIONS, key=list(SSL_VERSIONS).index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

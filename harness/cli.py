@@ -62,8 +62,11 @@ async def _serve(edge: Edge, *, lab: bool = False, live_port: int | None = None)
     await edge.start()
     try:
         if live_port is not None:
-            host, port = await edge.start_live(live_port, on_closed=lambda s: print(s.line(), file=sys.stderr,
-                                                                                  flush=True))
+            from harness.fleet import live_verdict
+
+            host, port = await edge.start_live(
+                live_port, on_closed=lambda s: print(s.line(), file=sys.stderr, flush=True),
+                judge=lambda events: live_verdict(events, edge.tenant))
         print(json.dumps(edge.describe()), flush=True)
         if lab:
             print(f"Set on the device:\n{device_settings(edge)}", file=sys.stderr, flush=True)
@@ -87,7 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.lab:
         ports = LAB_PORTS | ports
     edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
-                ports=ports, advertise=args.advertise, tarpit=args.tarpit)
+                ports=ports, advertise=args.advertise, tarpit=args.tarpit,
+                keylog=Path(args.keylog) if args.keylog else None)
     live_port = args.live_port if args.live_port is not None else (LIVE_PORT if args.lab else None)
     asyncio.run(_serve(edge, lab=args.lab, live_port=live_port))
     return 0
@@ -264,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how long an error reply waits, as Exchange Online's do (default {TARPIT:g}; 0: at once)")
     serve.add_argument("--live-port", type=int, metavar="PORT",
                        help=f"serve the live view of the sessions on this port of --host (with --lab: {LIVE_PORT})")
+    serve.add_argument("--keylog", metavar="FILE", help="write the lab's TLS keys there (NSS key log, mode 0600), "
+                                                        "to open a lab capture decrypted in Wireshark")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                        help="CA, token issuer key, records and mail store (default ./state)")
     serve.set_defaults(func=cmd_serve)

@@ -180,8 +180,9 @@ def need(tool: str, package: str) -> str:
 
 
 @contextlib.contextmanager
-def live_lab(state_dir: Path):  # noqa: ANN201 - yields (edge, live view address, terminal lines, closed event)
-    """An edge of its own with the live view on, and the terminal's line of each closed session."""
+def live_lab(state_dir: Path, judge=None):  # noqa: ANN001, ANN201 - yields (edge, live address, lines, closed event)
+    """An edge of its own with the live view on, and the terminal's line of each closed session
+    (``judge``: a device's rolling verdict, as exoedge serve gives it from harness.fleet)."""
     import asyncio
     import threading
 
@@ -197,7 +198,8 @@ def live_lab(state_dir: Path):  # noqa: ANN201 - yields (edge, live view address
     thread = EdgeThread(Edge(state_dir=state_dir))
     edge = thread.start()
     try:
-        live = asyncio.run_coroutine_threadsafe(edge.start_live(0, on_closed=terminal), thread.loop).result(10)
+        live = asyncio.run_coroutine_threadsafe(edge.start_live(0, on_closed=terminal, judge=judge),
+                                                thread.loop).result(10)
         yield edge, live, closed, seen
     finally:
         thread.stop()

@@ -3,7 +3,10 @@ what a device sent is shown as text; the page opens in headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import smtplib
+import ssl
 import subprocess
 import urllib.request
 
@@ -35,3 +38,40 @@ def test_a_session_appears_in_the_live_view_and_as_a_terminal_line(tmp_path, chr
                         f"--screenshot={tmp_path / 'live.png'}", f"http://{host}:{port}/"], capture_output=True,
                        timeout=60)
         assert (tmp_path / "live.png").stat().st_size > 5_000
+
+
+def test_the_live_view_lists_devices_with_their_rolling_verdict(tmp_path):
+    """Devices by source address, named by their EHLO, each with what Exchange Online would say of
+    it so far; a session whose handshake failed shows what the device offered, not "plain"."""
+    from harness.fleet import live_verdict
+    from tests.helpers import client_context
+
+    with live_lab(tmp_path / "lab", judge=live_verdict) as (edge, (host, port), closed, seen):
+        with Device(edge, source="127.0.0.41") as device:
+            device.local_hostname = "MFP-4020.printer.lab"
+            device.secure()
+            device.login("scanner@contoso.com", "Scan-2026!")
+            device.sendmail("scanner@contoso.com", ["alice@contoso.com"], b"Subject: ok\r\n\r\nhello\r\n")
+        with Device(edge, source="127.0.0.42") as device:
+            device.local_hostname = "old-scanner"
+            device.ehlo()
+            device.starttls(context=client_context(edge, "TLSv1"))
+            with contextlib.suppress(smtplib.SMTPException):  # refused with 4.7.66 and closed, as Exchange does
+                device.login("scanner@contoso.com", "Scan-2026!")
+        with Device(edge, "mx", source="127.0.0.43") as device:
+            device.local_hostname = "mta.fabrikam.example"
+            with contextlib.suppress(ssl.SSLError, OSError):  # the MX refuses TLS 1.0 at the handshake
+                device.starttls(context=client_context(edge, "TLSv1"))
+        assert edge.records.wait_for(lambda events: sum(e.kind == "disconnect" for e in events) >= 3, 10)
+        with urllib.request.urlopen(f"http://{host}:{port}/devices.json", timeout=10) as answer:
+            devices = {d["address"]: d for d in json.load(answer)}
+        assert devices["127.0.0.41"]["names"] == ["MFP-4020.printer.lab"]
+        assert devices["127.0.0.41"]["verdict"] == "would work", devices["127.0.0.41"]
+        assert devices["127.0.0.42"]["verdict"].startswith("would fail at Exchange Online: offers only TLSv1")
+        with urllib.request.urlopen(f"http://{host}:{port}/sessions.json", timeout=10) as answer:
+            sessions = {s["peer"]: s for s in json.load(answer)}
+        assert sessions["127.0.0.42"]["ehlo"] == "old-scanner"
+        assert sessions["127.0.0.43"]["tls_shown"] == "offered TLSv1, no TLS", sessions["127.0.0.43"]
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=10) as answer:
+            page = answer.read().decode()
+        assert 'id="devices"' in page and "MFP-4020.printer.lab" in page and "offers only TLSv1" in page

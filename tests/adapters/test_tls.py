@@ -116,3 +116,26 @@ def test_a_client_close_notify_ends_the_session_with_the_edges_own(edge, endpoin
     finally:
         device.close()
     assert edge.records.wait_for(lambda events: any(e.kind == "disconnect" for e in events), 5, since=mark)
+
+
+def test_the_lab_writes_its_tls_keys_when_asked_and_only_its_owner_reads_them(tmp_path):
+    """exoedge serve --keylog: every handshake's secrets in NSS key log format (what Wireshark
+    reads to decrypt a lab capture), in a file of mode 0600; the records never hold them."""
+    import stat
+
+    from fakes.edge import Edge, EdgeThread
+
+    keys = tmp_path / "keys" / "tls.log"
+    with EdgeThread(Edge(state_dir=tmp_path / "state", keylog=keys)) as lab:
+        with Device(lab) as device:
+            device.secure("TLSv1.3")
+        with Device(lab) as device:
+            device.secure("TLSv1.2")
+        lab.records.flush()
+        records = lab.records.path.read_text()
+    lines = keys.read_text().splitlines()
+    labels = {line.split(" ", 1)[0] for line in lines}
+    assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_0", "CLIENT_RANDOM"} <= labels, labels
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    secret = lines[0].rsplit(" ", 1)[1]
+    assert secret not in records
