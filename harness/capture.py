@@ -6,7 +6,8 @@ how they ended, the SMTP dialogue before STARTTLS (EHLO name, AUTH in the clear,
 direct send, the replies), the TLS ClientHello, the server's choice (ServerHello), alerts in the
 clear and who sent them. What went inside TLS is not visible (no key log is read yet).
 
-scapy dissects each packet (Ethernet, VLAN tags, IPv4 and IPv6, DNS, TLS records); TCP is
+dpkt takes the packets apart (pcap and pcapng; Ethernet, VLAN tags, IPv4 and IPv6), dnslib the
+DNS answers, and scapy the TLS handshake records alone, where dissection is worth its cost; TCP is
 reassembled per direction (out-of-order segments held, retransmissions trimmed); every event
 carries the packet's time. Memory stays bounded: open flows are capped (the oldest given up), a
 direction holds at most ``MAX_PENDING`` octets out of order, and only the first octets of a
@@ -21,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from struct import error as struct_error
+from typing import Any
 
 from fakes.exo.commands import command_fact, escaped, parse_command
 from fakes.exo.errors import ExoEdgeError
@@ -333,70 +336,107 @@ def alert_name(record: bytes) -> str:
 # -- the whole capture ----------------------------------------------------------------------------
 
 
-def packets(path: Path) -> Iterator[tuple[float, object]]:
-    """(time, scapy packet) for each packet of a pcap or pcapng file, read as a stream."""
-    import scapy.layers.inet6
-    import scapy.layers.l2  # noqa: F401  (registers the link types a capture names: Ethernet, Linux cooked)
-    from scapy.error import Scapy_Exception
-    from scapy.utils import PcapReader
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A TCP segment or a UDP datagram, as the capture holds it."""
 
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    payload: bytes
+    seq: int = 0
+    flags: int = 0  # TCP's: SYN 0x02, FIN 0x01, RST 0x04
+    udp: bool = False
+
+
+SYN, FIN, RST = 0x02, 0x01, 0x04
+
+
+def packets(path: Path) -> Iterator[tuple[float, Segment]]:
+    """(time, segment) for each TCP or UDP packet over IPv4 or IPv6 in a pcap or pcapng file, read
+    as a stream (dpkt: Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback); a packet cut
+    short or not IP is passed over."""
+    import socket
+
+    import dpkt
+
+    links = {dpkt.pcap.DLT_EN10MB: dpkt.ethernet.Ethernet, dpkt.pcap.DLT_LINUX_SLL: dpkt.sll.SLL,
+             276: dpkt.sll2.SLL2, dpkt.pcap.DLT_NULL: dpkt.loopback.Loopback,
+             dpkt.pcap.DLT_LOOP: dpkt.loopback.Loopback}
+    raw_ip = {dpkt.pcap.DLT_RAW, 12, 14, 101}
     try:
-        reader = PcapReader(str(path))
-    except (Scapy_Exception, EOFError, OSError) as exc:
-        raise CaptureError(f"{path}: not a pcap or pcapng capture ({exc})") from None
-    with reader:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the last packet
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read it ({exc.strerror})") from None
+    with handle:
+        try:
+            reader = dpkt.pcap.UniversalReader(handle)
+        except (ValueError, dpkt.dpkt.Error, struct_error) as exc:
+            raise CaptureError(f"{path}: not a pcap or pcapng capture ({exc})") from None
+        link = links.get(reader.datalink())
+        if link is None and reader.datalink() not in raw_ip:
+            raise CaptureError(f"{path}: link type {reader.datalink()} is not one this reader takes "
+                               "(Ethernet, Linux cooked, raw IP, loopback)")
+        records = iter(reader)
         while True:
             try:
-                packet = reader.read_packet()
-            except EOFError:
+                t, frame = next(records)
+            except StopIteration:
                 return
-            except Exception as exc:  # a cut-off last record, a damaged block: the rest is unreadable
+            except (dpkt.dpkt.Error, ValueError, struct_error) as exc:  # a cut-off last record, a damaged block
                 log.warning("%s: stopped reading at a damaged record (%s)", path, exc)
                 return
-            if packet is None:
-                return
-            yield float(packet.time), packet
+            try:
+                ip = _ip(frame, link, dpkt)
+                if ip is None:
+                    continue
+                layer = ip.data
+                family = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
+                src, dst = socket.inet_ntop(family, ip.src), socket.inet_ntop(family, ip.dst)
+                if isinstance(layer, dpkt.tcp.TCP):
+                    yield float(t), Segment(src, dst, layer.sport, layer.dport, bytes(layer.data), layer.seq,
+                                            layer.flags)
+                elif isinstance(layer, dpkt.udp.UDP):
+                    yield float(t), Segment(src, dst, layer.sport, layer.dport, bytes(layer.data), udp=True)
+            except (dpkt.dpkt.Error, ValueError, struct_error):
+                continue  # cut short by the snap length, or not what it says it is
+
+
+def _ip(frame: bytes, link: Any, dpkt: Any) -> Any:
+    """The IP layer of a frame (None when it carries none)."""
+    if link is None:  # raw IP: the version nibble says which
+        return (dpkt.ip6.IP6 if frame[:1] and frame[0] >> 4 == 6 else dpkt.ip.IP)(frame)
+    layer = link(frame).data
+    return layer if isinstance(layer, dpkt.ip.IP | dpkt.ip6.IP6) else None
 
 
 def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed]:
     """Every event the capture shows, in the order they happened (by packet). ``ports``: the
     endpoint each server port reaches (``PORTS`` by default)."""
     ports = ports or PORTS
-    from scapy.layers.dns import DNS
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-
     flows: OrderedDict[tuple[str, int, str, int], Flow] = OrderedDict()
     ended: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
     ids = itertools.count(1)
-    for t, packet in packets(path):
-        ip = packet.getlayer(IP) or packet.getlayer(IPv6)  # type: ignore[attr-defined]
-        if ip is None:
+    for t, segment in packets(path):
+        if segment.udp:
+            if segment.sport == DNS_PORT:
+                event = _dns(segment, t, next(ids))
+                if event is not None:
+                    yield event
             continue
-        src, dst = str(ip.src), str(ip.dst)
-        if packet.haslayer(UDP) and packet.haslayer(DNS):  # type: ignore[attr-defined]
-            event = _dns(packet, src, dst, t, next(ids))
-            if event is not None:
-                yield event
-            continue
-        tcp = packet.getlayer(TCP)  # type: ignore[attr-defined]
-        if tcp is None:
-            continue
-        sport, dport = int(tcp.sport), int(tcp.dport)
-        payload = bytes(tcp.payload) if tcp.payload else b""
-        payload = payload[: max(len(payload) - _padding(packet), 0)]
-        flags = str(tcp.flags)
-        if dport in ports:
-            key, from_client = (src, sport, dst, dport), True
-        elif sport in ports:
-            key, from_client = (dst, dport, src, sport), False
+        payload, flags = segment.payload, segment.flags
+        if segment.dport in ports:
+            key, from_client = (segment.src, segment.sport, segment.dst, segment.dport), True
+        elif segment.sport in ports:
+            key, from_client = (segment.dst, segment.dport, segment.src, segment.sport), False
         else:
             continue
         flow = flows.get(key)
         if flow is None:
-            if key in ended or ("S" not in flags and (not payload or "F" in flags or "R" in flags)):
+            if key in ended or (not flags & SYN and (not payload or flags & (FIN | RST))):
                 continue  # the last packets of a connection that has ended, or one seen only at its end
-            if not from_client and "S" not in flags:
+            if not from_client and not flags & SYN:
                 continue  # the server's side of a connection the capture did not see begin
             flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, ports[key[3]])
             if len(flows) > MAX_FLOWS:
@@ -405,11 +445,11 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
                 yield from oldest.events
         flow.last_t = t
         stream = flow.up if from_client else flow.down
-        data = stream.take(int(tcp.seq), payload, "S" in flags, "F" in flags)
+        data = stream.take(segment.seq, payload, bool(flags & SYN), bool(flags & FIN))
         if data:
             (flow.client_data if from_client else flow.server_data)(data, t)
-        if "R" in flags or flow.up.finished or flow.down.finished:
-            flow.close(t, "reset" if "R" in flags else None)
+        if flags & RST or flow.up.finished or flow.down.finished:
+            flow.close(t, "reset" if flags & RST else None)
             del flows[key]
             ended[key] = None  # its remaining packets (the other side's FIN, ACKs) are not a new connection
             if len(ended) > MAX_FLOWS:
@@ -422,35 +462,21 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
         yield from flow.events
 
 
-def _padding(packet: object) -> int:
-    from scapy.packet import Padding
-
-    pad = packet.getlayer(Padding)  # type: ignore[attr-defined]
-    return len(bytes(pad)) if pad is not None else 0
+DNS_PORT = WELL_KNOWN_PORTS["dns"]
 
 
-def _dns(packet: object, src: str, dst: str, t: float, n: int) -> DnsQuery | None:
+def _dns(segment: Segment, t: float, n: int) -> DnsQuery | None:
     """A DNS answer, as the edge records a question it answered (the device is the one asking)."""
-    from scapy.layers.dns import DNS, DNSRR
-    from scapy.layers.inet import UDP
+    from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
-    dns = packet.getlayer(DNS)  # type: ignore[attr-defined]
-    if dns is None or not dns.qr or not dns.qd:
+    try:
+        answer = DNSRecord.parse(segment.payload)
+    except (DNSError, IndexError, ValueError, UnicodeDecodeError):
         return None
-    question = dns.qd[0] if isinstance(dns.qd, list) else dns.qd
-    name = question.qname.decode("ascii", "replace").rstrip(".") if isinstance(question.qname, bytes) \
-        else str(question.qname).rstrip(".")
-    answers = []
-    for record in (dns.an if isinstance(dns.an, list) else [dns.an]) if dns.an else []:
-        if isinstance(record, DNSRR):
-            data = record.rdata
-            answers.append(data.decode("ascii", "replace") if isinstance(data, bytes) else str(data))
-    from scapy.layers.dns import dnsqtypes
-
-    udp = packet.getlayer(UDP)  # type: ignore[attr-defined]
-    return DnsQuery(session=f"dns{n:06d}", t=t, peer=(dst, int(udp.dport)), transport="udp", name=name[:300],
-                    type=str(dnsqtypes.get(question.qtype, question.qtype)),
-                    rcode=RCODES.get(int(dns.rcode), str(dns.rcode)), answers=tuple(answers))
-
-
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}  # as dnslib names them
+    if not answer.header.qr or not answer.questions:
+        return None
+    question = answer.q
+    return DnsQuery(session=f"dns{n:06d}", t=t, peer=(segment.dst, segment.dport), transport="udp",
+                    name=str(question.qname).rstrip(".")[:300], type=str(QTYPE.get(question.qtype, question.qtype)),
+                    rcode=str(RCODE.get(answer.header.rcode, answer.header.rcode)),
+                    answers=tuple(str(rr.rdata) for rr in answer.rr))

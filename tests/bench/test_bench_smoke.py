@@ -40,3 +40,9 @@ def test_the_in_process_benchmarks_run():
     assert bench("bench/bench_edge.py", "--messages", "30")["edge_over_stock_aiosmtpd"] > 0
     stall = bench("bench/bench_stall.py", "--rounds", "20", "--lines", "2")
     assert stall["hostile_lines"] > 0 and stall["ratio_p99"] > 0
+
+
+def test_the_capture_benchmark_judges_and_compares_memory():
+    report = bench("bench/bench_capture.py", "--packets", "3000")
+    assert report["devices"] == 300 and report["packets_4x"] >= 4 * 3000
+    assert report["judge_over_read"] > 0 and report["rss_ratio_4x"] > 0
