@@ -262,9 +262,7 @@ def describe(event: Observed) -> str | None:
     """The event as a transcript line (``C: EHLO printer``, ``S: 250 ...``, ``*  TLS ...``), or
     None for an event a transcript leaves out (the connection itself, a disconnect)."""
     match event:
-        case Command(line=line):
-            return f"C: {line}"
-        case AuthResponse(line=line):
+        case Command(line=line) | AuthResponse(line=line):
             return f"C: {line}"
         case ReplySent(line=line):
             return f"S: {line}"
