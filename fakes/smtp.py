@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 import traceback
 
@@ -44,6 +43,7 @@ from fakes.exo.observed import (
     Tls,
     TlsFailed,
 )
+from fakes.exo.secrets import looks_like_a_secret
 from fakes.exo.state import EdgeState
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.gate import Gate, descriptor_plan, stream_protocol
@@ -171,7 +171,7 @@ class SmtpConnection(asyncio.Protocol):
                 self.rec.add(AuthResponse(line=REDACTED))
                 return
             line = escaped(event.raw)
-            if _looks_like_a_secret(line):
+            if looks_like_a_secret(line):
                 # a client that lost track of an AUTH exchange sends its credentials as "commands";
                 # Exchange echoes them in the 500, but the records never keep them
                 self._secrets.add(line.split(" ", 1)[0])
@@ -377,12 +377,6 @@ class SmtpConnection(asyncio.Protocol):
             self.rec.add(_parse_hello(raw))
 
 
-_BASE64_TOKEN = re.compile(r"^[A-Za-z0-9+/]{6,}={0,2}$")
-
-
-def _looks_like_a_secret(line: str) -> bool:
-    """A lone base64 token (not a plain word): what AUTH LOGIN or XOAUTH2 data looks like."""
-    return bool(_BASE64_TOKEN.match(line)) and not line.isalpha()
 
 
 def _tls_reason(exc: BaseException) -> str:

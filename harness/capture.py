@@ -42,6 +42,7 @@ from fakes.exo.observed import (
     Tls,
     TlsFailed,
 )
+from fakes.exo.secrets import looks_like_a_secret
 from fakes.record import REDACTED, redact_command
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Flow:
                                                local=server)]
         self.closed = False
         self.last_t = t
+        self.secrets: set[str] = set()
 
     def _add(self, event: Observed) -> None:
         self.events.append(event)
@@ -157,8 +159,14 @@ class Flow:
             self.auth_answers -= 1
             self._add(AuthResponse(session=self.session, t=t, line=REDACTED))
             return
+        shown = escaped(raw)
+        if looks_like_a_secret(shown):  # credentials sent as a "command" (an AUTH exchange lost track of)
+            self.secrets.add(shown)  # Exchange echoes them in its 500: that reply is redacted too
+            self._add(Command(session=self.session, t=t, line=REDACTED))
+            self.verbs.append("")
+            return
         parsed = parse_command(raw)
-        fact = command_fact(redact_command(escaped(raw)), parsed)
+        fact = command_fact(redact_command(shown), parsed)
         self._add(Command(session=self.session, t=t, line=fact.line, verb=fact.verb, address=fact.address,
                           params=fact.params))
         verb = fact.verb or raw.split(b" ", 1)[0].decode("ascii", "replace").upper()
@@ -230,6 +238,8 @@ class Flow:
             self._reply(line, t)
 
     def _reply(self, line: str, t: float) -> None:
+        for secret in self.secrets:
+            line = line.replace(secret, REDACTED)
         code = int(line[:3]) if line[:3].isdigit() else 0
         last = line[3:4] != "-"
         if not self.greeted:

@@ -31,6 +31,7 @@ from fakes.exo.observed import (
     UnknownRecord,
     decode,
 )
+from fakes.exo.secrets import SecretMask
 from fakes.exo.tenant import Tenant
 from harness import checks as C
 from harness.check_base import Outcome
@@ -163,7 +164,8 @@ def judge(device: Device, *, tenant: Tenant | None = None, capture: bool = True)
     key = rule.key if rule else (f"check:{first.check}" if first else None)
     instead = STILL_OPEN[key][1] if key in STILL_OPEN else None
     opened = device.events[0].t if device.events else 0.0
-    lines = [f"{event.t - opened:9.3f} {event.session} {text}" for event in device.events
+    mask = SecretMask()  # no secret is known from a capture: tokens are masked by their shape
+    lines = [mask.mask(f"{event.t - opened:9.3f} {event.session} {text}") for event in device.events
              if (text := _describe(event)) is not None]
     return Judged(device, option, outcomes, facts, cause, key, instead, lines)
 

@@ -102,3 +102,12 @@ class SecretMask:
         if isinstance(data, list | tuple):
             return [self.mask_data(item) for item in data]
         return data
+
+
+_BASE64_TOKEN = re.compile(r"^[A-Za-z0-9+/]{6,}={0,2}$")
+
+
+def looks_like_a_secret(line: str) -> bool:
+    """A lone base64 token (not a plain word): what AUTH LOGIN or XOAUTH2 data looks like, sent
+    as a "command" by a client that lost track of its AUTH exchange."""
+    return bool(_BASE64_TOKEN.match(line)) and not line.isalpha()

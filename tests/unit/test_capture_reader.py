@@ -30,7 +30,8 @@ DIALOGUE = [  # (from the client, what it sent), as a device doing direct send i
 COMMANDS = ["EHLO printer.lab", "MAIL FROM:<scanner@contoso.com>", "RCPT TO:<partner@example.org>", "QUIT"]
 
 
-def packets(*, v6: bool = False, vlan: bool = False, split: int = 0) -> list[tuple[float, bytes]]:
+def packets(*, v6: bool = False, vlan: bool = False, split: int = 0,
+            dialogue: list[tuple[bool, bytes]] = DIALOGUE) -> list[tuple[float, bytes]]:
     """The dialogue as (time, frame): handshake, each payload (cut in two at ``split`` when it can
     be), FIN."""
     seq = {True: 1000, False: 5000}
@@ -49,7 +50,7 @@ def packets(*, v6: bool = False, vlan: bool = False, split: int = 0) -> list[tup
 
     frame(True, "S")
     frame(False, "SA")
-    for from_client, data in DIALOGUE:
+    for from_client, data in dialogue:
         pieces = [data[:split], data[split:]] if 0 < split < len(data) else [data]
         for piece in pieces:
             frame(from_client, "PA", piece)
@@ -135,3 +136,28 @@ def test_what_is_not_a_capture_is_named_with_its_file(tmp_path):
     (state / "records.jsonl").write_bytes(broken.read_bytes().splitlines(keepends=True)[0])
     events_, capture = read(state)
     assert capture is False and [e.kind for e in events_] == ["connect"]
+
+
+def test_credentials_in_the_clear_never_reach_the_fleet_report(tmp_path):
+    """A client that lost track of its AUTH exchange sends its password as a "command", and Exchange
+    echoes it in the 500; a token in the clear is masked by its shape."""
+    import base64
+    import json
+
+    from harness.report.fleet import write_html, write_json
+
+    password = base64.b64encode(b"Scan-2026!").decode()
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzY2FubmVyQGNvbnRvc28uY29tIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    dialogue = [DIALOGUE[0], (True, b"EHLO printer.lab\r\n"), DIALOGUE[2],
+                (True, b"AUTH PLAIN\r\n"), (False, b"504 5.7.4 Unrecognized authentication type\r\n"),
+                (True, password.encode() + b"\r\n"),
+                (False, f"500 5.3.3 Unrecognized command '{password}'\r\n".encode()),
+                (True, f"XTOKEN {jwt}\r\n".encode()), (False, b"500 5.3.3 Unrecognized command\r\n"),
+                *DIALOGUE[-2:]]
+    capture = write(tmp_path / "leak.pcap", packets(dialogue=dialogue))
+    judged = [judge(device) for device in group(read(capture, {25: "mx"})[0]).values()]
+    page = write_html(tmp_path / "index.html", judged, "leak.pcap", capture=True).read_text()
+    data = write_json(tmp_path / "fleet.json", judged, "leak.pcap").read_text()
+    for text in (page, data, json.dumps([j.transcript for j in judged])):
+        assert password not in text and jwt not in text and "Scan-2026!" not in text
+    assert "&lt;redacted&gt;" in page
