@@ -311,7 +311,18 @@ def client_hello(record: bytes, session: str, t: float, *, implicit: bool) -> Cl
                                implicit_tls=implicit)
     return ClientHelloSeen(session=session, t=t, legacy_version=hello.legacy_version, versions=hello.versions,
                            cipher_suites=hello.cipher_suites, sni=hello.sni, highest_version=hello.highest_version,
-                           implicit_tls=implicit)
+                           implicit_tls=implicit, ja4=ja4(record))
+
+
+def ja4(record: bytes) -> str | None:
+    """The ClientHello's JA4 fingerprint (ja4plus, after FoxIO's specification), or None."""
+    from ja4plus.fingerprinters.ja4 import generate_ja4
+    from ja4plus.utils.tls_utils import parse_tls_handshake
+
+    try:
+        return generate_ja4(parse_tls_handshake(record))
+    except Exception:  # a ClientHello it cannot read has no fingerprint, and the rest of it still counts
+        return None
 
 
 def server_hello(record: bytes, session: str, t: float) -> Tls | None:

@@ -118,6 +118,11 @@ class Judged:
     transcript: list[str]
 
     @property
+    def ja4(self) -> list[str]:
+        """The JA4 fingerprints of its ClientHellos (a capture's): the TLS stack, often the model."""
+        return sorted({e.ja4 for e in self.device.events if isinstance(e, ClientHelloSeen) and e.ja4})
+
+    @property
     def verdict(self) -> str:
         if self.cause:
             return "would fail"
@@ -126,7 +131,7 @@ class Judged:
         return "would work" if any(o.passed for o in self.outcomes) else "not judged"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"address": self.device.address, "names": self.device.names, "option": self.option,
+        return {"address": self.device.address, "names": self.device.names, "ja4": self.ja4, "option": self.option,
                 "verdict": self.verdict, "cause": self.cause, "instead": self.instead,
                 "connections": len(self.device.sessions) + self.device.dropped, "facts": self.facts,
                 "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes]}

@@ -56,6 +56,7 @@ class ClientHelloSeen(Observed, frozen=True, tag="client_hello"):
     sni: str | None = None
     highest_version: str | None = None
     implicit_tls: bool = False  # port 465
+    ja4: str | None = None  # its JA4 fingerprint (FoxIO), where the reader computed one (a capture)
     unparsed: str | None = None  # hex of the first bytes, when it could not be parsed
     error: str | None = None
 
@@ -270,8 +271,9 @@ def describe(event: Observed) -> str | None:
             return f"C: <message, {size} bytes by {via}>"
         case ClientHelloSeen(unparsed=unparsed, error=error) if unparsed is not None:
             return f"*  ClientHello that could not be read ({error})"
-        case ClientHelloSeen(versions=versions, cipher_suites=suites, sni=sni):
+        case ClientHelloSeen(versions=versions, cipher_suites=suites, sni=sni, ja4=ja4):
             return (f"*  ClientHello: offers {', '.join(versions)}; SNI {sni or 'none'}"
+                    + (f"; JA4 {ja4}" if ja4 else "")
                     + (f"; {len(suites)} cipher suites: {', '.join(suites)}" if suites else ""))
         case Tls(version=version, cipher=cipher, client_certificate=names):
             return f"*  TLS {version} {cipher}" + (f"; client certificate {', '.join(names)}" if names else "")

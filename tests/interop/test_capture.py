@@ -145,6 +145,9 @@ def test_each_device_of_a_capture_gets_the_verdict_its_live_run_gave(judged):
     good = judged[DEVICES["conformant"]]
     assert good["verdict"] == "would work" and good["option"] == "submission", good
     assert good["names"] == ["MFP-4020.printer.lab"]
+    (fingerprint,) = good["ja4"]  # Python's TLS stack: TLS 1.3, an SNI given, no ALPN
+    assert fingerprint.startswith("t13d") and fingerprint[8:10] == "00" and fingerprint.count("_") == 2
+    assert judged[DEVICES["tls10"]]["ja4"][0].startswith("t10d")
     assert _check(good, "tls") is True and _check(good, "port") is True
     for hidden in ("starttls_before_auth", "auth_mechanism", "well_formed"):  # inside TLS: never a guess
         assert _check(good, hidden) is None
