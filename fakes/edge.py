@@ -31,7 +31,14 @@ from fakes.dns import DnsServer
 from fakes.exo.errors import UsageError
 from fakes.exo.events import Fault, MidRun
 from fakes.exo.identity import IdentityPlatform
-from fakes.exo.names import ENDPOINT_HOSTNAMES, ENDPOINT_NAMES, MODERN_TLS_VERSIONS, SMTP_ENDPOINTS
+from fakes.exo.names import (
+    ENDPOINT_HOSTNAMES,
+    ENDPOINT_NAMES,
+    IDENTITY_NAMES,
+    MODERN_TLS_VERSIONS,
+    SMTP_ENDPOINTS,
+    SUBMISSION_NAMES,
+)
 from fakes.exo.observed import Observed
 from fakes.exo.quota import QuotaLedger
 from fakes.exo.secrets import SecretMask
@@ -109,6 +116,7 @@ class Edge:
         tarpit: float = 0.0,
         advertise: str | None = None,
         keylog: Path | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         unknown = set(ports or {}) - set(ENDPOINT_NAMES)
         if unknown:
@@ -117,6 +125,13 @@ class Edge:
         self.state_dir = private_directory(Path(state_dir).resolve())
         self.host = host
         self.advertise = advertised_address(host, advertise)
+        # an endpoint's own address (smtp.office365.com, the MX, login.microsoftonline.com each on one
+        # of their own, as in the service); the others, and the DNS server, on ``host``
+        self.hosts = dict(hosts or {})
+        unknown_hosts = set(self.hosts) - {"submission", "legacy", "mx", "identity"}
+        if unknown_hosts:
+            raise UsageError(f"an address of its own for {sorted(unknown_hosts)}: only submission (with its 25 "
+                             "and 465), legacy, mx and identity have one")
         self.idle_timeout = idle_timeout  # seconds of silence before 421 4.4.1 (the MX's 5 minutes)
         self.session_limit = session_limit  # seconds a session may last in all, however busy
         self.tarpit = tarpit  # seconds an error reply waits (Exchange's 5 in the lab: exoedge serve)
@@ -170,18 +185,18 @@ class Edge:
                 listener = SmtpListener(endpoint=endpoint, state=self.state, records=self.records,
                                         store=self.store, tls_context=contexts[endpoint == "mx"],
                                         idle_timeout=self.idle_timeout, session_limit=self.session_limit)
-                self.addresses[name] = await listener.start(self.host, self.ports[name])
+                self.addresses[name] = await listener.start(self.bind_address(name), self.ports[name])
                 self._servers.append(listener)
             name = "implicit-tls"
             trap = ImplicitTlsTrap(self.records, budget=self.state)
-            self.addresses["implicit-tls"] = await trap.start(self.host, self.ports["implicit-tls"])
+            self.addresses["implicit-tls"] = await trap.start(self.bind_address(name), self.ports["implicit-tls"])
             self._servers.append(trap)
             name = "identity"
             https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=MODERN_TLS_VERSIONS,
                                    keylog=self.keylog)
             identity = IdentityServer(self.identity, self.records, https)
             identity.budget = (self.state, self.records)
-            self.addresses["identity"] = await identity.start(self.host, self.ports["identity"])
+            self.addresses["identity"] = await identity.start(self.bind_address(name), self.ports["identity"])
             bound, port = self.addresses["identity"]
             for address in (bound, self.advertise):  # a client assertion's audience may name them
                 self.identity.hosts.add(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
@@ -201,7 +216,7 @@ class Edge:
                 hint = ("; ports below 1024 need privilege: run as root, or grant the interpreter "
                         "CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep "
                         "\"$(readlink -f $(which python3))\")")
-            raise UsageError(f"cannot listen on {self.host} port {port or '(any)'} for {name}: "
+            raise UsageError(f"cannot listen on {self.bind_address(name)} port {port or '(any)'} for {name}: "
                              f"{exc.strerror or exc}{hint}") from None
         except BaseException:
             await self.stop()
@@ -300,8 +315,19 @@ class Edge:
         self.state.ledger.limits = tenant.limits
         self._rebuild_zone()
 
+    def bind_address(self, name: str) -> str:
+        """Where an endpoint listens: its own address, its host's (smtp.office365.com's 25 and 465
+        are the submission address's), or the edge's."""
+        host = {"submission-25": "submission", "implicit-tls": "submission"}.get(name, name)
+        return self.hosts.get(host, self.host)
+
     def _rebuild_zone(self) -> None:
-        self.zone = build_zone(self.tenant, [self.advertise])
+        names = {"submission": SUBMISSION_NAMES[:1], "legacy": SUBMISSION_NAMES[1:], "identity": IDENTITY_NAMES,
+                 "mx": (self.tenant.mx_host,)}
+        by_name = {name: address for endpoint, address in self.hosts.items() for name in names[endpoint]}
+        if "submission" in self.hosts and "legacy" not in self.hosts:  # smtp-legacy is the same service
+            by_name[SUBMISSION_NAMES[1]] = self.hosts["submission"]
+        self.zone = build_zone(self.tenant, [self.advertise], by_name)
 
     def spf(self, ip: str, domain: str) -> str:
         return check_host(self.zone, ip, domain)

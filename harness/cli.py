@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import signal
 import ssl
@@ -54,6 +55,22 @@ def _ports(pairs: list[str]) -> dict[str, int]:
     return ports
 
 
+def _addresses(pairs: list[str]) -> dict[str, str]:
+    """``--address submission=127.0.0.2``: an endpoint's own address."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, address = pair.partition("=")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise SystemExit(f"exoedge: --address {pair!r}: expected NAME=ADDRESS, e.g. mx=127.0.0.3") from None
+        if not sep or name not in ("submission", "legacy", "mx", "identity"):
+            raise SystemExit(f"exoedge: --address {pair!r}: an address of its own is for submission, legacy, mx "
+                             "or identity")
+        out[name] = address
+    return out
+
+
 async def _serve(edge: Edge, *, lab: bool = False, live_port: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,11 +104,14 @@ LIVE_PORT = 8025  # the live view's, in a lab (where Mailpit's web page is too)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     ports = _ports(args.port)
+    hosts = _addresses(args.address)
     if args.lab:
-        ports = LAB_PORTS | ports
+        # smtp.office365.com:25 is submission when it has an address of its own, as in the service
+        own_25 = hosts.get("submission", args.host) != hosts.get("mx", args.host)
+        ports = LAB_PORTS | ({"submission-25": WELL_KNOWN_PORTS["submission-25"]} if own_25 else {}) | ports
     edge = Edge(_tenant(args.tenant), state_dir=Path(args.state_dir), host=args.host,
                 ports=ports, advertise=args.advertise, tarpit=args.tarpit,
-                keylog=Path(args.keylog) if args.keylog else None)
+                keylog=Path(args.keylog) if args.keylog else None, hosts=hosts)
     live_port = args.live_port if args.live_port is not None else (LIVE_PORT if args.lab else None)
     asyncio.run(_serve(edge, lab=args.lab, live_port=live_port))
     return 0
@@ -268,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"how long an error reply waits, as Exchange Online's do (default {TARPIT:g}; 0: at once)")
     serve.add_argument("--live-port", type=int, metavar="PORT",
                        help=f"serve the live view of the sessions on this port of --host (with --lab: {LIVE_PORT})")
+    serve.add_argument("--address", action="append", default=[], metavar="NAME=ADDRESS",
+                       help="an address of its own for smtp.office365.com (submission, with its 25 and 465), "
+                            "smtp-legacy (legacy), the tenant's MX (mx) or login.microsoftonline.com (identity); "
+                            "the lab DNS answers each name with it")
     serve.add_argument("--keylog", metavar="FILE", help="write the lab's TLS keys there (NSS key log, mode 0600), "
                                                         "to open a lab capture decrypted in Wireshark")
     serve.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),

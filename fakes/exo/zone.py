@@ -65,11 +65,13 @@ def spf_record(tenant: Tenant) -> str:
     return " ".join(["v=spf1", *mechanisms, "include:spf.protection.outlook.com", tenant.dns.spf_all])
 
 
-def build_zone(tenant: Tenant, addresses: list[str]) -> Zone:
-    """The zone for ``tenant`` with the edge's names resolving to ``addresses``."""
+def build_zone(tenant: Tenant, addresses: list[str], by_name: dict[str, str] | None = None) -> Zone:
+    """The zone for ``tenant`` with the edge's names resolving to ``addresses``, or each name in
+    ``by_name`` to its own address (a lab with one address per Microsoft host)."""
     zone = Zone(apexes=(*tenant.accepted_domains, *APEXES))
+    by_name = by_name or {}
     for name in (*SUBMISSION_NAMES, *IDENTITY_NAMES, tenant.mx_host):
-        for address in addresses:
+        for address in [by_name[name]] if name in by_name else addresses:
             rtype = "AAAA" if ipaddress.ip_address(address).version == 6 else "A"
             zone.add(name, rtype, address)
     for domain in tenant.accepted_domains:

@@ -18,10 +18,10 @@ ADDRESS = "127.0.0.201"  # a loopback address of its own: nothing else of the te
 PRIVILEGED = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) > 25
 
 
-def _serve(state: Path, *, wrapper: tuple[str, ...] = ()) -> subprocess.Popen[str]:
-    return subprocess.Popen([*wrapper, sys.executable, "-m", "harness.cli", "serve", "--lab", "--host", ADDRESS,
-                             "--state-dir", str(state)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _serve(state: Path, *extra: str, wrapper: tuple[str, ...] = (), host: str = ADDRESS) -> subprocess.Popen[str]:
+    return subprocess.Popen([*wrapper, sys.executable, "-m", "harness.cli", "serve", "--lab", "--host", host,
+                             "--state-dir", str(state), *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="binding ports below 1024 needs root here")
@@ -56,3 +56,36 @@ def test_without_privilege_the_lab_refuses_in_one_line_and_says_how_to_grant_it(
     (line,) = err.strip().splitlines()
     assert line.startswith(f"exoedge: cannot listen on {ADDRESS} port ")
     assert "permission denied; ports below 1024 need privilege" in line.lower() and "CAP_NET_BIND_SERVICE" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding ports below 1024 needs root here")
+def test_each_microsoft_host_on_an_address_of_its_own(tmp_path):
+    """smtp.office365.com, the tenant's MX and login.microsoftonline.com each on one address, as in
+    the service: a device set to smtp.office365.com:25 reaches submission, not the MX, and the lab
+    DNS answers each name with its own address."""
+    dns, submission, mx, identity = "127.0.0.211", "127.0.0.212", "127.0.0.213", "127.0.0.214"
+    edge = _serve(tmp_path / "lab", "--address", f"submission={submission}", "--address", f"mx={mx}",
+                  "--address", f"identity={identity}", "--live-port", "0", host=dns)
+    try:
+        where = json.loads(edge.stdout.readline())
+        assert where["submission"] == f"{submission}:587" and where["submission-25"] == f"{submission}:25"
+        assert where["implicit-tls"] == f"{submission}:465" and where["mx"] == f"{mx}:25"
+        assert where["identity"] == f"{identity}:443" and where["dns"] == f"{dns}:53"
+        with smtplib.SMTP(submission, 25, timeout=10) as device:  # smtp.office365.com:25 is submission
+            banner = device.ehlo()[1]
+            assert device.has_extn("starttls") and b"outlook.office365.com" in banner
+        with smtplib.SMTP(mx, 25, timeout=10) as device:
+            assert b"mail.protection.outlook.com" in device.ehlo()[1]
+        for name, address in (("smtp.office365.com", submission), ("contoso-com.mail.protection.outlook.com", mx),
+                              ("login.microsoftonline.com", identity), ("smtp-legacy.office365.com", submission)):
+            answer = DNSRecord.parse(DNSRecord.question(name, "A").send(dns, 53, timeout=5))
+            assert [str(rr.rdata) for rr in answer.rr] == [address], name
+    finally:
+        edge.terminate()
+        edge.communicate(timeout=10)
+
+
+def test_an_address_of_its_own_is_only_for_a_microsoft_host(tmp_path):
+    edge = _serve(tmp_path / "lab", "--address", "dns=127.0.0.215", host="127.0.0.216")
+    out, err = edge.communicate(timeout=60)
+    assert edge.returncode != 0 and out == "" and "--address 'dns=127.0.0.215'" in err
