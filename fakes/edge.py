@@ -54,7 +54,7 @@ from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
 from fakes.smtp import SESSION_LIMIT, ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
-from fakes.tls import LabCA, load_client_hello_parser, mx_versions, private_directory, server_context
+from fakes.tls import LabCA, mx_versions, private_directory, server_context
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,6 @@ class Edge:
         self._loop = asyncio.get_running_loop()
         self._loop.set_exception_handler(AcceptErrors())  # out of descriptors: one line a minute, not a flood
         contexts = self._contexts()
-        await asyncio.to_thread(load_client_hello_parser)
         name = "?"
         try:
             for name, endpoint in SMTP_ENDPOINTS.items():

@@ -36,6 +36,7 @@ from fakes.exo.observed import (
     describe,
 )
 from fakes.store import MailStore
+from fakes.tls import read_hello
 from fakes.web import WebEndpoint
 
 KEEP = 200  # closed sessions shown
@@ -67,6 +68,7 @@ class LiveSession:
     offered: str | None = None  # what the ClientHello offered (shown when no TLS was negotiated)
     sni: str | None = None
     ehlo: str | None = None  # the name it gave, which often names the model
+    hello: ClientHelloSeen | None = None  # as the edge kept it: read (sni, offered) when shown
     auth: str | None = None  # "LOGIN scanner@contoso.com: success"
     stored: int = 0
     last_reply: str | None = None
@@ -83,6 +85,15 @@ class LiveSession:
         if self.last_reply:
             parts.append(f"last: {self.last_reply[:80]}")
         return "  ".join(printable(part) for part in parts)
+
+    def read(self) -> LiveSession:
+        """Take its ClientHello apart (scapy), once: for the page or the terminal, never per event."""
+        hello, self.hello = self.hello, None
+        if hello is not None:
+            hello = read_hello(hello)
+            self.sni = printable(hello.sni) if hello.sni else None
+            self.offered = ", ".join(hello.versions) or None
+        return self
 
     @property
     def tls_shown(self) -> str:
@@ -154,9 +165,8 @@ class LiveSessions:
 
             case ReplySent(last=True):
                 session.last_reply = printable(event.line)
-            case ClientHelloSeen(sni=sni, versions=versions):
-                session.sni = printable(sni) if sni else None
-                session.offered = ", ".join(versions) or None
+            case ClientHelloSeen():
+                session.hello = event
             case Tls(version=version):
                 session.tls = version
             case AuthOutcome(mechanism=mechanism, user=user, outcome=outcome):
@@ -167,6 +177,8 @@ class LiveSessions:
         if text is not None and len(session.lines) < LINES:
             session.lines.append(printable(text))
         if isinstance(event, Disconnect):
+            if session.tls is None:  # a failed handshake: what it offered is the news (the terminal's line)
+                session.read()
             if device is not None:
                 device.sessions += 1
             session.closed = True
@@ -226,14 +238,15 @@ class LiveView(WebEndpoint):
 
     async def page(self, request: web.Request) -> web.Response:
         number = self._page_number(request)
-        sessions = [s.as_dict() for s in self.sessions.newest(number)]  # a copy, taken on the loop
+        newest = self.sessions.newest(number)
         devices = self.sessions.newest_devices()
-        values = {"sessions": sessions, "stored": self.store.recent(50), "tenant": self.tenant(),
-                  "now": time.strftime("%H:%M:%S"), "page": number, "more": len(sessions) == PAGE}
+        values = {"stored": self.store.recent(50), "tenant": self.tenant(),
+                  "now": time.strftime("%H:%M:%S"), "page": number, "more": len(newest) == PAGE}
 
-        def render() -> str:  # in a thread: the loop keeps serving SMTP while devices are judged
+        def render() -> str:  # in a thread: the loop keeps serving SMTP while hellos are read, devices judged
+            sessions = [s.read().as_dict() for s in newest]
             judged = [d.as_dict() for d in self.sessions.judged(devices)]
-            return _PAGES.get_template("live.html").render(devices=judged, **values)
+            return _PAGES.get_template("live.html").render(sessions=sessions, devices=judged, **values)
 
         return web.Response(text=await asyncio.to_thread(render), content_type="text/html")
 
@@ -243,4 +256,5 @@ class LiveView(WebEndpoint):
         return web.json_response([d.as_dict() for d in judged])
 
     async def json(self, request: web.Request) -> web.Response:
-        return web.json_response([s.as_dict() for s in self.sessions.newest(self._page_number(request))])
+        newest = self.sessions.newest(self._page_number(request))
+        return web.json_response(await asyncio.to_thread(lambda: [s.read().as_dict() for s in newest]))

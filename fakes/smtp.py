@@ -30,7 +30,6 @@ from fakes.exo.names import Endpoint
 from fakes.exo.observed import (
     Abandoned,
     AuthResponse,
-    ClientHelloSeen,
     Command,
     Copy,
     Discarded,
@@ -49,7 +48,7 @@ from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, Wire
 from fakes.gate import Gate, descriptor_plan, stream_protocol
 from fakes.record import REDACTED, RecordLog, SessionRecord, redact_command
 from fakes.store import MailStore
-from fakes.tls import ClientHello, certificate_names, client_hello_bytes
+from fakes.tls import certificate_names, client_hello_bytes, kept_hello
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +373,7 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected self.rec is not None")
         raw = client_hello_bytes(self._tls) if self._tls is not None else None
         if raw:
-            self.rec.add(_parse_hello(raw))
+            self.rec.add(kept_hello(raw))  # taken apart by whoever reads it, never here
 
 
 
@@ -382,16 +381,6 @@ class SmtpConnection(asyncio.Protocol):
 def _tls_reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     return getattr(cause, "reason", None) or str(cause) or type(cause).__name__
-
-
-def _parse_hello(raw: bytes, implicit_tls: bool = False) -> ClientHelloSeen:
-    try:
-        hello = ClientHello.parse(raw)
-    except Exception as exc:  # a ClientHello scapy cannot read is still a fact worth keeping
-        return ClientHelloSeen(unparsed=raw[:64].hex(), error=repr(exc), implicit_tls=implicit_tls)
-    return ClientHelloSeen(legacy_version=hello.legacy_version, versions=hello.versions,
-                           cipher_suites=hello.cipher_suites, sni=hello.sni, highest_version=hello.highest_version,
-                           implicit_tls=implicit_tls)
 
 
 class _Listening:
@@ -464,7 +453,7 @@ class ImplicitTlsTrap(_Listening):
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             data = b""
         if data[:1] == b"\x16":
-            rec.add(_parse_hello(data, implicit_tls=True))
+            rec.add(kept_hello(data[5:] if data[:1] == b"\x16" else data, implicit_tls=True))
         elif data:
             rec.add(Plaintext(first_bytes=data[:64].decode("latin-1")))
         else:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import fcntl
@@ -26,8 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from fakes.exo.errors import UsageError
 from fakes.exo.names import MX_TLS_VERSIONS, TLS_VERSIONS, TLS_WIRE_CODES
+from fakes.exo.observed import ClientHelloSeen
 from fakes.exo.tokens import generate_issuer_key
 from fakes.pki import LEAF_DAYS, RENEW_BEFORE, SERVER_LEAVES, Authority, Leaf
 
@@ -272,9 +276,27 @@ class ClientHello:
         return cls(legacy, versions or (legacy,), suites, sni)
 
 
-def load_client_hello_parser() -> None:
-    """Import scapy's TLS layer ahead of the first handshake (it takes most of a second)."""
-    import scapy.layers.tls.handshake  # noqa: F401
+def read_hello(event: ClientHelloSeen) -> ClientHelloSeen:
+    """A ClientHello the edge kept as sent, taken apart (scapy): what it offered. Done by whoever
+    reads it, never on the edge's loop while it serves."""
+    if event.raw is None or event.versions or event.unparsed is not None:
+        return event
+    raw = base64.b64decode(event.raw)
+    try:
+        hello = ClientHello.parse(raw)
+    except Exception as exc:  # a ClientHello scapy cannot read is still a fact worth keeping
+        return msgspec.structs.replace(event, raw=None, unparsed=raw[:64].hex(), error=repr(exc))
+    return msgspec.structs.replace(event, raw=None, legacy_version=hello.legacy_version, versions=hello.versions,
+                                   cipher_suites=hello.cipher_suites, sni=hello.sni,
+                                   highest_version=hello.highest_version)
+
+
+def kept_hello(raw: bytes, implicit_tls: bool = False) -> ClientHelloSeen:
+    """A ClientHello as the edge records it: as sent, for ``read_hello``."""
+    return ClientHelloSeen(raw=base64.b64encode(raw[:MAX_HELLO]).decode(), implicit_tls=implicit_tls)
+
+
+MAX_HELLO = 3072  # octets of a ClientHello kept (one with a post-quantum key share is about 1,900)
 
 
 def certificate_names(peer_cert: dict[str, Any] | None) -> tuple[str, ...]:

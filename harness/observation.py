@@ -30,6 +30,7 @@ from fakes.exo.observed import (
     TlsFailed,
 )
 from fakes.store import StoredMessage
+from fakes.tls import read_hello
 
 E = TypeVar("E", bound=Observed)
 
@@ -140,6 +141,7 @@ class Observation:
 
     @classmethod
     def build(cls, events: list[Observed], stored: list[StoredMessage], expected_host: str) -> Observation:
+        events = [read_hello(e) if isinstance(e, ClientHelloSeen) else e for e in events]  # as the edge kept them
         grouped: dict[str, list[Observed]] = {}
         dns: list[DnsQuery | DnsMalformed] = []
         identity: list[IdentityRequest] = []

@@ -48,7 +48,9 @@ class Abandoned(Observed, frozen=True, tag="abandoned"):
 
 
 class ClientHelloSeen(Observed, frozen=True, tag="client_hello"):
-    """What the client offered in its ClientHello (or the bytes scapy could not read)."""
+    """What the client offered in its ClientHello (or the bytes scapy could not read). The edge
+    keeps it as sent (``raw``) and does not take it apart while it serves: whoever reads it does
+    (``fakes.tls.read_hello``: the harness, the report, the live view)."""
 
     legacy_version: str | None = None
     versions: tuple[str, ...] = ()
@@ -57,6 +59,7 @@ class ClientHelloSeen(Observed, frozen=True, tag="client_hello"):
     highest_version: str | None = None
     implicit_tls: bool = False  # port 465
     ja4: str | None = None  # its JA4 fingerprint (FoxIO), where the reader computed one (a capture)
+    raw: str | None = None  # the ClientHello as sent, base64, until it is read
     unparsed: str | None = None  # hex of the first bytes, when it could not be parsed
     error: str | None = None
 
@@ -271,6 +274,8 @@ def describe(event: Observed) -> str | None:
             return f"C: <message, {size} bytes by {via}>"
         case ClientHelloSeen(unparsed=unparsed, error=error) if unparsed is not None:
             return f"*  ClientHello that could not be read ({error})"
+        case ClientHelloSeen(raw=raw, versions=()) if raw is not None:
+            return f"*  ClientHello of {len(raw) * 3 // 4} octets"
         case ClientHelloSeen(versions=versions, cipher_suites=suites, sni=sni, ja4=ja4):
             return (f"*  ClientHello: offers {', '.join(versions)}; SNI {sni or 'none'}"
                     + (f"; JA4 {ja4}" if ja4 else "")

@@ -13,6 +13,7 @@ import pytest
 from fakes.exo import replies as R
 from fakes.exo.observed import decode
 from fakes.exo.tokens import TokenAuthority, generate_issuer_key, xoauth2_payload
+from fakes.tls import read_hello
 from tests.conftest import overrides
 from tests.helpers import SUFFIX, Device, client_context, message, submit
 
@@ -338,7 +339,7 @@ def test_sni_is_recorded(edge):
     mark = edge.records.mark()
     with Device(edge) as device:
         device.secure()
-    hello = [e for e in edge.records.window(mark) if e.kind == "client_hello"]
+    hello = [read_hello(e) for e in edge.records.window(mark) if e.kind == "client_hello"]
     assert hello and hello[0].sni == "smtp.office365.com"
 
 

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 
+from fakes.tls import read_hello
 from tests.conftest import overrides
 from tests.helpers import SUFFIX, Device, client_context
 
@@ -21,7 +22,7 @@ def test_tls_1_2_and_1_3_are_served(edge, version):
         device.login("scanner@contoso.com", "Scan-2026!")
     events = edge.records.window(mark)
     assert [e.version for e in events if e.kind == "tls"] == [version]
-    hello = next(e for e in events if e.kind == "client_hello")
+    hello = read_hello(next(e for e in events if e.kind == "client_hello"))
     assert hello.versions == (version,)  # a pinned client offers only that version
 
 
@@ -40,7 +41,7 @@ def test_tls_1_0_and_1_1_complete_the_handshake_then_get_4_7_66(edge, version):
         assert SUFFIX.search("421 " + text.decode())
     events = edge.records.window(mark)
     assert any(e.kind == "legacy_tls" and e.value == version for e in events)
-    hello = next(e for e in events if e.kind == "client_hello")
+    hello = read_hello(next(e for e in events if e.kind == "client_hello"))
     assert hello.highest_version == version
 
 
@@ -77,7 +78,7 @@ def test_a_client_that_rejects_the_certificate_leaves_a_failed_handshake_on_reco
             device.starttls(context=untrusting)
     assert edge.records.wait_for(lambda ev: any(e.kind == "tls_failed" for e in ev), 5, since=mark)
     events = edge.records.window(mark)
-    assert any(e.kind == "client_hello" and e.sni == "smtp.office365.com" for e in events)
+    assert any(e.kind == "client_hello" and read_hello(e).sni == "smtp.office365.com" for e in events)
     assert not any(e.kind == "auth" for e in events)
 
 
@@ -95,7 +96,7 @@ def test_implicit_tls_on_465_is_recorded_and_never_served(edge):
     assert edge.records.wait_for(lambda ev: any(e.kind == "disconnect" for e in ev), 5, since=mark)
     events = edge.records.window(mark)
     assert events[0].endpoint == "implicit-tls"
-    hello = next(e for e in events if e.kind == "client_hello")
+    hello = read_hello(next(e for e in events if e.kind == "client_hello"))
     assert hello.implicit_tls is True and hello.sni == "smtp.office365.com"
     assert "TLSv1.3" in hello.versions
 
@@ -139,3 +140,29 @@ def test_the_lab_writes_its_tls_keys_when_asked_and_only_its_owner_reads_them(tm
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
     secret = lines[0].rsplit(" ", 1)[1]
     assert secret not in records
+
+
+def test_the_edge_serves_tls_without_taking_client_hellos_apart(tmp_path):
+    """The edge keeps each ClientHello as sent and never dissects it while it serves (scapy's TLS
+    layers were a third of a printer's connection and 29 MiB); whoever reads the record does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys
+from fakes.edge import Edge, EdgeThread
+from fakes.tls import read_hello
+from tests.helpers import Device
+with EdgeThread(Edge(state_dir={str(tmp_path / "state")!r})) as edge:
+    with Device(edge) as device:
+        device.secure()
+        device.login("scanner@contoso.com", "Scan-2026!")
+    served = sorted(name for name in sys.modules if name.startswith("scapy"))
+    (hello,) = [e for e in edge.records.events() if e.kind == "client_hello"]
+    print(served, hello.versions, read_hello(hello).sni)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] () smtp.office365.com"
