@@ -33,6 +33,7 @@ from fakes.exo.observed import (
 )
 from fakes.exo.secrets import SecretMask
 from fakes.exo.tenant import Tenant
+from fakes.tls import read_hello
 from harness import checks as C
 from harness.check_base import Outcome
 from harness.observation import Observation, sender_facts, without_suffix
@@ -80,6 +81,8 @@ def group(events: Iterable[Observed]) -> dict[str, Device]:
     owner: dict[str, str] = {}  # session -> device address
     identity: set[str] = set()  # sessions to port 443
     for event in events:
+        if isinstance(event, ClientHelloSeen):
+            event = read_hello(event)  # the lab's records keep it as sent
         if isinstance(event, Connect):
             if event.endpoint == "identity" or event.local and event.local[1] == WELL_KNOWN_PORTS["identity"]:
                 identity.add(event.session)

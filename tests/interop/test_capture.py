@@ -179,7 +179,8 @@ def test_the_labs_records_judge_the_same_devices_with_what_tls_hid(edge, mark, s
     earlier test's sessions from the same addresses.)"""
     records = tmp_path / "records.jsonl"
     records.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in edge.records.window(mark)))
-    devices, _ = _judge(records, tmp_path)
+    devices, page = _judge(records, tmp_path)
+    assert "ClientHello: offers TLSv1" in page.read_text()  # the lab kept them as sent; the report reads them
     good = devices[DEVICES["conformant"]]
     assert good["verdict"] == "would work" and _check(good, "auth_mechanism") is True
     assert _check(good, "starttls_before_auth") is True and _check(good, "accepted") is True
