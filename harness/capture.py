@@ -28,7 +28,7 @@ from typing import Any
 from fakes.exo.commands import command_fact, escaped, parse_command
 from fakes.exo.errors import ExoEdgeError
 from fakes.exo.message import message_facts
-from fakes.exo.names import TLS_WIRE_CODES, WELL_KNOWN_PORTS
+from fakes.exo.names import SUBMISSION_NAMES, TLS_WIRE_CODES, WELL_KNOWN_PORTS
 from fakes.exo.observed import (
     AuthResponse,
     ClientHelloSeen,
@@ -438,12 +438,17 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
     ports = ports or PORTS
     flows: OrderedDict[tuple[str, int, str, int], Flow] = OrderedDict()
     ended: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
+    submission: OrderedDict[str, None] = OrderedDict()  # addresses DNS gave for smtp.office365.com
     ids = itertools.count(1)
     for t, segment in packets(path):
         if segment.udp:
             if segment.sport == DNS_PORT:
                 event = _dns(segment, t, next(ids))
                 if event is not None:
+                    if event.name.lower() in SUBMISSION_NAMES:  # where smtp.office365.com is, as answered
+                        submission.update((address, None) for address in event.answers)
+                        while len(submission) > MAX_FLOWS:
+                            submission.popitem(last=False)
                     yield event
             continue
         payload, flags = segment.payload, segment.flags
@@ -459,7 +464,10 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
                 continue  # the last packets of a connection that has ended, or one seen only at its end
             if not from_client and not flags & SYN:
                 continue  # the server's side of a connection the capture did not see begin
-            flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, ports[key[3]])
+            endpoint = ports[key[3]]
+            if endpoint == "mx" and key[2] in submission:  # port 25 of smtp.office365.com: submission, not MX
+                endpoint = "submission-25"
+            flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, endpoint)
             if len(flows) > MAX_FLOWS:
                 _, oldest = flows.popitem(last=False)
                 oldest.close(t, "given up: too many connections open at once in the capture")

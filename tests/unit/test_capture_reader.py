@@ -161,3 +161,22 @@ def test_credentials_in_the_clear_never_reach_the_fleet_report(tmp_path):
     for text in (page, data, json.dumps([j.transcript for j in judged])):
         assert password not in text and jwt not in text and "Scan-2026!" not in text
     assert "&lt;redacted&gt;" in page
+
+
+def test_port_25_of_smtp_office365_com_is_submission_where_the_capture_shows_its_answer(tmp_path):
+    """A device set to smtp.office365.com:25 (allowed for SMTP AUTH) is not judged as direct
+    send when the capture holds the DNS answer that named the address it connected to."""
+    from dnslib import RR, A, DNSRecord
+    from scapy.layers.inet import UDP
+
+    answer = DNSRecord.question("smtp.office365.com").reply()
+    answer.add_answer(RR("smtp.office365.com", rdata=A(SERVER[0]), ttl=60))
+    dns = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.53", dst=CLIENT[0]) / UDP(
+        sport=53, dport=5353) / answer.pack()
+    frames = [(99.0, bytes(dns)), *packets()]
+    seen = list(events(write(tmp_path / "s25.pcap", frames), {25: "mx"}))
+    assert [e.endpoint for e in seen if isinstance(e, Connect)] == ["submission-25"]
+    (device,) = group(seen).values()
+    assert judge(device).option == "submission"
+    without = [e.endpoint for e in events(write(tmp_path / "mx.pcap", packets()), {25: "mx"}) if isinstance(e, Connect)]
+    assert without == ["mx"]
