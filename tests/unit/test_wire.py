@@ -166,3 +166,13 @@ def test_the_record_log_keeps_a_bounded_window_in_memory_and_every_event_on_disk
     with pytest.raises(UnknownRecord, match="kind"):
         decode(b'{"kind":"weather","session":"s1","t":1.0}')
     log.close()
+
+
+def test_a_word_that_is_no_command_gets_no_verb_in_the_record():
+    """A client that lost track of its AUTH exchange may send its password as a line: the record's
+    verb never holds a copy of it (upper-cased, it would slip past the mask)."""
+    from fakes.exo.commands import command_fact, parse_command
+
+    assert command_fact("Printer", parse_command(b"Printer")).verb == ""
+    assert command_fact("vrfy alice", parse_command(b"vrfy alice")).verb == "VRFY"
+    assert command_fact("MAIL FROM:<a@b.cd> SIZE=10", parse_command(b"MAIL FROM:<a@b.cd> SIZE=10")).params == ("SIZE",)
