@@ -34,6 +34,7 @@ from fakes.exo.observed import (
     ClientHelloSeen,
     Command,
     Connect,
+    DhcpRequest,
     Disconnect,
     DnsQuery,
     MessageSeen,
@@ -442,6 +443,11 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
     ids = itertools.count(1)
     for t, segment in packets(path):
         if segment.udp:
+            if (segment.sport, segment.dport) == (68, 67):  # a DHCP client: its host name names the device
+                lease = _dhcp(segment, t, next(ids))
+                if lease is not None:
+                    yield lease
+                continue
             if segment.sport == DNS_PORT:
                 event = _dns(segment, t, next(ids))
                 if event is not None:
@@ -492,6 +498,25 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
 
 
 DNS_PORT = WELL_KNOWN_PORTS["dns"]
+
+
+def _dhcp(segment: Segment, t: float, n: int) -> DhcpRequest | None:
+    """A DHCP request that names its host (option 12), for the address it asks for (option 50) or has."""
+    import socket
+
+    import dpkt
+
+    try:
+        request = dpkt.dhcp.DHCP(segment.payload)
+    except (dpkt.dpkt.Error, ValueError, struct_error):
+        return None
+    options = dict(request.opts)
+    name = options.get(dpkt.dhcp.DHCP_OPT_HOSTNAME)
+    wanted = options.get(dpkt.dhcp.DHCP_OPT_REQ_IP) or (request.ciaddr.to_bytes(4, "big") if request.ciaddr else b"")
+    if not name or len(wanted) != 4:
+        return None
+    return DhcpRequest(session=f"dhcp{n:06d}", t=t, address=socket.inet_ntoa(wanted),
+                       hostname=name.decode("utf-8", "backslashreplace")[:100], mac=request.chaddr[:6].hex(":"))
 
 
 def _dns(segment: Segment, t: float, n: int) -> DnsQuery | None:

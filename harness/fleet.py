@@ -24,6 +24,7 @@ from fakes.exo.observed import (
     ClientHelloSeen,
     Command,
     Connect,
+    DhcpRequest,
     DnsMalformed,
     DnsQuery,
     IdentityRequest,
@@ -92,6 +93,12 @@ def group(events: Iterable[Observed]) -> dict[str, Device]:
             address = event.peer[0]
         elif isinstance(event, DnsQuery | DnsMalformed):
             address = event.peer[0]
+        elif isinstance(event, DhcpRequest):
+            device = devices.setdefault(event.address, Device(event.address))
+            if event.hostname not in device.names:
+                device.names.insert(0, event.hostname)  # the name it gave itself comes first
+            device.take(event)
+            continue
         elif isinstance(event, IdentityRequest):
             address = event.peer
         elif event.session in identity:

@@ -206,6 +206,15 @@ class DnsMalformed(Observed, frozen=True, tag="dns_malformed"):
     transport: str
 
 
+class DhcpRequest(Observed, frozen=True, tag="dhcp"):
+    """A device asking for its address by DHCP, with the host name it gave (a capture's): what
+    names the device before it says EHLO."""
+
+    address: str  # the address it asked for (or had)
+    hostname: str
+    mac: str = ""
+
+
 class IdentityRequest(Observed, frozen=True, tag="identity"):
     """One request to login.microsoftonline.com (or its device login page). ``presented`` and
     ``issued`` name refresh tokens by fingerprint, never the token."""
@@ -228,10 +237,10 @@ class IdentityRequest(Observed, frozen=True, tag="identity"):
 
 Record = (Connect | Refused | Abandoned | ClientHelloSeen | Tls | TlsFailed | LegacyTls | Discarded | Command
           | AuthResponse | AuthOutcome | Attribution | Spf | FaultInjected | MessageSeen | Stored | ReplySent
-          | HarnessFault | Plaintext | Silent | Disconnect | DnsQuery | DnsMalformed | IdentityRequest)
+          | HarnessFault | Plaintext | Silent | Disconnect | DnsQuery | DnsMalformed | DhcpRequest | IdentityRequest)
 KINDS: dict[str, type[Observed]] = {
     str(cls.__struct_config__.tag): cls for cls in Observed.__subclasses__()}
-BEGINS = (Connect, IdentityRequest, DnsQuery, DnsMalformed)  # an event that opens its own session
+BEGINS = (Connect, IdentityRequest, DnsQuery, DnsMalformed, DhcpRequest)  # an event that opens its own session
 
 _DECODER = msgspec.json.Decoder(Record)
 
@@ -315,6 +324,8 @@ def describe(event: Observed) -> str | None:
                 ("grant_type", event.grant_type), ("client_id", event.client_id), ("scope", event.scope),
                 ("user", event.user)) if value)
             return f"C: {endpoint} {asked}".rstrip() + f"\nS: {outcome}" + (f" (AADSTS{aadsts})" if aadsts else "")
+        case DhcpRequest(address=address, hostname=hostname):
+            return f"*  DHCP: {hostname} asks for {address}"
         case DnsQuery(name=name, type=qtype, rcode=rcode, answers=answers):
             return f"*  DNS {qtype} {name}: {rcode}" + (f" {', '.join(answers)}" if answers else "")
     return None

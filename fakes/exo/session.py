@@ -314,17 +314,12 @@ class Session:
         if injected:
             return injected
         self.auth_mechanism = mechanism
-        if mechanism == "LOGIN":
-            if event.initial:
-                self.phase = Phase.AUTH_LOGIN_USER
-                return self._auth_line(event.initial)
-            self.phase = Phase.AUTH_LOGIN_USER
-            return Decision((R.LOGIN_USERNAME.render(),), reply=R.LOGIN_USERNAME)
-        if event.initial:
-            self.phase = Phase.AUTH_XOAUTH2
+        login = mechanism == "LOGIN"
+        self.phase = Phase.AUTH_LOGIN_USER if login else Phase.AUTH_XOAUTH2
+        if event.initial:  # the initial response (RFC 4954): no 334 first
             return self._auth_line(event.initial)
-        self.phase = Phase.AUTH_XOAUTH2
-        return Decision((R.XOAUTH2_CONTINUE.render(),), reply=R.XOAUTH2_CONTINUE)
+        prompt = R.LOGIN_USERNAME if login else R.XOAUTH2_CONTINUE
+        return Decision((prompt.render(),), reply=prompt)
 
     def _auth_note(self, mechanism: str, user: str, outcome: str, reason: str = "") -> tuple[Observed, ...]:
         return (AuthOutcome(mechanism=mechanism, user=user, outcome=outcome, reason=reason),)
@@ -393,8 +388,7 @@ class Session:
     def _authenticated(self, box: Mailbox, mechanism: str, how: str) -> Decision:
         self.user = box
         self.state.ledger.open_session(box.address, self.id)
-        decision = self.say(R.AUTH_OK, notes=self._auth_note(mechanism, box.address, "success", how))
-        return decision
+        return self.say(R.AUTH_OK, notes=self._auth_note(mechanism, box.address, "success", how))
 
     # -- the transaction ------------------------------------------------------------------------
 

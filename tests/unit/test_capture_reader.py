@@ -180,3 +180,17 @@ def test_port_25_of_smtp_office365_com_is_submission_where_the_capture_shows_its
     assert judge(device).option == "submission"
     without = [e.endpoint for e in events(write(tmp_path / "mx.pcap", packets()), {25: "mx"}) if isinstance(e, Connect)]
     assert without == ["mx"]
+
+
+def test_a_dhcp_host_name_names_the_device_before_its_ehlo(tmp_path):
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import UDP
+
+    request = (Ether(src="02:00:00:00:00:05", dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+               / UDP(sport=68, dport=67) / BOOTP(chaddr=bytes.fromhex("020000000005"))
+               / DHCP(options=[("message-type", "request"), ("requested_addr", CLIENT[0]),
+                               ("hostname", b"MFP-4020"), "end"]))
+    seen = list(events(write(tmp_path / "dhcp.pcap", [(99.0, bytes(request)), *packets()]), {25: "mx"}))
+    (device,) = group(seen).values()
+    assert device.address == CLIENT[0] and device.names == ["MFP-4020", "printer.lab"]
+    assert any(line.endswith("DHCP: MFP-4020 asks for 10.0.0.5") for line in judge(device).transcript)
