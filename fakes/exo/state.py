@@ -42,6 +42,8 @@ class EdgeState:
     open_connections: Counter[str] = field(default_factory=Counter)
     # what a scenario has the service do once a message is stored, before its 250 (fakes.edge.Edge.during)
     on_stored: Callable[[], None] | None = None
+    # told whenever a connection is counted in or out (a watcher waits for a count, never polls)
+    on_count: Callable[[], None] | None = None
 
     def admit(self, peer_ip: str) -> Reply | None:
         """Count a new connection in, or say why it is refused (per source, and in all)."""
@@ -49,12 +51,16 @@ class EdgeState:
                 or self.open_connections.total() >= self.max_connections):
             return R.TOO_MANY_CONNECTIONS
         self.open_connections[peer_ip] += 1
+        if self.on_count is not None:
+            self.on_count()
         return None
 
     def release(self, peer_ip: str) -> None:
         self.open_connections[peer_ip] -= 1
         if self.open_connections[peer_ip] <= 0:
             del self.open_connections[peer_ip]
+        if self.on_count is not None:
+            self.on_count()
 
     @property
     def submission_host(self) -> str:

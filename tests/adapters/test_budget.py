@@ -12,6 +12,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,15 +24,21 @@ from tests.helpers import RawClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def until(condition, what: str, timeout: float = 10.0):  # noqa: ANN001, ANN201 - a predicate, its value
-    """Poll ``condition`` until it holds (the edge frees a connection as its close is processed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"never: {what}")
+def counted(edge, total: int) -> threading.Event:  # noqa: ANN001
+    """Set once the edge counts ``total`` open connections (told by the edge as it counts them
+    in and out, on its loop): what the test waits for, never a poll."""
+    reached = threading.Event()
+
+    def check() -> None:
+        if edge.state.open_connections.total() == total:
+            reached.set()
+
+    def watch() -> None:
+        edge.state.on_count = check
+        check()  # it may hold already
+
+    edge.on_loop(watch)
+    return reached
 
 
 @pytest.fixture
@@ -51,19 +58,21 @@ def open_count(edge) -> int:  # noqa: ANN001
 
 def test_idle_connections_to_every_other_listener_count_in_smtps_budget(small):
     edge = small
+    six = counted(edge, 6)
     idle = [socket.create_connection(edge.addresses[name], timeout=10)
             for name in ("identity", "identity", "dns", "implicit-tls", "identity", "dns")]
     try:
-        until(lambda: open_count(edge) == 6, "six idle connections counted")
+        assert six.wait(10), f"six idle connections never counted ({open_count(edge)})"
         with RawClient(edge) as refused:
             assert refused.banner.startswith("421 4.3.2 ")
         extra = socket.create_connection(edge.addresses["identity"], timeout=10)
         assert extra.recv(1) == b""  # over the budget: closed at once, no handshake begun
         extra.close()
+        none = counted(edge, 0)
     finally:
         for sock in idle:
             sock.close()
-    until(lambda: open_count(edge) == 0, "the closed connections freed")
+    assert none.wait(10), f"the closed connections never freed ({open_count(edge)})"
     with RawClient(edge) as served:
         assert served.banner.startswith("220 ")
 
@@ -72,12 +81,11 @@ def test_a_busy_session_still_ends_at_its_overall_time_limit(small):
     edge = small
     with RawClient(edge) as client:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a NOOP every 50 ms: never idle
+        while time.monotonic() < deadline:  # a NOOP as soon as the last is answered: never idle
             client.send(b"NOOP\r\n")
             line = client.replies(1)[0]
             if line.startswith("421"):
                 break
-            time.sleep(0.05)
         assert line.startswith("421 4.4.1 Connection timed out. Total session duration: 00:00:0"), line
 
 
