@@ -4,7 +4,9 @@ What a capture taken at a firewall or on the lab's interface can show of a devic
 Exchange Online: its DNS questions and answers, its TCP connections to 25, 587, 465 and 443 and
 how they ended, the SMTP dialogue before STARTTLS (EHLO name, AUTH in the clear, MAIL and RCPT of
 direct send, the replies), the TLS ClientHello, the server's choice (ServerHello), alerts in the
-clear and who sent them. What went inside TLS is not visible (no key log is read yet).
+clear and who sent them. With the key log the endpoint wrote (``harness.decrypt``), what went
+inside TLS is read as well (the AUTH mechanism, the message, Exchange's replies); without it, a
+connection's TLS event says it was hidden.
 
 dpkt takes the packets apart (pcap and pcapng; Ethernet, VLAN tags, IPv4 and IPv6), dnslib the
 DNS answers, and scapy the TLS handshake records alone, where dissection is worth its cost; TCP is
@@ -30,6 +32,7 @@ from fakes.exo.errors import ExoEdgeError
 from fakes.exo.message import message_facts
 from fakes.exo.names import SUBMISSION_NAMES, TLS_WIRE_CODES, WELL_KNOWN_PORTS
 from fakes.exo.observed import (
+    AuthOutcome,
     AuthResponse,
     ClientHelloSeen,
     Command,
@@ -45,6 +48,7 @@ from fakes.exo.observed import (
 )
 from fakes.exo.secrets import looks_like_a_secret
 from fakes.record import REDACTED, redact_command
+from harness.decrypt import KeyLog, Opener
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +116,17 @@ class Flow:
     """One TCP connection from a device to port 25, 587, 465 or 443, as events."""
 
     def __init__(self, session: str, client: tuple[str, int], server: tuple[str, int], t: float,
-                 endpoint: str) -> None:
+                 endpoint: str, keys: KeyLog | None = None) -> None:
         self.session, self.client, self.server = session, client, server
         self.endpoint = endpoint
         self.up, self.down = Stream(), Stream()
-        self.up_buf, self.down_buf = bytearray(), bytearray()
-        self.tls = self.endpoint in ("implicit-tls", "identity")  # TLS from the first octet
+        self.up_buf, self.down_buf = bytearray(), bytearray()  # the dialogue, in the clear
+        self.up_tls, self.down_tls = bytearray(), bytearray()  # TLS records not yet whole
+        self.keys = keys if endpoint != "identity" else None  # a sign-in's HTTP is not read
+        self.opener: Opener | None = None
+        self.tls = False
+        if self.endpoint in ("implicit-tls", "identity"):  # TLS from the first octet
+            self._begin_tls()
         self.hello_seen = self.server_seen = False
         self.verbs: list[str] = []  # commands not yet answered (pipelining), oldest first
         self.auth_answers = 0  # client lines owed as answers to a 334
@@ -126,6 +135,7 @@ class Flow:
         self.chunk_left = 0
         self.chunk_last = False
         self.starttls_asked = False
+        self.mechanism = ""  # of the AUTH being answered
         self.greeted = False
         self.events: list[Observed] = [Connect(session=session, t=t, endpoint=self.endpoint, peer=client,
                                                local=server)]
@@ -138,12 +148,26 @@ class Flow:
 
     # -- client to server ---------------------------------------------------------------------------
 
+    def _begin_tls(self) -> None:
+        self.tls = True
+        if self.keys is not None:
+            self.opener = Opener(self.keys)
+
+    @property
+    def readable(self) -> bool:
+        """The dialogue can be read: in the clear, or inside TLS opened with its keys."""
+        return not self.tls or (self.opener is not None and self.opener.opened)
+
     def client_data(self, data: bytes, t: float) -> None:
-        self.up_buf += data
         if self.tls:
-            self._tls_records(self.up_buf, t, from_client=True)
-            return
-        while not self.tls:
+            self.up_tls += data
+            self._tls_records(self.up_tls, t, from_client=True)
+        else:
+            self.up_buf += data
+            self._client_lines(t)
+
+    def _client_lines(self, t: float) -> None:
+        while self.readable:
             if self.body is not None or self.chunk_left:
                 if not self._message_octets(t):
                     return
@@ -179,6 +203,8 @@ class Flow:
         self.verbs.append(verb)
         if verb == "STARTTLS":
             self.starttls_asked = True
+        elif verb == "AUTH":
+            self.mechanism = fact.line.split(" ")[1].upper() if " " in fact.line else ""
 
     def _message_octets(self, t: float) -> bool:
         """Take message octets (after 354, or a BDAT chunk); True when the message or chunk ended."""
@@ -226,11 +252,15 @@ class Flow:
     # -- server to client ---------------------------------------------------------------------------
 
     def server_data(self, data: bytes, t: float) -> None:
-        self.down_buf += data
         if self.tls:
-            self._tls_records(self.down_buf, t, from_client=False)
-            return
-        while not self.tls:
+            self.down_tls += data
+            self._tls_records(self.down_tls, t, from_client=False)
+        else:
+            self.down_buf += data
+            self._server_lines(t)
+
+    def _server_lines(self, t: float) -> None:
+        while self.readable:
             end = self.down_buf.find(b"\r\n")
             if end < 0:
                 return
@@ -259,11 +289,17 @@ class Flow:
         if code == 334:
             self.auth_answers += 1
             self.verbs.insert(0, verb)  # the AUTH exchange goes on: its next reply answers it too
+        elif verb == "AUTH":  # its outcome, as the server's last reply to it says
+            outcome = {235: "success", 504: "unsupported"}.get(code, "failure")
+            self._add(AuthOutcome(session=self.session, t=t, mechanism=self.mechanism, user="", outcome=outcome,
+                                  reason="" if code == 235 else line))
         elif code == 354 and verb == "DATA":
             self.body = bytearray()
         elif verb == "STARTTLS" and code == 220:
-            self.tls = True
+            self._begin_tls()
             self.up_buf.clear()  # what a client pipelined after STARTTLS is never read in the clear
+            self.down_buf.clear()
+            self.verbs.clear()  # the dialogue begins again inside TLS
 
     # -- TLS ------------------------------------------------------------------------------------------
 
@@ -277,19 +313,28 @@ class Flow:
                 return
             record = bytes(buf[:5 + length])
             del buf[:5 + length]
+            plain = self.opener.record(record, from_client=from_client) if self.opener is not None else None
             if kind == 22 and from_client and not self.hello_seen:
                 self.hello_seen = True
                 self._add(client_hello(record, self.session, t, implicit=self.endpoint == "implicit-tls"))
             elif kind == 22 and not from_client and not self.server_seen:
                 self.server_seen = True
-                tls = server_hello(record, self.session, t)
+                hidden = self.opener is None or self.opener.failed
+                tls = server_hello(record, self.session, t, hidden=hidden)
                 if tls is not None:
                     self._add(tls)
             elif kind == 21 and length == 2:  # an alert in the clear (later ones are encrypted)
                 who = "the device" if from_client else "the server"
                 self._add(TlsFailed(session=self.session, t=t, reason=f"{who} sent alert {alert_name(record)}"))
-            if self.server_seen and self.hello_seen and kind == 23:
-                buf.clear()  # encrypted from here on: nothing more is visible
+            if plain:
+                if from_client:
+                    self.up_buf += plain
+                    self._client_lines(t)
+                else:
+                    self.down_buf += plain
+                    self._server_lines(t)
+            elif plain is None and self.server_seen and self.hello_seen and kind == 23:
+                buf.clear()  # encrypted from here on, and no key opens it: nothing more is visible
                 return
 
     def close(self, t: float, error: str | None) -> None:
@@ -326,7 +371,7 @@ def ja4(record: bytes) -> str | None:
         return None
 
 
-def server_hello(record: bytes, session: str, t: float) -> Tls | None:
+def server_hello(record: bytes, session: str, t: float, *, hidden: bool = True) -> Tls | None:
     """The version and suite the server chose, from its ServerHello (TLS 1.3: supported_versions)."""
     from scapy.layers.tls.crypto.suites import _tls_cipher_suites
     from scapy.layers.tls.handshake import TLSServerHello
@@ -343,7 +388,7 @@ def server_hello(record: bytes, session: str, t: float) -> Tls | None:
                 if type(ext).__name__ == "TLS_Ext_SupportedVersion_SH":
                     version = ext.version
             return Tls(session=session, t=t, version=TLS_WIRE_CODES.get(version, f"0x{version:04x}"),
-                       cipher=_tls_cipher_suites.get(message.cipher, f"0x{message.cipher:04x}"))
+                       cipher=_tls_cipher_suites.get(message.cipher, f"0x{message.cipher:04x}"), hidden=hidden)
     return None
 
 
@@ -433,9 +478,10 @@ def _ip(frame: bytes, link: Any, dpkt: Any) -> Any:
     return layer if isinstance(layer, dpkt.ip.IP | dpkt.ip6.IP6) else None
 
 
-def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed]:
+def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None = None) -> Iterator[Observed]:
     """Every event the capture shows, in the order they happened (by packet). ``ports``: the
-    endpoint each server port reaches (``PORTS`` by default)."""
+    endpoint each server port reaches (``PORTS`` by default); ``keys``: the TLS secrets that open
+    what went inside (``harness.decrypt.read_keylog``)."""
     ports = ports or PORTS
     flows: OrderedDict[tuple[str, int, str, int], Flow] = OrderedDict()
     ended: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
@@ -473,7 +519,7 @@ def events(path: Path, ports: dict[int, str] | None = None) -> Iterator[Observed
             endpoint = ports[key[3]]
             if endpoint == "mx" and key[2] in submission:  # port 25 of smtp.office365.com: submission, not MX
                 endpoint = "submission-25"
-            flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, endpoint)
+            flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, endpoint, keys)
             if len(flows) > MAX_FLOWS:
                 _, oldest = flows.popitem(last=False)
                 oldest.close(t, "given up: too many connections open at once in the capture")

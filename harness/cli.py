@@ -187,18 +187,19 @@ def cmd_judge(args: argparse.Namespace) -> int:
     """What a capture, or the lab's records, show of each device: the fleet report (index.html and
     fleet.json under --report DIR), and with --json FILE the same as data; non-zero when a device
     would fail at Exchange Online."""
+    from harness.capture import PORTS
+    from harness.decrypt import read_keylog
     from harness.fleet import group, judge, read
     from harness.report.fleet import write_html, write_json
 
     source = Path(args.source)
     tenant = _tenant(args.tenant) if args.tenant else None
-    from harness.capture import PORTS
-
-    events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}})
-    judged = [judge(device, tenant=tenant, capture=capture) for device in group(events).values()]
+    keys = read_keylog(Path(args.keylog)) if args.keylog else None
+    events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}}, keys)
+    judged = [judge(device, tenant=tenant) for device in group(events).values()]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     directory = Path(args.report) / f"fleet-{stamp}"
-    page = write_html(directory / "index.html", judged, str(source), capture=capture)
+    page = write_html(directory / "index.html", judged, str(source), capture=capture, keylog=args.keylog)
     write_json(directory / "fleet.json", judged, str(source))
     if args.json:
         write_json(Path(args.json), judged, str(source))
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge = sub.add_parser("judge", help="judge every device a capture (pcap, pcapng) or the lab's records show")
     judge.add_argument("source", metavar="CAPTURE|STATE_DIR", help="a capture file, exoedge serve's --state-dir, "
                                                                     "or its records.jsonl")
+    judge.add_argument("--keylog", metavar="FILE", help="the TLS key log (NSS format: exoedge serve --keylog, "
+                       "SSLKEYLOGFILE) that opens what went inside TLS: the AUTH mechanism, the message, "
+                       "Exchange's replies")
     judge.add_argument("--tenant", help="the tenant file (its connectors tell relays from direct send)")
     judge.add_argument("--report", default="reports", metavar="DIR", help="write the fleet report under DIR")
     judge.add_argument("--json", metavar="FILE", help="also write one record per device to FILE")

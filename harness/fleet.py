@@ -37,6 +37,7 @@ from fakes.exo.tenant import Tenant
 from fakes.tls import read_hello
 from harness import checks as C
 from harness.check_base import Outcome
+from harness.decrypt import KeyLog
 from harness.observation import Observation, sender_facts, without_suffix
 from harness.report.causes import RULES, STILL_OPEN
 
@@ -147,7 +148,7 @@ class Judged:
                 "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes]}
 
 
-def fleet_checks(option: str | None, capture: bool) -> list[C._Check]:
+def fleet_checks(option: str | None) -> list[C._Check]:
     """The checks a device is judged with: what its option requires and what can be seen."""
     checks: list[C._Check] = [C.Port(allowed=[WELL_KNOWN_PORTS["submission"], WELL_KNOWN_PORTS["mx"]])]
     if option == "submission":
@@ -158,7 +159,7 @@ def fleet_checks(option: str | None, capture: bool) -> list[C._Check]:
     return checks
 
 
-def judge(device: Device, *, tenant: Tenant | None = None, capture: bool = True) -> Judged:
+def judge(device: Device, *, tenant: Tenant | None = None) -> Judged:
     obs = Observation.build(device.events, [], SUBMISSION_HOST)
     endpoints = {s.endpoint for s in obs.sessions}
     signed_in = any(c.verb == "AUTH" for s in obs.smtp for c in s.commands()) or any(
@@ -169,7 +170,7 @@ def judge(device: Device, *, tenant: Tenant | None = None, capture: bool = True)
     elif "mx" in endpoints:
         relayed = tenant is not None and rules.attribute(tenant, device.address, None, None).connector is not None
         option = "relay" if relayed else "direct-send"
-    outcomes = [_visible(check.evaluate(obs), obs, capture) for check in fleet_checks(option, capture)]
+    outcomes = [_visible(check.evaluate(obs), obs) for check in fleet_checks(option)]
     outcomes.append(_accepted(obs))
     facts = sender_facts(obs)
     failed = {o.check for o in outcomes if o.failed and o.check not in ADVISORY}
@@ -190,7 +191,7 @@ def live_verdict(events: list[Observed], tenant: Tenant | None = None) -> str:
     devices = list(group(events).values())
     if not devices:
         return ""
-    judged = judge(devices[0], tenant=tenant, capture=False)
+    judged = judge(devices[0], tenant=tenant)
     if judged.cause:
         return f"would fail at Exchange Online: {judged.cause}"
     return judged.verdict
@@ -210,10 +211,10 @@ def _accepted(obs: Observation) -> Outcome:
     return Outcome("accepted", None, "no message was seen accepted")
 
 
-def _visible(outcome: Outcome, obs: Observation, capture: bool) -> Outcome:
-    """In a capture, what happened inside TLS is not seen: a check that found nothing to judge says
-    so, rather than that it did not apply."""
-    if capture and outcome.passed is None and any(s.tls_version for s in obs.smtp):
+def _visible(outcome: Outcome, obs: Observation) -> Outcome:
+    """In a capture without the keys, what happened inside TLS is not seen: a check that found
+    nothing to judge says so, rather than that it did not apply."""
+    if outcome.passed is None and any(s.tls_hidden for s in obs.smtp):
         return Outcome(outcome.check, None, f"{NOT_VISIBLE} (inside TLS): {outcome.message}", outcome.must_apply)
     return outcome
 
@@ -229,9 +230,11 @@ def _describe(event: Observed) -> str | None:
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
 
 
-def read(path: Path, ports: dict[int, str] | None = None) -> tuple[Iterator[Observed], bool]:
+def read(path: Path, ports: dict[int, str] | None = None,
+         keys: KeyLog | None = None) -> tuple[Iterator[Observed], bool]:
     """The events at ``path`` (a capture, a state directory, or a records file) and whether they
-    come from a capture (``ports``: the endpoint each server port of the capture reaches)."""
+    come from a capture (``ports``: the endpoint each server port of the capture reaches;
+    ``keys``: the TLS secrets that open what went inside its connections)."""
     if path.is_dir():
         records = path / "records.jsonl"
         if not records.exists():
@@ -245,7 +248,7 @@ def read(path: Path, ports: dict[int, str] | None = None) -> tuple[Iterator[Obse
     if head in PCAP_MAGICS:
         from harness.capture import events
 
-        return events(path, ports), True
+        return events(path, ports, keys), True
     if head[:1] == b"{":
         return _records(path), False
     raise JudgeError(f"{path}: not a capture (pcap or pcapng), a state directory or a records.jsonl file")

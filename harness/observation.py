@@ -98,6 +98,11 @@ class SessionView:
         return tls[-1].version if tls else None
 
     @property
+    def tls_hidden(self) -> bool:
+        """What went inside its TLS was not seen (a capture without the connection's keys)."""
+        return any(t.hidden for t in self.of(Tls))
+
+    @property
     def client_hello(self) -> ClientHelloSeen | None:
         hellos = self.of(ClientHelloSeen)
         return hellos[-1] if hellos else None

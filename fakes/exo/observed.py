@@ -68,6 +68,7 @@ class Tls(Observed, frozen=True, tag="tls"):
     version: str
     cipher: str = ""
     client_certificate: tuple[str, ...] | None = None
+    hidden: bool = False  # what went inside was not seen (a capture without this connection's keys)
 
 
 class TlsFailed(Observed, frozen=True, tag="tls_failed"):
@@ -289,8 +290,9 @@ def describe(event: Observed) -> str | None:
             return (f"*  ClientHello: offers {', '.join(versions)}; SNI {sni or 'none'}"
                     + (f"; JA4 {ja4}" if ja4 else "")
                     + (f"; {len(suites)} cipher suites: {', '.join(suites)}" if suites else ""))
-        case Tls(version=version, cipher=cipher, client_certificate=names):
-            return f"*  TLS {version} {cipher}" + (f"; client certificate {', '.join(names)}" if names else "")
+        case Tls(version=version, cipher=cipher, client_certificate=names, hidden=hidden):
+            return (f"*  TLS {version} {cipher}" + (f"; client certificate {', '.join(names)}" if names else "")
+                    + ("; encrypted (no key for it)" if hidden else ""))
         case TlsFailed(reason=reason):
             return f"*  TLS handshake failed: {reason}"
         case LegacyTls(value=value):

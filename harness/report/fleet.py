@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fakes.exo.observed import Tls
 from harness.fleet import OPTION_NAMES, Judged
 
 ORDER = {"would fail": 0, "not judged": 1, "would work": 2, "sent nothing": 3}
@@ -37,11 +38,18 @@ def write_json(path: Path, judged: list[Judged], source: str) -> Path:
     return path
 
 
-def write_html(path: Path, judged: list[Judged], source: str, *, capture: bool) -> Path:
+def tls_read(judged: list[Judged]) -> tuple[int, int]:
+    """Of the TLS connections in the devices' sections, how many were read inside (keys at hand)."""
+    tls = [e for j in judged for e in j.device.events if isinstance(e, Tls)]
+    return sum(not e.hidden for e in tls), len(tls)
+
+
+def write_html(path: Path, judged: list[Judged], source: str, *, capture: bool, keylog: str | None = None) -> Path:
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     page = env.get_template("fleet.html").render(
-        judged=ordered(judged), causes=fleet_causes(judged), source=source, capture=capture,
+        judged=ordered(judged), causes=fleet_causes(judged), source=source, capture=capture, keylog=keylog,
+        tls_read=tls_read(judged),
         option_names=OPTION_NAMES, when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

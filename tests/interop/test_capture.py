@@ -1,21 +1,27 @@
 """Judging a capture: tcpdump (Debian's) records loopback while real clients send to the edge
 from distinct addresses, and ``exoedge judge`` finds, per device, what the live run found of
-everything a capture can show; a damaged or foreign file is judged without a traceback."""
+everything a capture can show, and with the edge's TLS key log everything the lab's own records
+show; a damaged or foreign file is judged without a traceback."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from fakes.edge import Edge, EdgeThread
 from harness.cli import main
+from harness.pytest_plugin import reset
 from tests.helpers import Device, client_context, need
 
 pytestmark = pytest.mark.interop
@@ -24,8 +30,24 @@ MAILBOX, PASSWORD = "scanner@contoso.com", "Scan-2026!"
 MESSAGE = (f"From: {MAILBOX}\r\nTo: alice@contoso.com\r\nSubject: scan\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n"
            "Message-ID: <scan-1@printer.lab>\r\n\r\npage 1\r\n")
 DEVICES = {"conformant": "127.0.0.21", "tls10": "127.0.0.22", "auth-in-clear": "127.0.0.23", "port-465": "127.0.0.24",
-           "direct-send-external": "127.0.0.25", "swaks": "127.0.0.26", "hostile": "127.0.0.27"}
+           "direct-send-external": "127.0.0.25", "swaks": "127.0.0.26", "hostile": "127.0.0.27",
+           "oauth": "127.0.0.28"}
 HOSTILE = "<script>alert(1)</script>"  # an EHLO name a device controls: text in the report, never markup
+
+
+@pytest.fixture(scope="module")
+def keyed_edge(tmp_path_factory) -> Iterator[Edge]:
+    """An edge of this module's own that writes its TLS keys (exoedge serve --keylog)."""
+    state = tmp_path_factory.mktemp("keyed-lab")
+    with EdgeThread(Edge(state_dir=state / "state", keylog=state / "tls-keys.log")) as lab:
+        yield lab
+
+
+@pytest.fixture
+def edge(keyed_edge: Edge) -> Iterator[Edge]:
+    reset(keyed_edge)
+    yield keyed_edge
+    reset(keyed_edge)
 
 
 @pytest.fixture
@@ -92,6 +114,11 @@ def _send_all(edge, swaks: str | None) -> None:
         device.sendmail(MAILBOX, ["partner@example.org"], MESSAGE)
     with _device(edge, "submission", "hostile", HOSTILE) as device:
         device.ehlo()
+    with _device(edge, "submission", "oauth", "app-server.contoso.com") as device:  # a token, not a password
+        device.secure()
+        token = edge.tokens.mint(now=time.time(), mailbox=MAILBOX)
+        device.auth("XOAUTH2", lambda challenge=None: f"user={MAILBOX}\x01auth=Bearer {token}\x01\x01")
+        device.sendmail(MAILBOX, ["alice@contoso.com"], MESSAGE)
     if swaks is not None:
         host, port = edge.addresses["submission"]
         done = subprocess.run([swaks, "--server", host, "--port", str(port), "--helo", "swaks.printer.lab",
@@ -206,3 +233,56 @@ def test_the_fleet_report_in_headless_chromium(sent, tmp_path, chromium):
     subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
                     f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60)
     assert shot.stat().st_size > 10_000  # kept under the test's folder for a person to look at
+
+
+def _verdicts(devices: dict[str, dict]) -> dict[str, tuple]:
+    return {address: (d["verdict"], d["option"], d["cause"], {c["check"]: c["passed"] for c in d["checks"]})
+            for address, d in devices.items()}
+
+
+def test_with_the_edges_key_log_a_capture_shows_what_the_lab_saw(edge, mark, sent, tmp_path):
+    """exoedge judge --keylog: TLS 1.3 and TLS 1.0 opened with the lab's keys, so the AUTH
+    mechanism, the message and Exchange's replies inside TLS are judged from the capture, and
+    every device gets the verdict, cause and checks the lab's records give it."""
+    capture_file, ports = sent
+    port_flags = ["--port", f"submission={ports[0]}", "--port", f"implicit-tls={ports[1]}", "--port", f"mx={ports[2]}"]
+    opened, page = _judge(capture_file, tmp_path / "opened", "--keylog", str(edge.keylog), *port_flags)
+    good = opened[DEVICES["conformant"]]
+    assert good["verdict"] == "would work", good
+    for seen in ("starttls_before_auth", "auth_mechanism", "accepted"):  # all inside TLS
+        assert _check(good, seen) is True, good
+    html = page.read_text()
+    read_inside = re.search(r"(\d+) of (\d+) TLS connection\(s\) read inside", html)
+    assert read_inside and read_inside[1] == read_inside[2] and int(read_inside[1]) >= 2, read_inside
+    assert "not visible" not in json.dumps(good) and PASSWORD not in html
+    app = opened[DEVICES["oauth"]]
+    assert app["verdict"] == "would work" and "XOAUTH2" in next(
+        c["message"] for c in app["checks"] if c["check"] == "auth_mechanism"), app
+    assert "Bearer" not in html and "eyJ" not in html  # the token's parts never reach the page
+    records = tmp_path / "records.jsonl"
+    records.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in edge.records.window(mark)))
+    lab, _ = _judge(records, tmp_path / "lab")
+    assert _verdicts(opened) == _verdicts(lab)
+
+
+def test_a_key_log_that_is_none_gets_one_line_naming_its_line(sent, tmp_path, capsys):
+    capture_file, _ = sent
+    keys = tmp_path / "keys.log"
+    keys.write_text("# TLS secrets log file\nCLIENT_RANDOM 00 11\n")
+    assert main(["judge", str(capture_file), "--keylog", str(keys), "--report", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{keys}:2:" in line and "32 octets" in line
+
+
+def test_a_key_log_of_other_connections_opens_nothing_and_says_so(sent, tmp_path):
+    """Keys of another run: nothing is decrypted into data, what TLS hid stays not visible."""
+    capture_file, ports = sent
+    keys = tmp_path / "other-run.log"
+    keys.write_text("CLIENT_RANDOM " + "ab" * 32 + " " + "cd" * 48 + "\n"
+                    "CLIENT_TRAFFIC_SECRET_0 " + "ef" * 32 + " " + "01" * 48 + "\n")
+    devices, page = _judge(capture_file, tmp_path, "--keylog", str(keys), "--port", f"submission={ports[0]}",
+                           "--port", f"implicit-tls={ports[1]}", "--port", f"mx={ports[2]}")
+    good = devices[DEVICES["conformant"]]
+    assert _check(good, "auth_mechanism") is None and _check(good, "tls") is True
+    assert "not visible in the capture" in next(c["message"] for c in good["checks"] if c["check"] == "auth_mechanism")
+    assert re.search(r"\b0 of \d+ TLS connection", page.read_text())
