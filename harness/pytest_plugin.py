@@ -269,8 +269,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     for data in json.loads(output["exo_cases"]):
         path = Path(data["path"])
         root = catalog.root_of(path)
-        if not (root is not None, path):
-            raise InternalError("expected root is not None, path")
+        if root is None:
+            raise InternalError(f"{path}: a worker ran a case from outside the catalog's folders")
         config.stash[RESULTS].append(_restored(data, load_scenario(path, root)))
 
 
