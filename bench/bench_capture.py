@@ -1,6 +1,7 @@
 """Judging a big capture: time against reading the same file's packets alone (dpkt taking them
-apart: the floor), and peak memory for a capture four times as long (flat: a ratio near 1), each
-measured in a process of its own in the same run. Prints one JSON object.
+apart: the floor) and against tshark reading it with its SMTP and TLS dissectors (where tshark is
+installed: Debian's package), and peak memory for a capture four times as long (flat: a ratio near
+1), each measured in a process of its own in the same run. Prints one JSON object.
 
 The capture is made here: devices doing direct send in the clear (every line of the dialogue is a
 packet to reassemble and read), one connection after another from a few hundred addresses.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +100,19 @@ def in_process_of_its_own(mode: str, path: Path) -> dict[str, float]:
     return result
 
 
+def tshark_seconds(path: Path) -> float | None:
+    """tshark reading ``path`` with its dissectors, printing the SMTP commands and replies and the
+    TLS handshakes it finds (the fields a judgement needs); None where tshark is not installed."""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        return None
+    start = time.perf_counter()
+    subprocess.run([tshark, "-r", str(path), "-n", "-Y", "smtp or tls", "-T", "fields", "-e", "ip.src",
+                    "-e", "smtp.req.command", "-e", "smtp.response.code", "-e", "tls.handshake.type"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=200_000, help="packets in the smaller capture")
@@ -113,11 +128,14 @@ def main() -> None:
         floor = in_process_of_its_own("read", small)
         judged = in_process_of_its_own("judge", small)
         judged_big = in_process_of_its_own("judge", big)
+        tshark = tshark_seconds(small)
     print(json.dumps({
         "packets": written, "packets_4x": written_big, "devices": judged["devices"],
         "read_s": round(floor["seconds"], 2), "judge_s": round(judged["seconds"], 2),
         "judge_over_read": round(judged["seconds"] / floor["seconds"], 2),
         "judge_packets_per_s": round(written / judged["seconds"]),
+        "tshark_s": round(tshark, 2) if tshark else None,
+        "judge_over_tshark": round(judged["seconds"] / tshark, 2) if tshark else None,
         "peak_rss_mib": round(judged["peak_rss_mib"], 1), "peak_rss_mib_4x": round(judged_big["peak_rss_mib"], 1),
         "rss_ratio_4x": round(judged_big["peak_rss_mib"] / judged["peak_rss_mib"], 2),
     }))

@@ -189,22 +189,26 @@ def cmd_judge(args: argparse.Namespace) -> int:
     would fail at Exchange Online."""
     from harness.capture import PORTS
     from harness.decrypt import read_keylog
-    from harness.fleet import group, judge, read
+    from harness.fleet import MAX_DEVICES, group, judge, read
     from harness.report.fleet import write_html, write_json
 
     source = Path(args.source)
     tenant = _tenant(args.tenant) if args.tenant else None
     keys = read_keylog(Path(args.keylog)) if args.keylog else None
     events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}}, keys)
-    judged = [judge(device, tenant=tenant) for device in group(events).values()]
+    fleet = group(events)
+    judged = [judge(device, tenant=tenant) for device in fleet.values()]
+    unfollowed = len(fleet.unfollowed)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     directory = Path(args.report) / f"fleet-{stamp}"
-    page = write_html(directory / "index.html", judged, str(source), capture=capture, keylog=args.keylog)
-    write_json(directory / "fleet.json", judged, str(source))
+    page = write_html(directory / "index.html", judged, str(source), capture=capture, keylog=args.keylog,
+                      unfollowed=unfollowed)
+    write_json(directory / "fleet.json", judged, str(source), unfollowed=unfollowed)
     if args.json:
-        write_json(Path(args.json), judged, str(source))
+        write_json(Path(args.json), judged, str(source), unfollowed=unfollowed)
     failing = sum(j.verdict == "would fail" for j in judged)
-    print(f"{len(judged)} device(s), {failing} would fail at Exchange Online: {page}")
+    more = f" ({unfollowed} more address(es) past the first {MAX_DEVICES:,} not followed)" if unfollowed else ""
+    print(f"{len(judged)} device(s), {failing} would fail at Exchange Online{more}: {page}")
     return 1 if failing else 0
 
 

@@ -25,6 +25,7 @@ from fakes.exo.observed import (
     Command,
     Connect,
     DhcpRequest,
+    Disconnect,
     DnsMalformed,
     DnsQuery,
     IdentityRequest,
@@ -42,6 +43,7 @@ from harness.observation import Observation, sender_facts, without_suffix
 from harness.report.causes import RULES, STILL_OPEN
 
 MAX_SESSIONS = 50  # a device's newest connections kept whole for its section; older ones are counted
+MAX_DEVICES = 20_000  # devices followed in one judgement; later ones are counted, and the page says so
 NOT_VISIBLE = "not visible in the capture"
 # Failures Exchange Online lives with (it adds a missing Date or Message-ID): listed, never a cause
 ADVISORY = frozenset({"well_formed"})
@@ -76,12 +78,36 @@ class Device:
         self.events.append(event)
 
 
-def group(events: Iterable[Observed]) -> dict[str, Device]:
+class Fleet(dict[str, Device]):
+    """Devices by address; past ``MAX_DEVICES`` new addresses are counted, not followed."""
+
+    unfollowed: collections.Counter[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unfollowed = collections.Counter()
+
+    def device(self, address: str) -> Device | None:
+        found = self.get(address)
+        if found is None:
+            if len(self) >= MAX_DEVICES:
+                if address in self.unfollowed or len(self.unfollowed) < MAX_DEVICES:
+                    self.unfollowed[address] += 1
+                else:
+                    self.unfollowed["(more)"] += 1
+                return None
+            found = self[address] = Device(address)
+        return found
+
+
+def group(events: Iterable[Observed]) -> Fleet:
     """Events by device (source address). A TLS connection to login.microsoftonline.com becomes a
-    sign-in request of the device (its content is encrypted); other HTTPS is left out."""
-    devices: dict[str, Device] = {}
-    owner: dict[str, str] = {}  # session -> device address
-    identity: set[str] = set()  # sessions to port 443
+    sign-in request of the device (its content is encrypted); other HTTPS is left out. What is held
+    stays bounded: devices (``MAX_DEVICES``), each its newest connections, and a connection's owner
+    only while it is open."""
+    devices = Fleet()
+    owner: dict[str, str] = {}  # open session -> device address
+    identity: set[str] = set()  # open sessions to port 443
     for event in events:
         if isinstance(event, ClientHelloSeen):
             event = read_hello(event)  # the lab's records keep it as sent
@@ -95,7 +121,9 @@ def group(events: Iterable[Observed]) -> dict[str, Device]:
         elif isinstance(event, DnsQuery | DnsMalformed):
             address = event.peer[0]
         elif isinstance(event, DhcpRequest):
-            device = devices.setdefault(event.address, Device(event.address))
+            device = devices.device(event.address)
+            if device is None:
+                continue
             if event.hostname not in device.names:
                 device.names.insert(0, event.hostname)  # the name it gave itself comes first
             device.take(event)
@@ -103,6 +131,10 @@ def group(events: Iterable[Observed]) -> dict[str, Device]:
         elif isinstance(event, IdentityRequest):
             address = event.peer
         elif event.session in identity:
+            if isinstance(event, Disconnect):
+                identity.discard(event.session)
+                del owner[event.session]
+                continue
             if isinstance(event, ClientHelloSeen) and (event.sni or "").lower() in IDENTITY_NAMES:
                 event = IdentityRequest(session=event.session, t=event.t, peer=owner[event.session],
                                         endpoint="tls-connection")
@@ -111,9 +143,12 @@ def group(events: Iterable[Observed]) -> dict[str, Device]:
                 continue
         elif event.session in owner:
             address = owner[event.session]
+            if isinstance(event, Disconnect):  # the connection is over: nothing more will name it
+                del owner[event.session]
         else:
             continue
-        devices.setdefault(address, Device(address)).take(event)
+        if (device := devices.device(address)) is not None:
+            device.take(event)
     return devices
 
 
@@ -181,8 +216,9 @@ def judge(device: Device, *, tenant: Tenant | None = None) -> Judged:
     instead = STILL_OPEN[key][1] if key in STILL_OPEN else None
     opened = device.events[0].t if device.events else 0.0
     mask = SecretMask()  # no secret is known from a capture: tokens are masked by their shape
-    lines = [mask.mask(f"{event.t - opened:9.3f} {event.session} {text}") for event in device.events
+    lines = [f"{event.t - opened:9.3f} {event.session} {text}" for event in device.events
              if (text := _describe(event)) is not None]
+    lines = mask.mask("\n".join(lines)).split("\n") if lines else []  # one pass for the transcript
     return Judged(device, option, outcomes, facts, cause, key, instead, lines)
 
 

@@ -9,10 +9,9 @@ costs milliseconds: the edge is reconfigured in place, never restarted.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
@@ -28,6 +27,7 @@ from fakes.exo.tenant import Tenant
 from fakes.store import StoredMessage
 from harness.checks import Outcome
 from harness.observation import Observation, sender_facts
+from harness.results import NOT_EXERCISED, SEVERITY_VERDICT, CaseResult, Verdict
 from harness.scenario import Scenario
 from harness.senders import Order, Sender, SenderResult
 
@@ -50,67 +50,7 @@ def _need(lab: Roles, role: str) -> str:
     return value
 
 
-class Verdict(enum.StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    NON_STRICT = "NON-STRICT"
-    INFO = "INFO"
-    SKIP = "SKIP"
-    ERROR = "ERROR"
-
-
 log = logging.getLogger(__name__)
-NOT_EXERCISED = "not exercised: "  # the reason of an INFO whose judged behaviour never happened
-SEVERITY_VERDICT = {"must": Verdict.FAIL, "should": Verdict.NON_STRICT, "info": Verdict.INFO}
-
-
-@dataclass
-class CaseResult:
-    scenario: Scenario
-    sender: str
-    verdict: Verdict
-    reason: str
-    outcomes: list[Outcome] = field(default_factory=list)
-    sender_result: SenderResult | None = None
-    transcript: list[dict[str, Any]] = field(default_factory=list)
-    started: float = 0.0
-    duration: float = 0.0
-    fault: str | None = None  # an ERROR's: "harness", "environment" or "scenario"
-    facts: dict[str, Any] = field(default_factory=dict)  # what the sender was seen to do (report.causes)
-    dns: list[dict[str, Any]] = field(default_factory=list)  # the sender's DNS queries: name, type, answer
-    stored: list[dict[str, Any]] = field(default_factory=list)  # copies stored: folder, mailbox, headers, size
-    exercised: bool = True  # False: what the case judges never happened (INFO "not exercised")
-
-    def as_dict(self) -> dict[str, Any]:
-        s = self.scenario
-        result = self.sender_result
-        return {
-            "id": s.id, "title": s.title, "option": s.option, "severity": s.severity,
-            "verdict": str(self.verdict), "reason": self.reason, "fault": self.fault, "sender": self.sender,
-            "reference": [r.model_dump() for r in s.reference], "advice": s.advice,
-            "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes],
-            "sender_result": None if result is None else {
-                "exit_code": result.exit_code, "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:],
-                "error": result.error, "duration": round(result.duration, 3), "notes": result.notes,
-            },
-            "transcript": self.transcript, "facts": self.facts, "dns": self.dns, "stored": self.stored,
-            "exercised": self.exercised, "started": self.started,
-            "duration": round(self.duration, 3),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], scenario: Scenario, sender: str = "?") -> CaseResult:
-        """A result again from ``as_dict``'s form (a results file, a pytest worker's report); the
-        one place that reads it back."""
-        result = data.get("sender_result")
-        return cls(
-            scenario, data.get("sender", sender), Verdict(data["verdict"]), data.get("reason", ""),
-            [Outcome(c["check"], c["passed"], c["message"]) for c in data.get("checks", [])],
-            None if result is None else SenderResult(**result), data.get("transcript", []),
-            data.get("started", 0.0), data.get("duration", 0.0), data.get("fault"), data.get("facts", {}),
-            data.get("dns", []), data.get("stored", []), data.get("exercised", True))
-
-
 def transcript(obs: Observation) -> list[dict[str, Any]]:
     """Each connection as the report shows it: seconds since it opened, C:/S: lines and what the
     edge noted (the TLS boundary with version, cipher and SNI; the ClientHello's offer), each

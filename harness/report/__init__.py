@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from fakes.exo.secrets import SecretMask
 from fakes.exo.tenant import Tenant
 from harness.report.causes import COMPARISON, OPTIONS, advise, causes, option_verdicts, seen
-from harness.runner import CaseResult, Verdict
+from harness.results import CaseResult, Verdict
 
 ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
 

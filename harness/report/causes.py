@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS
-from harness.runner import CaseResult, Verdict
+from harness.results import CaseResult, Verdict
 
 NOT_PASSED = (Verdict.FAIL, Verdict.NON_STRICT, Verdict.INFO)
 OPTIONS = {"submission": "Option 1: SMTP AUTH client submission (smtp.office365.com, port 587)",

@@ -194,3 +194,49 @@ def test_a_dhcp_host_name_names_the_device_before_its_ehlo(tmp_path):
     (device,) = group(seen).values()
     assert device.address == CLIENT[0] and device.names == ["MFP-4020", "printer.lab"]
     assert any(line.endswith("DHCP: MFP-4020 asks for 10.0.0.5") for line in judge(device).transcript)
+
+
+def test_past_the_most_devices_followed_the_rest_are_counted_and_the_page_says_so(tmp_path, monkeypatch):
+    from fakes.exo.observed import Disconnect
+    from harness import fleet
+    from harness.report.fleet import write_html
+
+    monkeypatch.setattr(fleet, "MAX_DEVICES", 3)
+    seen: list = []
+    for n in range(1, 6):
+        seen += [Connect(session=f"c{n}", t=n, endpoint="mx", peer=(f"10.0.0.{n}", 40000), local=SERVER),
+                 Command(session=f"c{n}", t=n, line=f"EHLO device-{n}", verb="EHLO"),
+                 Disconnect(session=f"c{n}", t=n)]
+    devices = group(seen)
+    assert sorted(devices) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert sorted(devices.unfollowed) == ["10.0.0.4", "10.0.0.5"]
+    page = write_html(tmp_path / "index.html", [judge(d) for d in devices.values()], "big.pcap", capture=True,
+                      unfollowed=len(devices.unfollowed)).read_text()
+    assert "2 more device address(es) appeared after the first" in page
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=60), options=st.integers(0, 10), flags=st.integers(0, 0x1FF),
+       cut=st.integers(0, 140), flips=st.lists(st.tuples(st.integers(12, 60), st.integers(0, 255)), max_size=3),
+       fragment=st.sampled_from([0, 0x2000, 0x0001, 0x4000]), length=st.sampled_from([None, 0, 30, 500]))
+def test_the_fast_path_reads_every_frame_as_dpkt_does(payload, options, flags, cut, flips, fragment, length):
+    """Ethernet/IPv4/TCP read from fixed offsets gives dpkt's segment, or leaves the frame to it."""
+    import dpkt
+
+    from harness.capture import segment_of, tcp_over_ipv4
+
+    tcp = TCP(sport=40000, dport=25, seq=7, flags=flags, options=[("NOP", None)] * options)
+    ip = IP(src="10.0.0.5", dst="10.0.0.1", flags=fragment >> 13, frag=fragment & 0x1FFF)
+    if length is not None:
+        ip.len = length
+    frame = bytearray(bytes(Ether() / ip / tcp / payload))
+    for at, value in flips:
+        if at < len(frame):
+            frame[at] = value
+    whole = cut >= len(frame) and not flips and fragment in (0, 0x4000) and length is None
+    frame = bytes(frame[:cut] if cut < len(frame) else frame)
+    fast = tcp_over_ipv4(frame)
+    if whole:  # a whole frame of the common kind takes the fast path
+        assert fast is not None and fast.payload == payload and fast.flags == flags
+    if fast is not None:
+        assert fast == segment_of(frame, dpkt.ethernet.Ethernet)
