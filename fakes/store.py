@@ -4,22 +4,23 @@ Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). 
 hands one accepted message to the store's writer thread and returns a future; the edge says 250
 only once it resolves, when the message is on disk for good. The writer takes every message
 waiting (many sessions' worth) into one transaction with one fsync (group commit): the copies'
-rows, and each distinct content as a blob. The ``.eml`` files are written first (a message whose
-file cannot be written fails alone, before any commit); the blobs make them durable. A store
-that was killed is repaired when it is opened: an ``.eml`` whose transaction never committed is
-swept, one that did not reach the disk whole is written again from its blob. Nothing the edge
-answered 250 for is lost or stored twice.
+rows, and each distinct content as a blob, the one durable copy the 250 waits for. The ``.eml``
+files follow from the blobs once the senders have been answered, before any reader sees the
+rows (the writer holds the store's lock until they are written). A store that was killed is
+repaired when it is opened: an ``.eml`` whose transaction never committed is swept, one that did
+not reach the disk whole (or at all) is written again from its blob. Nothing the edge answered 250
+for is lost or stored twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS contents (
 );
 """
 _BATCH = 512  # messages in one transaction at most
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,13 +153,9 @@ class MailStore:
         contents: list[tuple[str, bytes]] = []
         ready: list[tuple[_Job, list[str]]] = []
         for job in batch:
-            job_contents: list[tuple[str, bytes]] = []
             try:
                 job_rows, job_contents = self._prepare(job)
-                for name, body in job_contents:
-                    self._write_file(name, body)
             except BaseException as exc:  # one message that cannot be stored fails alone
-                self._unlink(name for name, _ in job_contents)
                 job.done.set_exception(exc)
                 continue
             rows += job_rows
@@ -165,15 +163,21 @@ class MailStore:
             ready.append((job, [row[0] for row in job_rows]))
         if not ready:
             return
-        try:
-            self._commit(rows, contents)
-        except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
-            self._unlink(name for name, _ in contents)
-            for job, _ in ready:
-                job.done.set_exception(exc)
-            return
-        for job, ids in ready:
-            job.done.set_result(ids)
+        with self._lock:  # readers wait until the files are there too
+            try:
+                self._commit(rows, contents)
+            except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
+                for job, _ in ready:
+                    job.done.set_exception(exc)
+                return
+            for job, ids in ready:  # durable: the 250s go out while the files are written
+                job.done.set_result(ids)
+            try:
+                for name, body in contents:
+                    self._write_file(name, body)
+            except OSError as exc:  # the blobs hold them; the next open writes them again
+                log.warning("mail store: .eml files not written (%s); they are rewritten from the store "
+                            "when it is next opened", exc.strerror)
 
     def _prepare(self, job: _Job) -> tuple[list[Row], list[tuple[str, bytes]]]:
         """The rows of one message's copies, and its distinct contents (the message; each NDR)."""
@@ -199,20 +203,15 @@ class MailStore:
         return rows, contents
 
     def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
-        """One transaction for a batch; durable when it returns."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
-                self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def _unlink(self, names: Iterable[str]) -> None:
-        for name in names:
-            (self.messages_dir / name).unlink(missing_ok=True)
+        """One transaction for a batch (the caller holds the lock); durable when it returns."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
+            self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _write_file(self, name: str, body: bytes) -> None:
         path = self.messages_dir / name

@@ -115,15 +115,17 @@ def test_opening_the_store_sweeps_orphans_and_writes_cut_files_again(edge):
     host, port = edge.addresses["mx"]
     with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
         client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
-    (copy,) = edge.store.messages()
-    whole = copy.read()
+        client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    copy, unwritten = edge.store.messages()
+    whole, also = copy.read(), unwritten.read()
     Path(copy.path).write_bytes(whole[:10])  # killed while the file was being written
+    Path(unwritten.path).unlink()  # killed after the commit (the 250), before its file was written
     orphan = edge.store.messages_dir / "0123456789abcdef.eml"  # killed before its transaction committed
     orphan.write_bytes(b"Subject: never acknowledged\r\n")
     again = MailStore(edge.store.directory)
     try:
-        assert again.repaired == {"swept": 1, "rewritten": 1}
-        assert not orphan.exists() and copy.read() == whole
+        assert again.repaired == {"swept": 1, "rewritten": 2}
+        assert not orphan.exists() and copy.read() == whole and unwritten.read() == also
     finally:
         again.close()
 
