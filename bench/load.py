@@ -9,7 +9,12 @@ messages and in time. Workloads:
 - ``app``: connections kept: STARTTLS and AUTH once, then message after message;
 - ``mx``: direct send to the MX, plain, connections kept;
 - ``memory``: the app workload for ``--messages`` messages, the edge's resident size sampled;
-- ``hold``: ``--connections`` connections opened and held idle, then all send one message.
+- ``hold``: ``--connections`` connections opened and held idle, then all send one message;
+- ``burst``: ``--connections`` devices, each from an address of its own, arrive within
+  ``--within`` seconds, each STARTTLS, AUTH LOGIN, one message, QUIT, while the live view (the
+  edge's) is read every 2 s; the time from connect to each 250, and whether every message was
+  stored, against the baseline taking the same burst;
+- ``idle``: the edge's resident size once it serves, and after one message of each shape.
 
 The edge serves the bundled tenant with its quotas raised (a load test is not a throttling test);
 every other rule is applied, every event recorded, every message fsynced before its 250.
@@ -18,16 +23,20 @@ Prints one JSON object per workload.
     python bench/load.py --workload app --messages 4000 --clients 20 [--rounds 2]
     python bench/load.py --workload memory --messages 100000
     python bench/load.py --workload hold --connections 1000
+    python bench/load.py --workload burst --connections 1000 --within 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import resource
+import sqlite3
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,6 +152,58 @@ class Load:
                 "send_errors": sum(isinstance(s, BaseException) for s in sent), "errors": errors[:5]}
 
 
+    async def burst(self, address: tuple[str, int], devices: int, within: float,
+                    live: tuple[str, int] | None) -> dict[str, Any]:
+        """``devices`` devices arriving evenly over ``within`` seconds, each from its own address,
+        each one printer-style message; the seconds from its connect to its 250."""
+        took: list[float] = []
+        errors: list[str] = []
+        done = asyncio.Event()
+
+        async def device(n: int) -> None:
+            await asyncio.sleep(n * within / devices)  # the burst's shape: arrivals spread evenly
+            started = time.perf_counter()
+            try:
+                client = await self._session(address, tls=True, source=f"127.1.{n // 250}.{n % 250 + 1}")
+                await client.sendmail(USER, ["alice@contoso.com"], self._message())
+                took.append(time.perf_counter() - started)
+                await client.quit()
+            except Exception as exc:  # counted and named: a burst that loses a device says so
+                errors.append(f"{type(exc).__name__}: {exc}"[:120])
+
+        async def watch() -> list[float]:  # a person with the live view open: a page every 2 s
+            import aiohttp
+
+            reads: list[float] = []
+            async with aiohttp.ClientSession() as http:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    for path in ("/", "/devices.json"):
+                        async with http.get(f"http://{live[0]}:{live[1]}{path}") as page:
+                            await page.read()
+                    reads.append(time.perf_counter() - started)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 2.0)
+            return reads
+
+        watcher = asyncio.ensure_future(watch()) if live else None
+        await asyncio.gather(*(device(n) for n in range(devices)))
+        done.set()
+        reads = await watcher if watcher else []
+        took.sort()
+        return {"devices": devices, "served": len(took), "errors": len(errors), "first_errors": errors[:3],
+                "p50_s": round(statistics.median(took), 3) if took else None,
+                "p99_s": round(took[min(len(took) - 1, int(len(took) * 0.99))], 3) if took else None,
+                "max_s": round(took[-1], 3) if took else None,
+                "live_reads": len(reads), "live_read_max_s": round(max(reads), 3) if reads else None}
+
+
+def stored(state: Path) -> int:
+    """Messages in the edge's store (read beside it: SQLite readers never block its writer)."""
+    with contextlib.closing(sqlite3.connect(f"file:{state / 'store' / 'store.sqlite'}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(DISTINCT message_id) FROM messages WHERE kind = 'message'").fetchone()[0])
+
+
 async def timed(work: Any) -> float:
     start = time.perf_counter()
     await asyncio.wait_for(work, DEADLINE)
@@ -151,10 +212,12 @@ async def timed(work: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workload", choices=["printer", "app", "mx", "memory", "hold"], default="app")
+    parser.add_argument("--workload", choices=["printer", "app", "mx", "memory", "hold", "burst", "idle"],
+                        default="app")
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--within", type=float, default=10.0, help="seconds the burst's arrivals spread over")
     parser.add_argument("--rounds", type=int, default=2, help="baseline and edge interleaved, the best of each")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -163,10 +226,27 @@ def main() -> None:
         state = Path(work) / "edge"
         tenant = _loaded_tenant(Path(work))
         edge_cmd = [sys.executable, "-m", "harness.cli", "serve", "--state-dir", str(state), "--tenant", str(tenant)]
+        if args.workload == "burst":
+            edge_cmd += ["--live-port", "0"]
         with server(edge_cmd) as (edge, where):
             load = Load(state / "ca.pem")
             report: dict[str, Any] = {"workload": args.workload}
-            if args.workload == "hold":
+            if args.workload == "idle":
+                report["edge_rss_mib_idle"] = round(rss_mib(edge.pid), 1)
+                asyncio.run(load.printer(_address(where["submission"]), 1, 1))
+                asyncio.run(load.kept(_address(where["mx"]), 1, 1, tls=False))
+                report["edge_rss_mib_after_one_each"] = round(rss_mib(edge.pid), 1)
+            elif args.workload == "burst":
+                with server([sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--state-dir",
+                             str(state)]) as (_baseline, base_where):
+                    base = asyncio.run(load.burst(_address(base_where["submission"]), args.connections,
+                                                  args.within, None))
+                    ours = asyncio.run(load.burst(_address(where["submission"]), args.connections, args.within,
+                                                  _address(where["live"])))
+                report |= {"edge": ours, "baseline": base, "stored": stored(state),
+                           "p99_ratio": round(base["p99_s"] / ours["p99_s"], 2) if ours["p99_s"] else None,
+                           "edge_rss_mib": round(rss_mib(edge.pid), 1)}
+            elif args.workload == "hold":
                 report |= asyncio.run(load.hold(_address(where["mx"]), args.connections))
                 report["edge_rss_mib"] = round(rss_mib(edge.pid), 1)
             elif args.workload == "memory":

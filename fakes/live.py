@@ -203,6 +203,7 @@ class LiveSessions:
         """Each device's rolling verdict, judged anew where it has had a session since (any thread)."""
         for copy in devices:
             if self.judge is not None and copy.events:
+                time.sleep(0)  # the GIL to the loop between devices: a burst's sessions wait for no page
                 copy.verdict = self.judge(list(copy.events))
                 copy.judged_at = copy.sessions
                 kept = self.devices.get(copy.address)

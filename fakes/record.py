@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +131,19 @@ class RecordLog:
         self.append(msgspec.structs.replace(event, session=session, t=self.clock()))
 
     def append(self, event: Observed) -> None:
-        # the values, cut and masked, never the JSON around them (a secret may look like a number)
         mask = self.mask or _unmasked
-        data = {key: value if key in _OURS else _masked(value, mask)
-                for key, value in msgspec.to_builtins(event).items()}
-        line = _ENCODE(data).decode()
-        event = decode(line)  # in memory exactly as on disk
+        data = msgspec.to_builtins(event)
+        texts = [text for key, value in data.items() if key not in _OURS for text in _strings(value)]
+        joined = "\0".join(texts)
+        # most events hold no secret and no over-long value: one pass of the mask over all their
+        # text tells, and the event is kept as it came
+        if any(len(text) > VALUE_KEPT for text in texts) or mask(joined) != joined:
+            # the values, cut and masked, never the JSON around them (a secret may look like a number)
+            data = {key: value if key in _OURS else _masked(value, mask) for key, value in data.items()}
+            line = _ENCODE(data).decode()
+            event = decode(line)  # in memory exactly as on disk
+        else:
+            line = _ENCODE(data).decode()
         with self._changed:
             self._events.append(event)
             self._sizes.append(len(line))
@@ -303,6 +310,18 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {key: _masked(item, mask) for key, item in value.items()}
     return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a record's value (a list's, a mapping's)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
 
 
 def _window(events: list[Observed]) -> list[Observed]:

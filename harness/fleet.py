@@ -194,7 +194,9 @@ def fleet_checks(option: str | None) -> list[C._Check]:
     return checks
 
 
-def judge(device: Device, *, tenant: Tenant | None = None) -> Judged:
+def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = True) -> Judged:
+    """The device judged with the checks its option calls for; ``transcript``: also its lines for
+    the report (the live view's rolling verdict needs none)."""
     obs = Observation.build(device.events, [], SUBMISSION_HOST)
     endpoints = {s.endpoint for s in obs.sessions}
     signed_in = any(c.verb == "AUTH" for s in obs.smtp for c in s.commands()) or any(
@@ -214,6 +216,8 @@ def judge(device: Device, *, tenant: Tenant | None = None) -> Judged:
     cause = rule.label(facts) if rule else (f"{first.check}: {first.message}" if first else None)
     key = rule.key if rule else (f"check:{first.check}" if first else None)
     instead = STILL_OPEN[key][1] if key in STILL_OPEN else None
+    if not transcript:
+        return Judged(device, option, outcomes, facts, cause, key, instead, [])
     opened = device.events[0].t if device.events else 0.0
     mask = SecretMask()  # no secret is known from a capture: tokens are masked by their shape
     lines = [f"{event.t - opened:9.3f} {event.session} {text}" for event in device.events
@@ -227,7 +231,7 @@ def live_verdict(events: list[Observed], tenant: Tenant | None = None) -> str:
     devices = list(group(events).values())
     if not devices:
         return ""
-    judged = judge(devices[0], tenant=tenant)
+    judged = judge(devices[0], tenant=tenant, transcript=False)
     if judged.cause:
         return f"would fail at Exchange Online: {judged.cause}"
     return judged.verdict

@@ -7,6 +7,7 @@ connection says it was hidden."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -58,10 +59,8 @@ def tls_dialogue(version: str, keylog: Path) -> list[tuple[bool, bytes]]:
 
     for _ in range(6):
         for end in (c, s):
-            try:
+            with contextlib.suppress(ssl.SSLWantReadError):  # the other side has not answered yet
                 end.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
         carry()
     for from_client, line in INSIDE:
         (c if from_client else s).write(line)
