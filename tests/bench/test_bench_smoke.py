@@ -46,3 +46,14 @@ def test_the_capture_benchmark_judges_and_compares_memory():
     report = bench("bench/bench_capture.py", "--packets", "3000")
     assert report["devices"] > 150 and report["packets_4x"] >= 4 * 3000  # a session is 16 packets
     assert report["judge_over_read"] > 0 and report["rss_ratio_4x"] > 0
+
+
+def test_the_burst_serves_every_device_and_stores_every_message():
+    report = bench("bench/load.py", "--workload", "burst", "--connections", "40", "--within", "1")
+    assert report["edge"]["served"] == 40 and report["baseline"]["served"] == 40 and report["stored"] == 40
+    assert report["edge"]["live_reads"] >= 1 and report["edge"]["p99_s"] > 0
+
+
+def test_the_idle_workload_reports_the_edges_resident_size():
+    report = bench("bench/load.py", "--workload", "idle")
+    assert 0 < report["edge_rss_mib_idle"] <= report["edge_rss_mib_after_one_each"] + 5
