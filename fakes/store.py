@@ -5,11 +5,10 @@ hands one accepted message to the store's writer thread and returns a future; th
 only once it resolves, when the message is on disk for good. The writer takes every message
 waiting (many sessions' worth) into one transaction with one fsync (group commit): the copies'
 rows, and each distinct content as a blob, the one durable copy the 250 waits for. The ``.eml``
-files follow from the blobs once the senders have been answered, before any reader sees the
-rows (the writer holds the store's lock until they are written). A store that was killed is
-repaired when it is opened: an ``.eml`` whose transaction never committed is swept, one that did
-not reach the disk whole (or at all) is written again from its blob. Nothing the edge answered 250
-for is lost or stored twice.
+files follow from the blobs in a thread of their own, out of the answers' way; a copy read before
+its file is whole is read from its blob. A store that was killed is repaired when it is opened:
+an ``.eml`` whose transaction never committed is swept, one that did not reach the disk whole (or
+at all) is written again from its blob. Nothing the edge answered 250 for is lost or stored twice.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import sqlite3
 import threading
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakes.exo.events import Acceptance
@@ -71,18 +70,27 @@ class StoredMessage:
     spf: str | None
     size: int
     path: str
+    store: MailStore | None = field(default=None, compare=False, repr=False)  # its blob, until the file is whole
 
     @property
     def delayed(self) -> bool:
         return self.deliver_after > self.stored_at
 
     def read(self) -> bytes:
-        return Path(self.path).read_bytes()
+        return self.head(None)
 
-    def head(self, octets: int) -> bytes:
-        """The first ``octets`` of the copy (its headers, for a summary), without reading the rest."""
-        with open(self.path, "rb") as handle:
-            return handle.read(octets)
+    def head(self, octets: int | None) -> bytes:
+        """The first ``octets`` of the copy (its headers, for a summary; None: all of it), from its
+        ``.eml`` once that is whole, else from its blob."""
+        try:
+            with open(self.path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size == self.size:
+                    return handle.read(octets)
+        except FileNotFoundError:
+            pass
+        if self.store is None:
+            raise FileNotFoundError(self.path)
+        return self.store.content(Path(self.path).name, octets)
 
 
 @dataclass
@@ -112,6 +120,10 @@ class MailStore:
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # the .eml files, written from the committed blobs by a thread of their own
+        self._files: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue()
+        self.exporter = threading.Thread(target=self._file_loop, name="mail-files", daemon=True)
+        self.exporter.start()
         # the one thread that writes: every message waiting goes into its next transaction
         self.writer = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
         self.writer.start()
@@ -163,21 +175,39 @@ class MailStore:
             ready.append((job, [row[0] for row in job_rows]))
         if not ready:
             return
-        with self._lock:  # readers wait until the files are there too
+        try:
+            self._commit(rows, contents)
+        except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
+            for job, _ in ready:
+                job.done.set_exception(exc)
+            return
+        for job, ids in ready:  # durable: the 250s go out
+            job.done.set_result(ids)
+        self._files.put(contents)
+
+    def _file_loop(self) -> None:
+        while True:
+            contents = self._files.get()
             try:
-                self._commit(rows, contents)
-            except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
-                for job, _ in ready:
-                    job.done.set_exception(exc)
-                return
-            for job, ids in ready:  # durable: the 250s go out while the files are written
-                job.done.set_result(ids)
-            try:
+                if contents is None:
+                    return
                 for name, body in contents:
                     self._write_file(name, body)
             except OSError as exc:  # the blobs hold them; the next open writes them again
-                log.warning("mail store: .eml files not written (%s); they are rewritten from the store "
-                            "when it is next opened", exc.strerror)
+                log.warning("mail store: .eml files not written (%s); they are read from the store, and "
+                            "written again when it is next opened", exc.strerror)
+            finally:
+                self._files.task_done()
+
+    def content(self, name: str, octets: int | None = None) -> bytes:
+        """A content's blob (its first ``octets``), by its file's name."""
+        with self._lock:
+            row = (self._db.execute("SELECT content FROM contents WHERE file = ?", (name,)) if octets is None else
+                   self._db.execute("SELECT substr(content, 1, ?) FROM contents WHERE file = ?", (octets, name))
+                   ).fetchone()
+        if row is None:
+            raise FileNotFoundError(self.messages_dir / name)
+        return bytes(row[0])
 
     def _prepare(self, job: _Job) -> tuple[list[Row], list[tuple[str, bytes]]]:
         """The rows of one message's copies, and its distinct contents (the message; each NDR)."""
@@ -203,15 +233,16 @@ class MailStore:
         return rows, contents
 
     def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
-        """One transaction for a batch (the caller holds the lock); durable when it returns."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
-            self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        """One transaction for a batch; durable when it returns."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
+                self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def _write_file(self, name: str, body: bytes) -> None:
         path = self.messages_dir / name
@@ -264,16 +295,22 @@ class MailStore:
             query += f" AND session IN ({','.join('?' * len(sessions))})"
             args.extend(sessions)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY stored_at, rowid", args).fetchall()
-        return [StoredMessage(*row) for row in rows]
+            rows: list[Row] = self._db.execute(query + " ORDER BY stored_at, rowid", args).fetchall()
+        return [StoredMessage(*row, store=self) for row in rows]
 
     def recent(self, limit: int) -> list[StoredMessage]:
         """The newest ``limit`` copies, newest first (the live view's: never the whole store)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM messages ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-        return [StoredMessage(*row) for row in rows]
+            rows: list[Row] = self._db.execute("SELECT * FROM messages ORDER BY rowid DESC LIMIT ?",
+                                               (limit,)).fetchall()
+        return [StoredMessage(*row, store=self) for row in rows]
+
+    def files_written(self) -> None:
+        """Wait until the ``.eml`` files of every message answered so far are written (or tried)."""
+        self._files.join()
 
     def clear(self) -> None:
+        self.files_written()  # no file of an earlier message is written after this
         with self._lock:
             self._db.execute("DELETE FROM messages")
             self._db.execute("DELETE FROM contents")
@@ -284,5 +321,8 @@ class MailStore:
         if self.writer.is_alive():
             self._jobs.put(None)
             self.writer.join()
+        if self.exporter.is_alive():
+            self._files.put(None)
+            self.exporter.join()
         with self._lock:
             self._db.close()

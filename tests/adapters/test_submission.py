@@ -6,7 +6,9 @@ import base64
 import re
 import smtplib
 import socket
+import sqlite3
 import ssl
+from pathlib import Path
 
 import pytest
 
@@ -315,10 +317,25 @@ def test_a_store_failure_is_a_451_not_a_250_and_a_recorded_harness_fault(tmp_pat
     from fakes.edge import Edge, EdgeThread
 
     with EdgeThread(Edge(state_dir=tmp_path)) as broken:
-        broken.store.messages_dir.rmdir()  # the .eml directory is gone: writing a copy fails
+        with sqlite3.connect(broken.store.db_path) as other:  # the store's table of contents is gone
+            other.execute("DROP TABLE contents")
         reply = submit(broken)
         assert reply.startswith("451 4.3.0 ")
         assert any(e.kind == "harness_fault" for e in broken.records.events())
+
+
+def test_a_message_whose_eml_cannot_be_written_is_still_stored_and_read_from_its_blob(tmp_path, caplog):
+    """The 250 waits for the one durable copy (the blob); the .eml follows, and where it cannot
+    be written the copy is read from the store all the same."""
+    from fakes.edge import Edge, EdgeThread
+
+    with EdgeThread(Edge(state_dir=tmp_path)) as lab:
+        lab.store.messages_dir.rmdir()  # the .eml directory is gone
+        assert submit(lab).startswith("250 2.0.0 ")
+        lab.store.files_written()  # the files' thread has tried, and said so
+        assert "not written" in caplog.text
+        (copy, *_) = lab.store.messages()
+        assert not Path(copy.path).exists() and b"Subject:" in copy.read() and copy.read().startswith(copy.head(40))
 
 
 def test_a_client_that_vanishes_mid_data_stores_nothing(edge):
