@@ -31,7 +31,7 @@ MESSAGE = (f"From: {MAILBOX}\r\nTo: alice@contoso.com\r\nSubject: scan\r\nDate: 
            "Message-ID: <scan-1@printer.lab>\r\n\r\npage 1\r\n")
 DEVICES = {"conformant": "127.0.0.21", "tls10": "127.0.0.22", "auth-in-clear": "127.0.0.23", "port-465": "127.0.0.24",
            "direct-send-external": "127.0.0.25", "swaks": "127.0.0.26", "hostile": "127.0.0.27",
-           "oauth": "127.0.0.28"}
+           "oauth": "127.0.0.28", "curl": "127.0.0.29", "msmtp": "127.0.0.30"}
 HOSTILE = "<script>alert(1)</script>"  # an EHLO name a device controls: text in the report, never markup
 
 
@@ -90,6 +90,29 @@ def _device(edge, endpoint: str, source: str, name: str) -> Device:
     return device
 
 
+def _other_clients(edge, tmp_path: Path) -> None:
+    """curl (XOAUTH2) and msmtp (GnuTLS, AUTH LOGIN), each from an address of its own, where installed."""
+    host, port = edge.addresses["submission"]
+    mail = tmp_path / "scan.eml"
+    mail.write_text(MESSAGE)
+    if curl := shutil.which("curl"):
+        done = subprocess.run([
+            curl, "-sS", "--url", f"smtp://smtp.office365.com:{port}", "--resolve", f"smtp.office365.com:{port}:{host}",
+            "--interface", DEVICES["curl"], "--ssl-reqd", "--cacert", str(edge.ca.cert_path),
+            "--mail-from", MAILBOX, "--mail-rcpt", "alice@contoso.com", "--user", MAILBOX,
+            "--oauth2-bearer", edge.tokens.mint(now=time.time(), mailbox=MAILBOX), "-T", str(mail)],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+    if msmtp := shutil.which("msmtp"):
+        done = subprocess.run([
+            msmtp, f"--host={host}", f"--port={port}", f"--source-ip={DEVICES['msmtp']}", "--domain=msmtp.printer.lab",
+            "--tls=on", "--tls-starttls=on", f"--tls-trust-file={edge.ca.cert_path}",
+            "--tls-host-override=smtp.office365.com", "--auth=login", f"--user={MAILBOX}",
+            f"--passwordeval=echo '{PASSWORD}'", f"--from={MAILBOX}", "alice@contoso.com"],
+            input=MESSAGE, capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+
+
 def _send_all(edge, swaks: str | None) -> None:
     with _device(edge, "submission", "conformant", "MFP-4020.printer.lab") as device:
         device.secure()
@@ -142,6 +165,7 @@ def sent(edge, mark, tcpdump, tmp_path) -> tuple[Path, list[int]]:
     capture = Capture(tcpdump, capture_file, ports)
     try:
         _send_all(edge, shutil.which("swaks"))
+        _other_clients(edge, tmp_path)
     finally:
         capture.stop()
     return capture_file, ports
@@ -188,8 +212,9 @@ def test_each_device_of_a_capture_gets_the_verdict_its_live_run_gave(judged):
     direct = judged[DEVICES["direct-send-external"]]
     assert direct["option"] == "direct-send" and direct["verdict"] == "would fail", direct
     assert "partner@example.org" in direct["cause"] and "550" in direct["cause"]
-    if DEVICES["swaks"] in judged:  # swaks is installed in CI; locally it may not be
-        assert judged[DEVICES["swaks"]]["verdict"] == "would work"
+    for client in ("swaks", "curl", "msmtp"):  # installed in CI; locally they may not be
+        if shutil.which(client):
+            assert judged[DEVICES[client]]["verdict"] == "would work", judged[DEVICES[client]]
 
 
 def test_a_file_that_is_not_a_capture_gets_one_line(tmp_path, capsys):
@@ -259,6 +284,10 @@ def test_with_the_edges_key_log_a_capture_shows_what_the_lab_saw(edge, mark, sen
     assert app["verdict"] == "would work" and "XOAUTH2" in next(
         c["message"] for c in app["checks"] if c["check"] == "auth_mechanism"), app
     assert "Bearer" not in html and "eyJ" not in html  # the token's parts never reach the page
+    for client, mechanism in (("curl", "XOAUTH2"), ("msmtp", "LOGIN")):  # curl's OpenSSL, msmtp's GnuTLS
+        if shutil.which(client):
+            assert f"authenticated with {mechanism}" in next(
+                c["message"] for c in opened[DEVICES[client]]["checks"] if c["check"] == "auth_mechanism")
     records = tmp_path / "records.jsonl"
     records.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in edge.records.window(mark)))
     lab, _ = _judge(records, tmp_path / "lab")
