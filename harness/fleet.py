@@ -30,6 +30,7 @@ from fakes.exo.observed import (
     DnsQuery,
     IdentityRequest,
     Observed,
+    TlsFailed,
     UnknownRecord,
     decode,
 )
@@ -152,6 +153,35 @@ def group(events: Iterable[Observed]) -> Fleet:
     return devices
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One connection of a device, for its retry timing: when, after how long, how it ended."""
+
+    session: str
+    endpoint: str
+    at: float  # seconds since the device's first event
+    gap: float | None  # seconds since its previous connection ended (None: the first shown)
+    ended: str  # the last reply (without Exchange's tail), or how the connection broke off
+
+
+def timing(obs: Observation, opened: float, mask: SecretMask) -> list[Connection]:
+    out: list[Connection] = []
+    last_end: float | None = None
+    for session in obs.sessions:
+        start, end = session.events[0].t, session.events[-1].t
+        failed = session.of(TlsFailed)
+        if failed:
+            ended = f"TLS failed: {failed[-1].reason}"
+        elif session.exchanges:
+            ended = mask.mask(without_suffix(session.exchanges[-1].line)[:160])
+        else:
+            ended = "no reply seen"
+        out.append(Connection(session.id, session.endpoint, round(start - opened, 3),
+                              None if last_end is None else round(start - last_end, 3), ended))
+        last_end = end
+    return out
+
+
 @dataclass
 class Judged:
     device: Device
@@ -162,6 +192,7 @@ class Judged:
     cause_key: str | None
     instead: str | None  # the advisor: what it can use instead
     transcript: list[str]
+    timing: list[Connection] = field(default_factory=list)  # its connections in order: the retry timing
 
     @property
     def ja4(self) -> list[str]:
@@ -180,6 +211,7 @@ class Judged:
         return {"address": self.device.address, "names": self.device.names, "ja4": self.ja4, "option": self.option,
                 "verdict": self.verdict, "cause": self.cause, "instead": self.instead,
                 "connections": len(self.device.sessions) + self.device.dropped, "facts": self.facts,
+                "timing": [vars(c) for c in self.timing],
                 "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes]}
 
 
@@ -223,7 +255,7 @@ def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = Tr
     lines = [f"{event.t - opened:9.3f} {event.session} {text}" for event in device.events
              if (text := _describe(event)) is not None]
     lines = mask.mask("\n".join(lines)).split("\n") if lines else []  # one pass for the transcript
-    return Judged(device, option, outcomes, facts, cause, key, instead, lines)
+    return Judged(device, option, outcomes, facts, cause, key, instead, lines, timing(obs, opened, mask))
 
 
 def live_verdict(events: list[Observed], tenant: Tenant | None = None) -> str:

@@ -240,3 +240,26 @@ def test_the_fast_path_reads_every_frame_as_dpkt_does(payload, options, flags, c
         assert fast is not None and fast.payload == payload and fast.flags == flags
     if fast is not None:
         assert fast == segment_of(frame, dpkt.ethernet.Ethernet)
+
+
+def test_a_devices_retries_show_when_they_came_and_after_what(tmp_path):
+    """The retry timing: each connection, when it came, how long after the last one ended, and
+    the reply it ended with (a 451, then a retry 30 s later that was taken)."""
+    from fakes.exo.observed import Disconnect
+    from harness.report.fleet import write_html
+
+    seen: list = []
+    for n, (t, code, text) in enumerate([(100.0, 451, "451 4.7.500 Server busy. Please try again later."),
+                                         (130.5, 250, "250 2.6.0 Queued mail for delivery")], 1):
+        session = f"c{n}"
+        seen += [Connect(session=session, t=t, endpoint="mx", peer=("10.0.0.7", 40000 + n), local=SERVER),
+                 ReplySent(session=session, t=t, line="220 mx.example ready", code=220, stage="banner"),
+                 Command(session=session, t=t + 0.1, line="MAIL FROM:<app@contoso.com>", verb="MAIL"),
+                 ReplySent(session=session, t=t + 0.2, line=text, code=code, stage="mail"),
+                 Disconnect(session=session, t=t + 0.5)]
+    (device,) = group(seen).values()
+    judged = judge(device)
+    assert [(c.at, c.gap, c.ended) for c in judged.timing] == [
+        (0.0, None, "451 4.7.500 Server busy. Please try again later."), (30.5, 30.0, "250 2.6.0 Queued mail for delivery")]
+    page = write_html(tmp_path / "index.html", [judged], "retry.pcap", capture=True).read_text()
+    assert "After the last ended (s)" in page and "30.000" in page
