@@ -315,3 +315,49 @@ def test_a_key_log_of_other_connections_opens_nothing_and_says_so(sent, tmp_path
     assert _check(good, "auth_mechanism") is None and _check(good, "tls") is True
     assert "not visible in the capture" in next(c["message"] for c in good["checks"] if c["check"] == "auth_mechanism")
     assert re.search(r"\b0 of \d+ TLS connection", page.read_text())
+
+
+REFERENCE = {  # reference senders, each with a case whose order it is given: the devices of the issue
+    "submission": "submission/auth-login-or-xoauth2", "tls10-only": "submission/tls-1.2-or-later",
+    "implicit-tls-465": "submission/port-587-not-465", "no-starttls": "submission/starttls-before-auth",
+    "direct-send": "direct-send/external-recipient-refused", "oauth-device": "oauth/device-code-then-xoauth2",
+}
+
+
+def test_the_reference_senders_judged_from_a_capture_with_keys_as_from_the_labs_records(edge, mark, tcpdump,
+                                                                                         tmp_path):
+    """The bundled reference senders (conformant, TLS 1.0 only, port 465, AUTH before STARTTLS,
+    direct send to an external recipient, OAuth device code) send while tcpdump captures; with
+    the edge's key log the capture gives every device the verdict the lab's records give it."""
+    from fakes.exo.lab import roles
+    from harness.reference import PROFILES, ReferenceSender
+    from harness.runner import Runner
+    from harness.scenario import load_catalog
+
+    catalog = {case.id: case for case in load_catalog(Path(__file__).resolve().parents[2] / "scenarios")}
+    names = ("submission", "submission-25", "implicit-tls", "mx", "identity")
+    ports = {name: edge.addresses[name][1] for name in names}
+    capture = Capture(tcpdump, tmp_path / "reference.pcap", list(ports.values()))
+    try:
+        for name, case_id in REFERENCE.items():
+            sender = ReferenceSender(PROFILES[name])
+            case = catalog[case_id].cast(roles(edge.tenant))  # its {roles} filled in, as a run does
+            sender.send(Runner(edge, sender, work_dir=tmp_path).order(case, edge.tenant))
+    finally:
+        capture.stop()
+    flags = [arg for name, port in ports.items() for arg in ("--port", f"{name}={port}")]
+    opened, _ = _judge(tmp_path / "reference.pcap", tmp_path / "opened", "--keylog", str(edge.keylog), *flags)
+    records = tmp_path / "records.jsonl"
+    records.write_bytes(b"".join(msgspec.json.encode(event) + b"\n" for event in edge.records.window(mark)))
+    lab, _ = _judge(records, tmp_path / "lab")
+    assert _verdicts(opened) == _verdicts(lab)
+    sources = {PROFILES[name].source for name in REFERENCE} - {None}
+    assert sources <= set(opened)  # each profile of its own address was seen
+    assert opened[PROFILES["submission"].source]["verdict"] == "would work"
+    assert "offers only TLSv1" in opened[PROFILES["tls10-only"].source]["cause"]
+    assert "port 465" in opened[PROFILES["implicit-tls-465"].source]["cause"]
+    assert "without STARTTLS" in opened[PROFILES["no-starttls"].source]["cause"]
+    (direct,) = [d for d in opened.values() if d["option"] == "direct-send"]
+    assert "550 5.7.64" in direct["cause"] and "partner@" in direct["cause"], direct
+    device = opened[PROFILES["oauth-device"].source]
+    assert "XOAUTH2" in next(c["message"] for c in device["checks"] if c["check"] == "auth_mechanism"), device

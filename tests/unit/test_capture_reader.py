@@ -260,6 +260,7 @@ def test_a_devices_retries_show_when_they_came_and_after_what(tmp_path):
     (device,) = group(seen).values()
     judged = judge(device)
     assert [(c.at, c.gap, c.ended) for c in judged.timing] == [
-        (0.0, None, "451 4.7.500 Server busy. Please try again later."), (30.5, 30.0, "250 2.6.0 Queued mail for delivery")]
+        (0.0, None, "451 4.7.500 Server busy. Please try again later."),
+        (30.5, 30.0, "250 2.6.0 Queued mail for delivery")]
     page = write_html(tmp_path / "index.html", [judged], "retry.pcap", capture=True).read_text()
     assert "After the last ended (s)" in page and "30.000" in page
