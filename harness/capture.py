@@ -133,6 +133,7 @@ class Flow:
         self.verbs: list[str] = []  # commands not yet answered (pipelining), oldest first
         self.auth_answers = 0  # client lines owed as answers to a 334
         self.body: bytearray | None = None  # a message after 354 (or in BDAT chunks)
+        self.in_data = False  # after a 354: the message until its CRLF.CRLF
         self.body_size = 0
         self.chunk_left = 0
         self.chunk_last = False
@@ -170,7 +171,7 @@ class Flow:
 
     def _client_lines(self, t: float) -> None:
         while self.readable:
-            if self.body is not None or self.chunk_left:
+            if self.in_data or self.chunk_left:
                 if not self._message_octets(t):
                     return
                 continue
@@ -202,6 +203,10 @@ class Flow:
             if len(words) >= 2 and words[1].isdigit():
                 self.chunk_left, self.chunk_last = int(words[1]), len(words) > 2 and words[2].upper() == b"LAST"
                 self.body = self.body if self.body is not None else bytearray()
+                if self.chunk_last:  # its one reply answers the whole message (<message>, at its end)
+                    if not self.chunk_left:
+                        self._message_end(self.body, "BDAT", t)
+                    return
         self.verbs.append(verb)
         if verb == "STARTTLS":
             self.starttls_asked = True
@@ -248,7 +253,7 @@ class Flow:
                               has_message_id=facts.has_message_id, has_from=facts.has_from,
                               bare_lf=facts.bare_lf, header_bytes=facts.header_bytes,
                               longest_line=facts.longest_line))
-        self.body, self.body_size = None, 0
+        self.body, self.body_size, self.in_data = None, 0, False
         self.verbs.append("<message>")
 
     # -- server to client ---------------------------------------------------------------------------
@@ -296,7 +301,7 @@ class Flow:
             self._add(AuthOutcome(session=self.session, t=t, mechanism=self.mechanism, user="", outcome=outcome,
                                   reason="" if code == 235 else line))
         elif code == 354 and verb == "DATA":
-            self.body = bytearray()
+            self.body, self.in_data = bytearray(), True
         elif verb == "STARTTLS" and code == 220:
             self._begin_tls()
             self.up_buf.clear()  # what a client pipelined after STARTTLS is never read in the clear

@@ -12,6 +12,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ MESSAGE = (f"From: {MAILBOX}\r\nTo: alice@contoso.com\r\nSubject: scan\r\nDate: 
            "Message-ID: <scan-1@printer.lab>\r\n\r\npage 1\r\n")
 DEVICES = {"conformant": "127.0.0.21", "tls10": "127.0.0.22", "auth-in-clear": "127.0.0.23", "port-465": "127.0.0.24",
            "direct-send-external": "127.0.0.25", "swaks": "127.0.0.26", "hostile": "127.0.0.27",
-           "oauth": "127.0.0.28", "curl": "127.0.0.29", "msmtp": "127.0.0.30"}
+           "oauth": "127.0.0.28", "curl": "127.0.0.29", "msmtp": "127.0.0.30",
+           "exim": "127.0.0.31"}
 HOSTILE = "<script>alert(1)</script>"  # an EHLO name a device controls: text in the report, never markup
 
 
@@ -111,6 +113,16 @@ def _other_clients(edge, tmp_path: Path) -> None:
             f"--passwordeval=echo '{PASSWORD}'", f"--from={MAILBOX}", "alice@contoso.com"],
             input=MESSAGE, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, done.stderr
+    if exim := shutil.which("exim"):  # an MTA: AUTH LOGIN, then the message over BDAT
+        from tests.interop.test_exim import exim_config, send_with_exim
+
+        spool = Path(tempfile.mkdtemp(prefix="exo-edge-exim-"))  # Exim's delivery user reads it
+        spool.chmod(0o755)
+        try:
+            send_with_exim(exim, exim_config(spool, edge, "submission", source=DEVICES["exim"], login=True),
+                           MAILBOX, ["alice@contoso.com"], "capture1")
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def _send_all(edge, swaks: str | None) -> None:
@@ -212,7 +224,7 @@ def test_each_device_of_a_capture_gets_the_verdict_its_live_run_gave(judged):
     direct = judged[DEVICES["direct-send-external"]]
     assert direct["option"] == "direct-send" and direct["verdict"] == "would fail", direct
     assert "partner@example.org" in direct["cause"] and "550" in direct["cause"]
-    for client in ("swaks", "curl", "msmtp"):  # installed in CI; locally they may not be
+    for client in ("swaks", "curl", "msmtp", "exim"):  # installed in CI; locally they may not be
         if shutil.which(client):
             assert judged[DEVICES[client]]["verdict"] == "would work", judged[DEVICES[client]]
 
@@ -284,7 +296,7 @@ def test_with_the_edges_key_log_a_capture_shows_what_the_lab_saw(edge, mark, sen
     assert app["verdict"] == "would work" and "XOAUTH2" in next(
         c["message"] for c in app["checks"] if c["check"] == "auth_mechanism"), app
     assert "Bearer" not in html and "eyJ" not in html  # the token's parts never reach the page
-    for client, mechanism in (("curl", "XOAUTH2"), ("msmtp", "LOGIN")):  # curl's OpenSSL, msmtp's GnuTLS
+    for client, mechanism in (("curl", "XOAUTH2"), ("msmtp", "LOGIN"), ("exim", "LOGIN")):  # OpenSSL, GnuTLS
         if shutil.which(client):
             assert f"authenticated with {mechanism}" in next(
                 c["message"] for c in opened[DEVICES[client]]["checks"] if c["check"] == "auth_mechanism")

@@ -264,3 +264,29 @@ def test_a_devices_retries_show_when_they_came_and_after_what(tmp_path):
         (30.5, 30.0, "250 2.6.0 Queued mail for delivery")]
     page = write_html(tmp_path / "index.html", [judged], "retry.pcap", capture=True).read_text()
     assert "After the last ended (s)" in page and "30.000" in page
+
+
+def test_a_message_in_bdat_chunks_is_read_and_its_replies_answer_the_right_stage(tmp_path):
+    """Two chunks, then an empty LAST: each chunk's 250 answers "data", the LAST's the message,
+    and the commands after it are commands again (not message octets)."""
+    from fakes.exo.observed import MessageSeen
+
+    body = b"From: scanner@contoso.com\r\nSubject: chunked\r\n\r\npage 1\r\n"
+    first, second = body[:20], body[20:]
+    chunked = [
+        (False, b"220 mx.example Microsoft ESMTP MAIL Service ready\r\n"), (True, b"EHLO printer.lab\r\n"),
+        (False, b"250-mx.example Hello\r\n250 CHUNKING\r\n"), (True, b"MAIL FROM:<scanner@contoso.com>\r\n"),
+        (False, b"250 2.1.0 Sender OK\r\n"), (True, b"RCPT TO:<alice@contoso.com>\r\n"),
+        (False, b"250 2.1.5 Recipient OK\r\n"),
+        (True, b"BDAT %d\r\n" % len(first) + first), (False, b"250 2.0.0 %d octets received\r\n" % len(first)),
+        (True, b"BDAT %d\r\n" % len(second) + second), (False, b"250 2.0.0 %d octets received\r\n" % len(second)),
+        (True, b"BDAT 0 LAST\r\n"), (False, b"250 2.6.0 Queued mail for delivery\r\n"),
+        (True, b"QUIT\r\n"), (False, b"221 2.0.0 Service closing transmission channel\r\n"),
+    ]
+    seen = list(events(write(tmp_path / "bdat.pcap", packets(dialogue=chunked, split=9)), {25: "mx"}))
+    assert [e.line for e in seen if isinstance(e, Command)][-4:] == [
+        f"BDAT {len(first)}", f"BDAT {len(second)}", "BDAT 0 LAST", "QUIT"]
+    (message,) = [e for e in seen if isinstance(e, MessageSeen)]
+    assert message.size == len(body) and message.has_from and message.via == "BDAT"
+    stages = [(e.code, e.stage) for e in seen if isinstance(e, ReplySent)][-4:]
+    assert stages == [(250, "data"), (250, "data"), (250, "message"), (221, "quit")]
