@@ -23,7 +23,7 @@ import logging
 import socket
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from struct import error as struct_error
@@ -522,13 +522,16 @@ def _ip(frame: bytes, link: Any, dpkt: Any) -> Any:
     return layer if isinstance(layer, dpkt.ip.IP | dpkt.ip6.IP6) else None
 
 
-def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None = None) -> Iterator[Observed]:
+def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None = None,
+           submission_addresses: Iterable[str] = ()) -> Iterator[Observed]:
     """Every event the capture shows, in the order they happened (by packet). ``ports``: the
     endpoint each server port reaches (``PORTS`` by default); ``keys``: the TLS secrets that open
-    what went inside (``harness.decrypt.read_keylog``)."""
+    what went inside (``harness.decrypt.read_keylog``); ``submission_addresses``: where
+    smtp.office365.com was (its port 25 is submission), beside what the capture's DNS answers say."""
     ports = ports or PORTS
     flows: OrderedDict[tuple[str, int, str, int], Flow] = OrderedDict()
     ended: OrderedDict[tuple[str, int, str, int], None] = OrderedDict()
+    given = frozenset(submission_addresses)
     submission: OrderedDict[str, None] = OrderedDict()  # addresses DNS gave for smtp.office365.com
     ids = itertools.count(1)
     for t, segment in packets(path):
@@ -561,7 +564,7 @@ def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None 
             if not from_client and not flags & SYN:
                 continue  # the server's side of a connection the capture did not see begin
             endpoint = ports[key[3]]
-            if endpoint == "mx" and key[2] in submission:  # port 25 of smtp.office365.com: submission, not MX
+            if endpoint == "mx" and (key[2] in submission or key[2] in given):  # smtp.office365.com:25 is submission
                 endpoint = "submission-25"
             flow = flows[key] = Flow(f"c{next(ids):06d}", (key[0], key[1]), (key[2], key[3]), t, endpoint, keys)
             if len(flows) > MAX_FLOWS:

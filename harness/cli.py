@@ -195,7 +195,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
     source = Path(args.source)
     tenant = _tenant(args.tenant) if args.tenant else None
     keys = read_keylog(Path(args.keylog)) if args.keylog else None
-    events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}}, keys)
+    submission = []
+    for pair in args.address:  # where smtp.office365.com was, on the devices' network (its 25 is not the MX's)
+        (name, address), = _addresses([pair]).items()
+        if name != "submission":
+            raise SystemExit(f"exoedge judge: --address {pair!r}: judge takes the address of smtp.office365.com "
+                             "(submission=ADDRESS); the MX is whatever else port 25 reaches")
+        submission.append(address)
+    events, capture = read(source, {**PORTS, **{port: name for name, port in _ports(args.port).items()}}, keys,
+                           submission)
     fleet = group(events)
     judged = [judge(device, tenant=tenant) for device in fleet.values()]
     unfollowed = len(fleet.unfollowed)
@@ -346,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--keylog", metavar="FILE", help="the TLS key log (NSS format: exoedge serve --keylog, "
                        "SSLKEYLOGFILE) that opens what went inside TLS: the AUTH mechanism, the message, "
                        "Exchange's replies")
+    judge.add_argument("--address", action="append", default=[], metavar="submission=ADDRESS",
+                       help="an address smtp.office365.com had on the devices' network: port 25 there is SMTP "
+                            "AUTH submission, not direct send (a capture's own DNS answers say so where it has them)")
     judge.add_argument("--tenant", help="the tenant file (its connectors tell relays from direct send)")
     judge.add_argument("--report", default="reports", metavar="DIR", help="write the fleet report under DIR")
     judge.add_argument("--json", metavar="FILE", help="also write one record per device to FILE")

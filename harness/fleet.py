@@ -302,11 +302,12 @@ def _describe(event: Observed) -> str | None:
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
 
 
-def read(path: Path, ports: dict[int, str] | None = None,
-         keys: KeyLog | None = None) -> tuple[Iterator[Observed], bool]:
+def read(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None = None,
+         submission: Iterable[str] = ()) -> tuple[Iterator[Observed], bool]:
     """The events at ``path`` (a capture, a state directory, or a records file) and whether they
     come from a capture (``ports``: the endpoint each server port of the capture reaches;
-    ``keys``: the TLS secrets that open what went inside its connections)."""
+    ``keys``: the TLS secrets that open what went inside its connections; ``submission``: addresses
+    of smtp.office365.com in it, beside those its DNS answers give)."""
     if path.is_dir():
         records = path / "records.jsonl"
         if not records.exists():
@@ -320,7 +321,7 @@ def read(path: Path, ports: dict[int, str] | None = None,
     if head in PCAP_MAGICS:
         from harness.capture import events
 
-        return events(path, ports, keys), True
+        return events(path, ports, keys, submission), True
     if head[:1] == b"{":
         return _records(path), False
     raise JudgeError(f"{path}: not a capture (pcap or pcapng), a state directory or a records.jsonl file")

@@ -180,6 +180,20 @@ def test_port_25_of_smtp_office365_com_is_submission_where_the_capture_shows_its
     assert judge(device).option == "submission"
     without = [e.endpoint for e in events(write(tmp_path / "mx.pcap", packets()), {25: "mx"}) if isinstance(e, Connect)]
     assert without == ["mx"]
+    told = events(tmp_path / "mx.pcap", {25: "mx"}, submission_addresses=[SERVER[0]])  # judge --address submission=
+    assert [e.endpoint for e in told if isinstance(e, Connect)] == ["submission-25"]
+
+
+def test_judge_takes_only_the_address_of_smtp_office365_com(tmp_path, capsys):
+    from harness.cli import main
+
+    write(tmp_path / "mx.pcap", packets())
+    with pytest.raises(SystemExit) as stopped:
+        main(["judge", str(tmp_path / "mx.pcap"), "--address", "mx=10.0.0.1", "--report", str(tmp_path)])
+    assert "judge takes the address of smtp.office365.com" in str(stopped.value)
+    assert main(["judge", str(tmp_path / "mx.pcap"), "--address", f"submission={SERVER[0]}", "--port", "mx=25",
+                 "--json", str(tmp_path / "f.json"), "--report", str(tmp_path)]) in (0, 1)
+    assert '"option": "submission"' in (tmp_path / "f.json").read_text()
 
 
 def test_a_dhcp_host_name_names_the_device_before_its_ehlo(tmp_path):
