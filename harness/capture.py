@@ -50,6 +50,7 @@ from fakes.exo.observed import (
 )
 from fakes.exo.secrets import looks_like_a_secret
 from fakes.record import REDACTED, redact_command
+from harness.capture_http import SignIns
 from harness.decrypt import KeyLog, Opener
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,9 @@ class Flow:
         self.up, self.down = Stream(), Stream()
         self.up_buf, self.down_buf = bytearray(), bytearray()  # the dialogue, in the clear
         self.up_tls, self.down_tls = bytearray(), bytearray()  # TLS records not yet whole
-        self.keys = keys if endpoint != "identity" else None  # a sign-in's HTTP is not read
+        self.keys = keys
         self.opener: Opener | None = None
+        self.sign_ins = SignIns(session, client[0]) if endpoint == "identity" and keys is not None else None
         self.tls = False
         if self.endpoint in ("implicit-tls", "identity"):  # TLS from the first octet
             self._begin_tls()
@@ -333,7 +335,11 @@ class Flow:
             elif kind == 21 and length == 2:  # an alert in the clear (later ones are encrypted)
                 who = "the device" if from_client else "the server"
                 self._add(TlsFailed(session=self.session, t=t, reason=f"{who} sent alert {alert_name(record)}"))
-            if plain:
+            if plain and self.sign_ins is not None:  # a sign-in: HTTP, not SMTP
+                sign_in = self.sign_ins.device_sent if from_client else self.sign_ins.platform_sent
+                for request in sign_in(plain, t):
+                    self._add(request)
+            elif plain:
                 if from_client:
                     self.up_buf += plain
                     self._client_lines(t)

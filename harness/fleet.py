@@ -46,6 +46,7 @@ from harness.report.causes import RULES, STILL_OPEN
 MAX_SESSIONS = 50  # a device's newest connections kept whole for its section; older ones are counted
 MAX_DEVICES = 20_000  # devices followed in one judgement; later ones are counted, and the page says so
 NOT_VISIBLE = "not visible in the capture"
+TLS_CONNECTION = "tls-connection"  # a connection to login.microsoftonline.com, its requests not read
 # Failures Exchange Online lives with (it adds a missing Date or Message-ID): listed, never a cause
 ADVISORY = frozenset({"well_formed"})
 OPTION_NAMES = {"submission": "SMTP AUTH client submission (option 1)", "direct-send": "direct send (option 2)",
@@ -138,7 +139,7 @@ def group(events: Iterable[Observed]) -> Fleet:
                 continue
             if isinstance(event, ClientHelloSeen) and (event.sni or "").lower() in IDENTITY_NAMES:
                 event = IdentityRequest(session=event.session, t=event.t, peer=owner[event.session],
-                                        endpoint="tls-connection")
+                                        endpoint=TLS_CONNECTION)
                 address = event.peer
             else:
                 continue
@@ -215,14 +216,17 @@ class Judged:
                 "checks": [{"check": o.check, "passed": o.passed, "message": o.message} for o in self.outcomes]}
 
 
-def fleet_checks(option: str | None) -> list[C._Check]:
-    """The checks a device is judged with: what its option requires and what can be seen."""
+def fleet_checks(option: str | None, signs_in: bool = False) -> list[C._Check]:
+    """The checks a device is judged with: what its option requires and what can be seen
+    (``signs_in``: it was seen at login.microsoftonline.com)."""
     checks: list[C._Check] = [C.Port(allowed=[WELL_KNOWN_PORTS["submission"], WELL_KNOWN_PORTS["mx"]])]
     if option == "submission":
         checks += [C.StartTlsBeforeAuth(), C.Tls(minimum=MINIMUM_TLS), C.AuthMechanism(), C.NoAuthStorm()]
     else:  # at the MX TLS is opportunistic, but what is offered must be 1.2 or later to be used
         checks += [C.Tls(minimum=MINIMUM_TLS, required=False), C.NoAuth()]
     checks += [C.RetriedAfterTransient(), C.NoRetryAfterPermanent(), C.WellFormed()]
+    if signs_in:  # how it signs in: what its requests show, where TLS was opened
+        checks += [C.OAuthNoPasswordGrant(), C.OAuthTenantAuthority(), C.OAuthPollingPace(), C.OAuthStopsWhenRefused()]
     return checks
 
 
@@ -239,7 +243,7 @@ def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = Tr
     elif "mx" in endpoints:
         relayed = tenant is not None and rules.attribute(tenant, device.address, None, None).connector is not None
         option = "relay" if relayed else "direct-send"
-    outcomes = [_visible(check.evaluate(obs), obs) for check in fleet_checks(option)]
+    outcomes = [_visible(check.evaluate(obs), obs) for check in fleet_checks(option, bool(obs.identity))]
     outcomes.append(_accepted(obs))
     facts = sender_facts(obs)
     failed = {o.check for o in outcomes if o.failed and o.check not in ADVISORY}
@@ -286,6 +290,11 @@ def _accepted(obs: Observation) -> Outcome:
 def _visible(outcome: Outcome, obs: Observation) -> Outcome:
     """In a capture without the keys, what happened inside TLS is not seen: a check that found
     nothing to judge says so, rather than that it did not apply."""
+    if outcome.passed is None and outcome.check.startswith("oauth_"):
+        read = {e.session for e in obs.identity if e.endpoint != TLS_CONNECTION}
+        if any(e.endpoint == TLS_CONNECTION and e.session not in read for e in obs.identity):
+            return Outcome(outcome.check, None, f"{NOT_VISIBLE} (inside TLS): {outcome.message}", outcome.must_apply)
+        return outcome
     if outcome.passed is None and any(s.tls_hidden for s in obs.smtp):
         return Outcome(outcome.check, None, f"{NOT_VISIBLE} (inside TLS): {outcome.message}", outcome.must_apply)
     return outcome

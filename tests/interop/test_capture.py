@@ -373,3 +373,6 @@ def test_the_reference_senders_judged_from_a_capture_with_keys_as_from_the_labs_
     assert "550 5.7.64" in direct["cause"] and "partner@" in direct["cause"], direct
     device = opened[PROFILES["oauth-device"].source]
     assert "XOAUTH2" in next(c["message"] for c in device["checks"] if c["check"] == "auth_mechanism"), device
+    # its sign-in, read inside TLS (the reference device signs in from the host's own address)
+    polls = [c for d in opened.values() for c in d["checks"] if c["check"] == "oauth_polling_pace"]
+    assert polls and polls[0]["passed"] is True, polls
