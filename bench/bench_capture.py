@@ -79,7 +79,7 @@ def measure(mode: str, path: Path) -> dict[str, float]:
     """In this process: the time to read or judge ``path``, and the peak resident size."""
     start = time.perf_counter()
     if mode == "read":
-        from harness.capture import packets
+        from harness.packets import packets
 
         count = sum(1 for _ in packets(path))
         extra = {"packets": count}

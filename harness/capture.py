@@ -8,8 +8,9 @@ clear and who sent them. With the key log the endpoint wrote (``harness.decrypt`
 inside TLS is read as well (the AUTH mechanism, the message, Exchange's replies); without it, a
 connection's TLS event says it was hidden.
 
-dpkt takes the packets apart (pcap and pcapng; Ethernet, VLAN tags, IPv4 and IPv6), dnslib the
-DNS answers, and scapy the TLS handshake records alone, where dissection is worth its cost; TCP is
+``harness.packets`` reads the segments (dpkt: pcap and pcapng; Ethernet, VLAN tags, IPv4 and
+IPv6), dnslib the DNS answers, and scapy the TLS handshake records alone, where dissection is worth
+its cost (the key log's records too, through ``harness.decrypt``); TCP is
 reassembled per direction (out-of-order segments held, retransmissions trimmed); every event
 carries the packet's time. Memory stays bounded: open flows are capped (the oldest given up), a
 direction holds at most ``MAX_PENDING`` octets out of order, and only the first octets of a
@@ -21,16 +22,13 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from struct import error as struct_error
-from typing import Any
 
 from fakes.exo.commands import command_fact, escaped, parse_command
-from fakes.exo.errors import ExoEdgeError
 from fakes.exo.message import message_facts
 from fakes.exo.names import SUBMISSION_NAMES, TLS_WIRE_CODES, WELL_KNOWN_PORTS
 from fakes.exo.observed import (
@@ -52,6 +50,7 @@ from fakes.exo.secrets import looks_like_a_secret
 from fakes.record import REDACTED, redact_command
 from harness.capture_http import SignIns
 from harness.decrypt import KeyLog, Opener
+from harness.packets import FIN, RST, SYN, Segment, packets
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,6 @@ _STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth
            "DATA": "data", "BDAT": "data", "RSET": "rset", "NOOP": "noop", "QUIT": "quit"}
 
 
-class CaptureError(ExoEdgeError, ValueError):
-    """The file is not a capture this reader can take (the message says which file and why)."""
-
-
-@dataclass
 class Stream:
     """One direction of a TCP connection, reassembled: in-order octets out, however they came."""
 
@@ -416,118 +410,6 @@ def alert_name(record: bytes) -> str:
 # -- the whole capture ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A TCP segment or a UDP datagram, as the capture holds it."""
-
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    payload: bytes
-    seq: int = 0
-    flags: int = 0  # TCP's: SYN 0x02, FIN 0x01, RST 0x04
-    udp: bool = False
-
-
-SYN, FIN, RST = 0x02, 0x01, 0x04
-
-
-def packets(path: Path) -> Iterator[tuple[float, Segment]]:
-    """(time, segment) for each TCP or UDP packet over IPv4 or IPv6 in a pcap or pcapng file, read
-    as a stream (dpkt: Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback); a packet cut
-    short or not IP is passed over."""
-    import dpkt
-
-    links = {dpkt.pcap.DLT_EN10MB: dpkt.ethernet.Ethernet, dpkt.pcap.DLT_LINUX_SLL: dpkt.sll.SLL,
-             276: dpkt.sll2.SLL2, dpkt.pcap.DLT_NULL: dpkt.loopback.Loopback,
-             dpkt.pcap.DLT_LOOP: dpkt.loopback.Loopback}
-    raw_ip = {dpkt.pcap.DLT_RAW, 12, 14, 101}
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the last packet
-    except OSError as exc:
-        raise CaptureError(f"{path}: cannot read it ({exc.strerror})") from None
-    with handle:
-        try:
-            reader = dpkt.pcap.UniversalReader(handle)
-        except (ValueError, dpkt.dpkt.Error, struct_error) as exc:
-            raise CaptureError(f"{path}: not a pcap or pcapng capture ({exc})") from None
-        link = links.get(reader.datalink())
-        if link is None and reader.datalink() not in raw_ip:
-            raise CaptureError(f"{path}: link type {reader.datalink()} is not one this reader takes "
-                               "(Ethernet, Linux cooked, raw IP, loopback)")
-        records = iter(reader)
-        ethernet = link is dpkt.ethernet.Ethernet
-        while True:
-            try:
-                t, frame = next(records)
-            except StopIteration:
-                return
-            except (dpkt.dpkt.Error, ValueError, struct_error) as exc:  # a cut-off last record, a damaged block
-                log.warning("%s: stopped reading at a damaged record (%s)", path, exc)
-                return
-            if ethernet and (segment := tcp_over_ipv4(frame)) is not None:  # most packets: no objects made
-                yield float(t), segment
-                continue
-            segment = segment_of(frame, link)
-            if segment is not None:
-                yield float(t), segment
-
-
-_TCP_PORTS_SEQ = struct.Struct("!HHI")
-
-
-def tcp_over_ipv4(frame: bytes) -> Segment | None:
-    """The segment of an Ethernet frame carrying TCP over IPv4, read from its fixed offsets (the
-    commonest packet by far, at a third of dpkt's cost); None for any other frame, or one this
-    cannot read whole (cut short, a fragment, options past the frame), which dpkt then takes
-    (``tests/unit/test_capture_reader.py`` holds the two to the same answers)."""
-    if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4 or frame[23] != 6:
-        return None
-    if frame[20] & 0x3F or frame[21]:  # more fragments, or not the first: dpkt's way, not ours
-        return None
-    tcp = 14 + (frame[14] & 0x0F) * 4
-    end = 14 + int.from_bytes(frame[16:18], "big")
-    if tcp < 34 or tcp + 20 > len(frame) or end > len(frame):
-        return None
-    data = tcp + (frame[tcp + 12] >> 4) * 4
-    if data < tcp + 20 or data > end:
-        return None
-    sport, dport, seq = _TCP_PORTS_SEQ.unpack_from(frame, tcp)
-    flags = (frame[tcp + 12] & 1) << 8 | frame[tcp + 13]  # nine bits, with NS, as dpkt reads them
-    return Segment(socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34]), sport, dport, frame[data:end],
-                   seq, flags)
-
-
-def segment_of(frame: bytes, link: Any) -> Segment | None:
-    """The TCP segment or UDP datagram of a frame, as dpkt reads it (``link``: its class for the
-    capture's link type; None for raw IP); None for a frame cut short, not IP, or neither."""
-    import dpkt
-
-    try:
-        ip = _ip(frame, link, dpkt)
-        if ip is None:
-            return None
-        layer = ip.data
-        family = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
-        src, dst = socket.inet_ntop(family, ip.src), socket.inet_ntop(family, ip.dst)
-        if isinstance(layer, dpkt.tcp.TCP):
-            return Segment(src, dst, layer.sport, layer.dport, bytes(layer.data), layer.seq, layer.flags)
-        if isinstance(layer, dpkt.udp.UDP):
-            return Segment(src, dst, layer.sport, layer.dport, bytes(layer.data), udp=True)
-    except (dpkt.dpkt.Error, ValueError, struct_error):
-        pass  # cut short by the snap length, or not what it says it is
-    return None
-
-
-def _ip(frame: bytes, link: Any, dpkt: Any) -> Any:
-    """The IP layer of a frame (None when it carries none)."""
-    if link is None:  # raw IP: the version nibble says which
-        return (dpkt.ip6.IP6 if frame[:1] and frame[0] >> 4 == 6 else dpkt.ip.IP)(frame)
-    layer = link(frame).data
-    return layer if isinstance(layer, dpkt.ip.IP | dpkt.ip6.IP6) else None
-
-
 def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None = None,
            submission_addresses: Iterable[str] = ()) -> Iterator[Observed]:
     """Every event the capture shows, in the order they happened (by packet). ``ports``: the
@@ -601,7 +483,6 @@ DNS_PORT = WELL_KNOWN_PORTS["dns"]
 
 def _dhcp(segment: Segment, t: float, n: int) -> DhcpRequest | None:
     """A DHCP request that names its host (option 12), for the address it asks for (option 50) or has."""
-    import socket
 
     import dpkt
 

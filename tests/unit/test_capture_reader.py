@@ -237,7 +237,7 @@ def test_the_fast_path_reads_every_frame_as_dpkt_does(payload, options, flags, c
     """Ethernet/IPv4/TCP read from fixed offsets gives dpkt's segment, or leaves the frame to it."""
     import dpkt
 
-    from harness.capture import segment_of, tcp_over_ipv4
+    from harness.packets import segment_of, tcp_over_ipv4
 
     tcp = TCP(sport=40000, dport=25, seq=7, flags=flags, options=[("NOP", None)] * options)
     ip = IP(src="10.0.0.5", dst="10.0.0.1", flags=fragment >> 13, frag=fragment & 0x1FFF)
