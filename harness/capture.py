@@ -24,7 +24,7 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from struct import error as struct_error
 
@@ -64,6 +64,7 @@ _STAGES = {"EHLO": "ehlo", "HELO": "ehlo", "STARTTLS": "starttls", "AUTH": "auth
            "DATA": "data", "BDAT": "data", "RSET": "rset", "NOOP": "noop", "QUIT": "quit"}
 
 
+@dataclass
 class Stream:
     """One direction of a TCP connection, reassembled: in-order octets out, however they came."""
 

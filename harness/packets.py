@@ -26,7 +26,6 @@ class CaptureError(ExoEdgeError, ValueError):
     """The file is not a capture this reader can take (the message says which file and why)."""
 
 
-@dataclass
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A TCP segment or a UDP datagram, as the capture holds it."""

@@ -66,7 +66,7 @@ class Capture:
     def __init__(self, tcpdump: str, path: Path, ports: list[int]) -> None:
         expression = " or ".join([*(f"tcp port {port}" for port in ports), f"udp port {SENTINEL[1]}"])
         self.process = subprocess.Popen(
-            [tcpdump, "-i", "lo", "-U", "-n", "-l", "--print", "-s", "0", "-w", str(path), expression],
+            [tcpdump, "-i", "lo", "-U", "-n", "-l", "--print", "-s", "0", "-B", "32768", "-w", str(path), expression],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stderr is not None
         line = self.process.stderr.readline()  # "listening on lo ...": the capture has begun
@@ -83,7 +83,10 @@ class Capture:
             if f"{SENTINEL[0]}.{SENTINEL[1]}" in line:
                 break
         self.process.terminate()
-        self.process.communicate(timeout=10)  # and its pipes closed
+        _, said = self.process.communicate(timeout=10)  # and its pipes closed
+        dropped = re.search(r"(\d+) packets? dropped by kernel", said)
+        # a busy machine can outrun the capture buffer: say so, rather than judge half a capture
+        assert dropped is None or dropped[1] == "0", f"tcpdump lost packets: {dropped[0] if dropped else ''}"
 
 
 def _device(edge, endpoint: str, source: str, name: str) -> Device:
