@@ -48,7 +48,7 @@ from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, Wire
 from fakes.gate import Gate, descriptor_plan, stream_protocol
 from fakes.record import REDACTED, RecordLog, SessionRecord, redact_command
 from fakes.store import MailStore
-from fakes.tls import certificate_names, client_hello_bytes, kept_hello
+from fakes.tls import MAX_HELLO, certificate_names, hello_message, kept_hello
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class SmtpConnection(asyncio.Protocol):
         self._tls: ssl.SSLObject | None = None
         self._tls_in = ssl.MemoryBIO()
         self._tls_out = ssl.MemoryBIO()
+        self._hello = bytearray()
         self._handshake: asyncio.Future[None] | None = None
 
     # -- the transport's callbacks --------------------------------------------------------------
@@ -309,6 +310,7 @@ class SmtpConnection(asyncio.Protocol):
         if context is None:
             raise InternalError(f"no TLS context on the {self.listener.endpoint} endpoint")
         self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        self._hello = bytearray()  # the first octets of the handshake, for the ClientHello as sent
         self._handshake = self.loop.create_future()
         try:
             await self._handshake
@@ -332,6 +334,8 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected self._tls is not None and self._handshake is not None")
         self._tls_in.write(data)
         if not self._handshake.done():
+            if len(self._hello) < MAX_HELLO + 64:
+                self._hello += data[:MAX_HELLO + 64 - len(self._hello)]
             try:
                 self._tls.do_handshake()
             except ssl.SSLWantReadError:
@@ -371,7 +375,8 @@ class SmtpConnection(asyncio.Protocol):
     def _record_client_hello(self) -> None:
         if self.rec is None:
             raise InternalError("expected self.rec is not None")
-        raw = client_hello_bytes(self._tls) if self._tls is not None else None
+        raw = hello_message(bytes(self._hello))
+        self._hello = bytearray()
         if raw:
             self.rec.add(kept_hello(raw))  # taken apart by whoever reads it, never here
 
@@ -453,7 +458,7 @@ class ImplicitTlsTrap(_Listening):
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             data = b""
         if data[:1] == b"\x16":
-            rec.add(kept_hello(data[5:] if data[:1] == b"\x16" else data, implicit_tls=True))
+            rec.add(kept_hello(hello_message(data) or data, implicit_tls=True))
         elif data:
             rec.add(Plaintext(first_bytes=data[:64].decode("latin-1")))
         else:

@@ -183,12 +183,6 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def _capture_client_hello(conn: Any, direction: str, version: Any, content_type: Any,
-                          msg_type: Any, data: bytes) -> None:
-    if direction == "read" and msg_type == ssl._TLSMessageType.CLIENT_HELLO:  # type: ignore[attr-defined]
-        conn.exo_client_hello = bytes(data)
-
-
 # ssl's names for the versions of fakes.exo.names.TLS_VERSIONS that OpenSSL still speaks
 SSL_VERSIONS = {name: getattr(ssl.TLSVersion, name.replace(".", "_")) for name in TLS_VERSIONS[1:]}
 
@@ -227,12 +221,23 @@ def server_context(ca: LabCA, *, leaf: tuple[Path, Path], request_client_certifi
     if request_client_certificate:
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ca.configure_trust(ctx)
-    ctx._msg_callback = _capture_client_hello  # type: ignore[attr-defined]
     return ctx
 
 
-def client_hello_bytes(ssl_object: Any) -> bytes | None:
-    return getattr(ssl_object, "exo_client_hello", None)
+def hello_message(records: bytes) -> bytes | None:
+    """The ClientHello handshake message in the first octets a client sent once TLS began: the
+    payloads of its handshake records (a 5-octet header each) up to the message's own length,
+    at most ``MAX_HELLO`` octets; None when they are no TLS handshake. The edge keeps what came in
+    rather than asking OpenSSL to call back for every TLS message of every connection."""
+    out, pos = bytearray(), 0
+    while pos + 5 <= len(records) and records[pos] == 22 and len(out) < MAX_HELLO:
+        length = int.from_bytes(records[pos + 3:pos + 5], "big")
+        out += records[pos + 5:pos + 5 + length]
+        pos += 5 + length
+        if len(out) >= 4 and len(out) >= 4 + int.from_bytes(out[1:4], "big"):
+            del out[4 + int.from_bytes(out[1:4], "big"):]
+            break
+    return bytes(out[:MAX_HELLO]) or None
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,20 @@ def test_a_hello_cut_short_is_kept_as_unread_with_the_reason():
     assert read_hello(kept_hello(record)).versions == ("TLSv1.3", "TLSv1.2")
     cut = read_hello(kept_hello(record[:200]))  # neither dpkt nor scapy reads it: a fact kept all the same
     assert cut.versions == () and cut.unparsed == record[:64].hex() and cut.error
+
+
+def test_the_hello_is_taken_from_the_records_as_sent_whole_split_or_cut():
+    from fakes.tls import MAX_HELLO, hello_message
+
+    record = hello("TLSv1_2", "TLSv1_3", None, "smtp.office365.com")
+    assert record is not None
+    message = record[5:]
+    assert hello_message(record) == message
+    assert hello_message(record + b"\x14\x03\x03\x00\x01\x01") == message  # what follows is not the hello's
+    half = len(message) // 2  # one message over two records, as a client may send it
+    split = (b"\x16\x03\x01" + half.to_bytes(2, "big") + message[:half]
+             + b"\x16\x03\x01" + (len(message) - half).to_bytes(2, "big") + message[half:])
+    assert hello_message(split) == message
+    assert hello_message(record[:100]) == message[:95]  # a hello cut short is kept as far as it came
+    assert hello_message(b"EHLO printer\r\n") is None and hello_message(b"") is None
+    assert len(hello_message(b"\x16\x03\x01\x40\x00" + b"\x01\x00\x3f\xfc" + b"x" * 0x3ffc) or b"") == MAX_HELLO
