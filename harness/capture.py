@@ -43,13 +43,14 @@ from fakes.exo.observed import (
     MessageSeen,
     Observed,
     ReplySent,
+    ServerCertificate,
     Tls,
     TlsFailed,
 )
 from fakes.exo.secrets import looks_like_a_secret
 from fakes.record import REDACTED, redact_command
 from harness.capture_http import SignIns
-from harness.decrypt import KeyLog, Opener
+from harness.decrypt import KeyLog, Opener, first_certificate
 from harness.packets import FIN, RST, SYN, Segment, packets
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Flow:
         self.tls = False
         if self.endpoint in ("implicit-tls", "identity"):  # TLS from the first octet
             self._begin_tls()
-        self.hello_seen = self.server_seen = False
+        self.hello_seen = self.server_seen = self.certificate_seen = False
         self.verbs: list[str] = []  # commands not yet answered (pipelining), oldest first
         self.auth_answers = 0  # client lines owed as answers to a 334
         self.body: bytearray | None = None  # a message after 354 (or in BDAT chunks)
@@ -321,15 +322,17 @@ class Flow:
             if kind == 22 and from_client and not self.hello_seen:
                 self.hello_seen = True
                 self._add(client_hello(record, self.session, t, implicit=self.endpoint == "implicit-tls"))
-            elif kind == 22 and not from_client and not self.server_seen:
-                self.server_seen = True
-                hidden = self.opener is None or self.opener.failed
-                tls = server_hello(record, self.session, t, hidden=hidden)
-                if tls is not None:
+            elif kind == 22 and not from_client and not (self.server_seen and self.certificate_seen):
+                tls, der = server_flight(record, self.session, t, hidden=self.opener is None or self.opener.failed)
+                if tls is not None and not self.server_seen:
+                    self.server_seen = True
                     self._add(tls)
+                self._certificate(der, t)
             elif kind == 21 and length == 2:  # an alert in the clear (later ones are encrypted)
                 who = "the device" if from_client else "the server"
                 self._add(TlsFailed(session=self.session, t=t, reason=f"{who} sent alert {alert_name(record)}"))
+            if self.opener is not None and self.opener.certificate is not None:  # TLS 1.3's, decrypted
+                self._certificate(self.opener.certificate, t)
             if plain and self.sign_ins is not None:  # a sign-in: HTTP, not SMTP
                 sign_in = self.sign_ins.device_sent if from_client else self.sign_ins.platform_sent
                 for request in sign_in(plain, t):
@@ -344,6 +347,14 @@ class Flow:
             elif plain is None and self.server_seen and self.hello_seen and kind == 23:
                 buf.clear()  # encrypted from here on, and no key opens it: nothing more is visible
                 return
+
+    def _certificate(self, der: bytes | None, t: float) -> None:
+        if der is None or self.certificate_seen:
+            return
+        self.certificate_seen = True
+        event = server_certificate(der, self.session, t)
+        if event is not None:
+            self._add(event)
 
     def close(self, t: float, error: str | None) -> None:
         if self.closed:
@@ -379,25 +390,49 @@ def ja4(record: bytes) -> str | None:
         return None
 
 
-def server_hello(record: bytes, session: str, t: float, *, hidden: bool = True) -> Tls | None:
-    """The version and suite the server chose, from its ServerHello (TLS 1.3: supported_versions)."""
+def server_flight(record: bytes, session: str, t: float, *, hidden: bool = True) -> tuple[Tls | None, bytes | None]:
+    """From a server's handshake record in the clear: the version and suite it chose (its
+    ServerHello; TLS 1.3: supported_versions), and its certificate (up to TLS 1.2)."""
     from scapy.layers.tls.crypto.suites import _tls_cipher_suites
     from scapy.layers.tls.handshake import TLSServerHello
     from scapy.layers.tls.record import TLS
 
     try:
-        messages = TLS(record).msg
+        packet = TLS(record)
     except Exception:
-        return None
-    for message in messages:
+        return None, None
+    tls = None
+    for message in packet.msg or []:
         if isinstance(message, TLSServerHello):
             version = message.version
             for ext in message.ext or []:
                 if type(ext).__name__ == "TLS_Ext_SupportedVersion_SH":
                     version = ext.version
-            return Tls(session=session, t=t, version=TLS_WIRE_CODES.get(version, f"0x{version:04x}"),
-                       cipher=_tls_cipher_suites.get(message.cipher, f"0x{message.cipher:04x}"), hidden=hidden)
-    return None
+            tls = Tls(session=session, t=t, version=TLS_WIRE_CODES.get(version, f"0x{version:04x}"),
+                      cipher=_tls_cipher_suites.get(message.cipher, f"0x{message.cipher:04x}"), hidden=hidden)
+    try:
+        der = first_certificate(packet)
+    except Exception:  # a certificate scapy cannot take apart: the rest of the record still counts
+        der = None
+    return tls, der
+
+
+def server_certificate(der: bytes, session: str, t: float) -> ServerCertificate | None:
+    """What a certificate says of itself (cryptography reads it): subject, issuer, DNS names, end."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            names = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                          .get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            names = ()
+        return ServerCertificate(session=session, t=t, subject=cert.subject.rfc4514_string(),
+                                 issuer=cert.issuer.rfc4514_string(), names=names[:20],
+                                 not_after=cert.not_valid_after_utc.date().isoformat())
+    except ValueError:
+        return None
 
 
 def alert_name(record: bytes) -> str:

@@ -13,6 +13,7 @@ back as if it were data, so nothing is believed before the handshake proved the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class Opener:
         self.from_client = True  # the side the session now reads
         self.finished = {True: False, False: False}  # a Finished decrypted from the client, the server
         self.failed = False  # no keys for it, or they did not open it: nothing more is tried
+        self.certificate: bytes | None = None  # the server's, once decrypted (TLS 1.3 sends it encrypted)
 
     @property
     def opened(self) -> bool:
@@ -99,6 +101,9 @@ class Opener:
             return None
         if packet.haslayer(TLSFinished):
             self.finished[from_client] = True
+        if self.certificate is None and not from_client:
+            with contextlib.suppress(Exception):  # a certificate scapy cannot take apart is only not shown
+                self.certificate = first_certificate(packet)
         if not packet.haslayer(TLSApplicationData):
             return b""
         if not self.opened:  # data before both Finished decrypted: the keys are not this connection's
@@ -120,6 +125,20 @@ class Opener:
     def _has_keys(self) -> bool:
         random = self.session.client_random
         return any(random in self.keys.get(label, {}) for label in _NEEDED)
+
+
+def first_certificate(packet: Any) -> bytes | None:
+    """The DER of the first certificate a TLS record's Certificate message carries (1.2 or 1.3)."""
+    from scapy.layers.tls.handshake import TLS13Certificate, TLSCertificate
+
+    for layer in packet.iterpayloads():  # records; a TLS 1.3 record's messages are in its inner plaintext
+        inner = getattr(layer, "inner", None)
+        for message in [*(getattr(layer, "msg", None) or []), *(getattr(inner, "msg", None) or [])]:
+            if isinstance(message, TLSCertificate | TLS13Certificate) and message.certs:
+                first = message.certs[0]  # (length, Cert); in TLS 1.3 inside an entry with extensions
+                length_and_cert = first.cert if isinstance(message, TLS13Certificate) else first
+                return bytes(length_and_cert[1].der)
+    return None
 
 
 def _tls(record: bytes, session: Any) -> Any:

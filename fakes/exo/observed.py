@@ -71,6 +71,17 @@ class Tls(Observed, frozen=True, tag="tls"):
     hidden: bool = False  # what went inside was not seen (a capture without this connection's keys)
 
 
+class ServerCertificate(Observed, frozen=True, tag="server_certificate"):
+    """The certificate a server presented, as a capture shows it (in the clear up to TLS 1.2,
+    with the key log for 1.3): a name a device never trusts, or a TLS-inspecting proxy's issuer,
+    is why many a handshake fails."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...] = ()  # its DNS names
+    not_after: str = ""  # ISO 8601
+
+
 class TlsFailed(Observed, frozen=True, tag="tls_failed"):
     reason: str
 
@@ -236,7 +247,8 @@ class IdentityRequest(Observed, frozen=True, tag="identity"):
     issued: str | None = None
 
 
-Record = (Connect | Refused | Abandoned | ClientHelloSeen | Tls | TlsFailed | LegacyTls | Discarded | Command
+Record = (Connect | Refused | Abandoned | ClientHelloSeen | Tls | ServerCertificate | TlsFailed | LegacyTls | Discarded
+          | Command
           | AuthResponse | AuthOutcome | Attribution | Spf | FaultInjected | MessageSeen | Stored | ReplySent
           | HarnessFault | Plaintext | Silent | Disconnect | DnsQuery | DnsMalformed | DhcpRequest | IdentityRequest)
 KINDS: dict[str, type[Observed]] = {
@@ -295,6 +307,9 @@ def describe(event: Observed) -> str | None:
                     + ("; encrypted (no key for it)" if hidden else ""))
         case TlsFailed(reason=reason):
             return f"*  TLS handshake failed: {reason}"
+        case ServerCertificate(subject=subject, issuer=issuer, names=names, not_after=until):
+            return (f"*  server certificate {subject}" + (f" ({', '.join(names)})" if names else "")
+                    + f", issued by {issuer}" + (f", valid until {until}" if until else ""))
         case LegacyTls(value=value):
             return f"*  {value} negotiated: refused at the next command"
         case Discarded(octets=octets, reason=reason):

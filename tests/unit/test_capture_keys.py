@@ -16,7 +16,7 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes.exo.observed import AuthOutcome, Command, ReplySent, Tls
+from fakes.exo.observed import AuthOutcome, Command, ReplySent, ServerCertificate, Tls
 from harness.capture import events
 from harness.decrypt import KeyLogError, read_keylog
 from tests.unit.test_capture_reader import write
@@ -115,6 +115,8 @@ def test_with_its_keys_the_dialogue_inside_tls_comes_out_whole(recorded, tmp_pat
     (tls,) = [e for e in seen if isinstance(e, Tls)]
     assert tls.version == version.replace("_", ".") and not tls.hidden
     assert [e.code for e in seen if isinstance(e, ReplySent)][-1] == 221
+    (certificate,) = [e for e in seen if isinstance(e, ServerCertificate)]  # 1.3's too, decrypted
+    assert certificate.names == ("smtp.office365.com",) and certificate.issuer and certificate.not_after
     assert PASSWORD not in repr(seen) and base64.b64encode(PASSWORD.encode()).decode() not in repr(seen)
 
 
@@ -128,6 +130,8 @@ def test_without_its_keys_nothing_inside_is_read(recorded, tmp_path):
         assert [e.line for e in seen if isinstance(e, Command)] == ["EHLO printer.lab", "STARTTLS"]
         (tls,) = [e for e in seen if isinstance(e, Tls)]
         assert tls.hidden
+        # the certificate travels in the clear up to TLS 1.2, encrypted in 1.3
+        assert len([e for e in seen if isinstance(e, ServerCertificate)]) == (version == "TLSv1_2")
 
 
 @pytest.mark.parametrize(("text", "said"), [
