@@ -168,15 +168,18 @@ class Connection:
 def timing(obs: Observation, opened: float, mask: SecretMask) -> list[Connection]:
     out: list[Connection] = []
     last_end: float | None = None
+    endings: list[str] = []
     for session in obs.sessions:
-        start, end = session.events[0].t, session.events[-1].t
         failed = session.of(TlsFailed)
         if failed:
-            ended = f"TLS failed: {failed[-1].reason}"
+            endings.append(f"TLS failed: {failed[-1].reason}")
         elif session.exchanges:
-            ended = mask.mask(without_suffix(session.exchanges[-1].line)[:160])
+            endings.append(without_suffix(session.exchanges[-1].line)[:160].replace("\n", " "))
         else:
-            ended = "no reply seen"
+            endings.append("no reply seen")
+    masked = mask.mask("\n".join(endings)).split("\n") if endings else []  # one pass for them all
+    for session, ended in zip(obs.sessions, masked, strict=True):
+        start, end = session.events[0].t, session.events[-1].t
         out.append(Connection(session.id, session.endpoint, round(start - opened, 3),
                               None if last_end is None else round(start - last_end, 3), ended))
         last_end = end

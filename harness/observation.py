@@ -67,6 +67,8 @@ class SessionView:
     events: list[Observed]
     peer: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
+    # each kind's events, found once per kind (the checks ask a session for the same kinds often)
+    _kinds: dict[tuple[type, int], list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, session_id: str, events: list[Observed]) -> SessionView:
@@ -90,7 +92,11 @@ class SessionView:
 
     def of(self, kind: type[E]) -> list[E]:
         """The session's events of one type, in order."""
-        return [e for e in self.events if isinstance(e, kind)]
+        key = (kind, len(self.events))
+        found = self._kinds.get(key)
+        if found is None:
+            found = self._kinds[key] = [e for e in self.events if isinstance(e, kind)]
+        return list(found)
 
     @property
     def tls_version(self) -> str | None:
