@@ -193,9 +193,9 @@ class MailStore:
                     return
                 for name, body in contents:
                     self._write_file(name, body)
-            except OSError as exc:  # the blobs hold them; the next open writes them again
+            except Exception as exc:  # the blobs hold them; the next open writes them again
                 log.warning("mail store: .eml files not written (%s); they are read from the store, and "
-                            "written again when it is next opened", exc.strerror)
+                            "written again when it is next opened", getattr(exc, "strerror", None) or exc)
             finally:
                 self._files.task_done()
 

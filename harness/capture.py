@@ -160,12 +160,20 @@ class Flow:
         return not self.tls or (self.opener is not None and self.opener.opened)
 
     def client_data(self, data: bytes, t: float) -> None:
+        self._take(data, t, from_client=True)
+
+    def server_data(self, data: bytes, t: float) -> None:
+        self._take(data, t, from_client=False)
+
+    def _take(self, data: bytes, t: float, *, from_client: bool) -> None:
+        """Octets of one direction: TLS records once TLS began, else lines of the dialogue."""
         if self.tls:
-            self.up_tls += data
-            self._tls_records(self.up_tls, t, from_client=True)
+            records = self.up_tls if from_client else self.down_tls
+            records += data
+            self._tls_records(records, t, from_client=from_client)
         else:
-            self.up_buf += data
-            self._client_lines(t)
+            (self.up_buf if from_client else self.down_buf).extend(data)
+            (self._client_lines if from_client else self._server_lines)(t)
 
     def _client_lines(self, t: float) -> None:
         while self.readable:
@@ -255,14 +263,6 @@ class Flow:
         self.verbs.append("<message>")
 
     # -- server to client ---------------------------------------------------------------------------
-
-    def server_data(self, data: bytes, t: float) -> None:
-        if self.tls:
-            self.down_tls += data
-            self._tls_records(self.down_tls, t, from_client=False)
-        else:
-            self.down_buf += data
-            self._server_lines(t)
 
     def _server_lines(self, t: float) -> None:
         while self.readable:

@@ -77,10 +77,12 @@ class Capture:
 
     def stop(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))  # its own source port: another capture's sentinel is not this one
             udp.sendto(b"end", SENTINEL)
+            mine = f"127.0.0.1.{udp.getsockname()[1]} > {SENTINEL[0]}.{SENTINEL[1]}"
         assert self.process.stdout is not None
         for line in self.process.stdout:  # packets in the order tcpdump took them
-            if f"{SENTINEL[0]}.{SENTINEL[1]}" in line:
+            if mine in line:
                 break
         self.process.terminate()
         _, said = self.process.communicate(timeout=10)  # and its pipes closed
