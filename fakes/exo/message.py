@@ -8,6 +8,7 @@ message that it writes back to a sender. Pure functions over bytes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,17 +91,50 @@ def _unfold(value: str | None) -> str | None:
     return None if value is None else _FOLDING.sub(" ", str(value)).strip()
 
 
+# A header block of nothing but fields ("Name: value", CRLF) and their folded lines: read by
+# splitting lines. Anything else (bare CR or LF, a line that is no field, a Unix "From " line,
+# a separator str.splitlines would also cut at) goes to the email package's parser, whose answers
+# the fast reading is held to (tests/unit/test_headers.py)
+_PLAIN_BLOCK = re.compile(r"(?:[\041-\071\073-\176]+:[^\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*\r\n"
+                          r"(?:[ \t][^\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*\r\n)*)*")
+_READ = ("from", "message-id", "date", "subject")
+
+
+def _fields(block: str) -> dict[str, list[str]]:
+    """The fields of ``block`` the edge reads, by lower-case name, each value as the email
+    package's compat32 policy gives it (folds kept, CRLF at the end taken off)."""
+    if _PLAIN_BLOCK.fullmatch(block) is None:
+        parsed = HeaderParser(policy=policy.compat32).parsestr(block)
+        return {name: [str(v) for v in parsed.get_all(name, [])] for name in _READ}
+    fields: dict[str, list[str]] = {name: [] for name in _READ}
+    values: list[str] | None = None
+    for line in block.split("\r\n")[:-1]:
+        if line[0] in " \t":
+            if values is not None:
+                values[-1] += "\r\n" + line
+            continue
+        name, value = line.split(":", 1)
+        values = fields.get(name.lower())
+        if values is not None:
+            values.append(value.lstrip(" \t"))
+    return fields
+
+
+@functools.lru_cache(maxsize=1024)  # a device sends as the same From, message after message
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(addr.lower() for _, addr in getaddresses(list(values)) if addr)
+
+
 def read_headers(content: Content) -> Headers:
     """The headers the edge reads. Header bytes are UTF-8 (RFC 6532); others are replaced."""
     head = header_block(content)
-    parsed = HeaderParser(policy=policy.compat32).parsestr(bytes(head).decode("utf-8", "replace"))
-    froms = tuple(addr.lower() for _, addr in getaddresses(parsed.get_all("From", [])) if addr)
-    message_id = _unfold(parsed.get("Message-ID"))
+    fields = _fields(bytes(head).decode("utf-8", "replace"))
+    message_id = _unfold(next(iter(fields["message-id"]), None))
     return Headers(
-        from_addresses=froms,
+        from_addresses=_addresses(tuple(fields["from"])),
         message_id=message_id or None,
-        date=_unfold(parsed.get("Date")),
-        subject=_unfold(parsed.get("Subject")),
+        date=_unfold(next(iter(fields["date"]), None)),
+        subject=_unfold(next(iter(fields["subject"]), None)),
         header_bytes=len(head),
     )
 

@@ -8,6 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fakes.exo.secrets import MASK, SecretMask
 from fakes.exo.tokens import xoauth2_payload
 from harness.report import Run, write_reports
@@ -103,3 +106,22 @@ def test_a_form_body_and_a_refresh_token_are_masked_wherever_they_appear(edge):
     refresh = grant.body["refresh_token"]
     assert mask.mask(f"NOOP {refresh}") == f"NOOP {MASK}"
     assert mask.mask(f"refresh_token={refresh}&x=1") == f"refresh_token={MASK}&x=1"
+
+
+_TOKENISH = st.text(alphabet="eyJ0.AYXV0aD1CZWFydGg9QmVhcmVySmhiR2NpbkdjSjBlWEFpUowZXhBaGJHY2lPabcXYZ+/=_-. ",
+                    max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(_TOKENISH, st.sampled_from([
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eHh4eHh4eCJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "0.A" + "Q" * 70,
+    base64.b64encode(b"user=a@b\x01auth=Bearer eyJhbGciOi.x.y\x01\x01").decode(), "Scan-2026!",
+    base64.b64encode(b"\0\0Scan-2026!").decode()])), max_size=6))
+def test_the_masks_quick_look_never_lets_a_match_through(pieces):
+    """Text is passed over unmasked only when it holds nothing any of the mask's shapes or
+    learnt secrets could match: the answer is the full pattern's, always."""
+    mask = SecretMask()
+    mask.add("Scan-2026!")
+    text = "".join(pieces)
+    pattern, _ = mask._compiled
+    assert mask.mask(text) == pattern.sub(MASK, text)
