@@ -21,10 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from scapy.layers.inet import IP, TCP  # the capture is built with scapy; it is read with dpkt
-from scapy.layers.l2 import Ether
-from scapy.utils import PcapWriter
-
 SERVER = ("10.0.0.1", 25)
 DIALOGUE = [
     (False, b"220 mx.example Microsoft ESMTP MAIL Service ready\r\n"), (True, b"EHLO printer.lab\r\n"),
@@ -37,6 +33,9 @@ DIALOGUE = [
 
 
 def session_frames(client: tuple[str, int]) -> list[bytes]:
+    from scapy.layers.inet import IP, TCP  # the capture is built with scapy (not in the judging process)
+    from scapy.layers.l2 import Ether
+
     seq = {True: 1000, False: 5000}
     frames = []
 
@@ -57,6 +56,8 @@ def session_frames(client: tuple[str, int]) -> list[bytes]:
 
 def make_capture(path: Path, packets: int, devices: int = 300) -> int:
     """A capture of about ``packets`` packets; the number written."""
+    from scapy.utils import PcapWriter
+
     templates = [session_frames((f"10.1.{n // 250}.{n % 250 + 1}", 40000)) for n in range(devices)]
     written, t, n = 0, 1_800_000_000.0, 0
     with PcapWriter(str(path), linktype=1) as writer:

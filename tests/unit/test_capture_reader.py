@@ -4,6 +4,7 @@ traceback; what TCP delivers whole, it reassembles into the dialogue that was se
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from scapy.utils import PcapWriter
 from fakes.exo.observed import Command, Connect, ReplySent
 from harness.capture import events
 from harness.fleet import JudgeError, group, judge, read
+from harness.packets import PCAP_ORDER, pcap_records
+from harness.packets import packets as harness_packets
 
 CLIENT, SERVER = ("10.0.0.5", 40000), ("10.0.0.1", 25)
 DIALOGUE = [  # (from the client, what it sent), as a device doing direct send in the clear would
@@ -304,3 +307,46 @@ def test_a_message_in_bdat_chunks_is_read_and_its_replies_answer_the_right_stage
     assert message.size == len(body) and message.has_from and message.via == "BDAT"
     stages = [(e.code, e.stage) for e in seen if isinstance(e, ReplySent)][-4:]
     assert stages == [(250, "data"), (250, "data"), (250, "message"), (221, "quit")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999_999), st.binary(max_size=300)),
+                        max_size=12),
+       magic=st.sampled_from(sorted(PCAP_ORDER)), cut=st.one_of(st.none(), st.integers(0, 4000)))
+def test_a_classic_pcap_files_records_are_read_as_dpkt_reads_them(records, magic, cut):
+    """Both byte orders, micro- and nanosecond files, and a file cut anywhere: the same frames at
+    the same times, and a cut-off record header is an error to both."""
+    import struct
+
+    import dpkt
+
+    order = PCAP_ORDER[magic]
+    data = magic + struct.pack(order + "HHiIII", 2, 4, 0, 0, 65535, 1) + b"".join(
+        struct.pack(order + "IIII", sec, frac, len(frame), len(frame)) + frame for sec, frac, frame in records)
+    data = data if cut is None else data[:24 + cut]
+
+    def read(records_of):
+        out = []
+        try:
+            for t, frame in records_of:
+                out.append((round(float(t), 6), bytes(frame)))
+        except (ValueError, dpkt.dpkt.Error):
+            out.append("damaged")
+        return out
+
+    ours = read(pcap_records(io.BytesIO(data[24:]), magic))
+    theirs = read(dpkt.pcap.Reader(io.BytesIO(data)))
+    assert ours == theirs
+
+
+def test_a_record_longer_than_any_frame_ends_the_reading_with_a_warning(tmp_path, caplog):
+    import struct
+
+    frames = packets()
+    damaged = bytearray(write(tmp_path / "w.pcap", frames).read_bytes())
+    second = 24 + 16 + len(frames[0][1])  # where the second record's header starts
+    damaged[second + 8:second + 12] = struct.pack(PCAP_ORDER[bytes(damaged[:4])] + "I", 0x7FFFFFFF)
+    path = tmp_path / "damaged.pcap"
+    path.write_bytes(damaged)
+    assert len(list(harness_packets(path))) == 1
+    assert "stopped reading at a damaged record (a record claims 2147483647 octets)" in caplog.text
