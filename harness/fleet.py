@@ -33,6 +33,7 @@ from fakes.exo.observed import (
     TlsFailed,
     UnknownRecord,
     decode,
+    describe,
 )
 from fakes.exo.secrets import SecretMask
 from fakes.exo.tenant import Tenant
@@ -260,7 +261,7 @@ def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = Tr
     opened = device.events[0].t if device.events else 0.0
     mask = SecretMask()  # no secret is known from a capture: tokens are masked by their shape
     lines = [f"{event.t - opened:9.3f} {event.session} {text}" for event in device.events
-             if (text := _describe(event)) is not None]
+             if (text := describe(event)) is not None]
     lines = mask.mask("\n".join(lines)).split("\n") if lines else []  # one pass for the transcript
     return Judged(device, option, outcomes, facts, cause, key, instead, lines, timing(obs, opened, mask))
 
@@ -303,10 +304,6 @@ def _visible(outcome: Outcome, obs: Observation) -> Outcome:
     return outcome
 
 
-def _describe(event: Observed) -> str | None:
-    from fakes.exo.observed import describe
-
-    return describe(event)
 
 
 # -- reading --------------------------------------------------------------------------------------

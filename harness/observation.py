@@ -67,8 +67,10 @@ class SessionView:
     events: list[Observed]
     peer: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
-    # each kind's events, found once per kind (the checks ask a session for the same kinds often)
-    _kinds: dict[tuple[type, int], list[Any]] = field(default_factory=dict, repr=False, compare=False)
+    # its events by type, in one pass (the checks ask a session for the same kinds often), and the
+    # number of events that pass saw
+    _by_type: dict[type, list[Any]] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=-1, repr=False, compare=False)
 
     @classmethod
     def build(cls, session_id: str, events: list[Observed]) -> SessionView:
@@ -92,11 +94,14 @@ class SessionView:
 
     def of(self, kind: type[E]) -> list[E]:
         """The session's events of one type, in order."""
-        key = (kind, len(self.events))
-        found = self._kinds.get(key)
-        if found is None:
-            found = self._kinds[key] = [e for e in self.events if isinstance(e, kind)]
-        return list(found)
+        if self._indexed != len(self.events):
+            self._by_type = {}
+            for event in self.events:
+                self._by_type.setdefault(type(event), []).append(event)
+            self._indexed = len(self.events)
+        if kind.__subclasses__():  # a kind of kinds: their events in the order they came
+            return [e for e in self.events if isinstance(e, kind)]
+        return list(self._by_type.get(kind, ()))
 
     @property
     def tls_version(self) -> str | None:
