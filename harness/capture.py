@@ -101,8 +101,10 @@ class Stream:
                 self.pending[seq] = payload
                 self.held += len(payload)
             return b""
-        out = bytearray(payload)
         self.next_seq = (self.next_seq + len(payload)) % (1 << 32)
+        if not self.pending:  # in order, as most segments come
+            return payload
+        out = bytearray(payload)
         while self.next_seq in self.pending:
             chunk = self.pending.pop(self.next_seq)
             self.held -= len(chunk)

@@ -14,9 +14,8 @@ import collections
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fakes.exo import rules
 from fakes.exo.errors import ExoEdgeError
 from fakes.exo.names import IDENTITY_NAMES, MINIMUM_TLS, SUBMISSION_HOST, WELL_KNOWN_PORTS
 from fakes.exo.observed import (
@@ -36,13 +35,15 @@ from fakes.exo.observed import (
     describe,
 )
 from fakes.exo.secrets import SecretMask
-from fakes.exo.tenant import Tenant
 from fakes.tls import read_hello
 from harness import checks as C
 from harness.check_base import Outcome
 from harness.decrypt import KeyLog
 from harness.observation import Observation, sender_facts, without_suffix
 from harness.report.causes import RULES, STILL_OPEN
+
+if TYPE_CHECKING:  # the tenant's model (pydantic) is loaded only where a tenant is given
+    from fakes.exo.tenant import Tenant
 
 MAX_SESSIONS = 50  # a device's newest connections kept whole for its section; older ones are counted
 MAX_DEVICES = 20_000  # devices followed in one judgement; later ones are counted, and the page says so
@@ -245,7 +246,7 @@ def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = Tr
     if endpoints & {"submission", "submission-25", "legacy", "implicit-tls"} or signed_in:
         option = "submission"
     elif "mx" in endpoints:
-        relayed = tenant is not None and rules.attribute(tenant, device.address, None, None).connector is not None
+        relayed = tenant is not None and _relayed(tenant, device.address)
         option = "relay" if relayed else "direct-send"
     outcomes = [_visible(check.evaluate(obs), obs) for check in fleet_checks(option, bool(obs.identity))]
     outcomes.append(_accepted(obs))
@@ -264,6 +265,13 @@ def judge(device: Device, *, tenant: Tenant | None = None, transcript: bool = Tr
              if (text := describe(event)) is not None]
     lines = mask.mask("\n".join(lines)).split("\n") if lines else []  # one pass for the transcript
     return Judged(device, option, outcomes, facts, cause, key, instead, lines, timing(obs, opened, mask))
+
+
+def _relayed(tenant: Tenant, address: str) -> bool:
+    """An inbound connector of the tenant takes mail from ``address`` (by its IP)."""
+    from fakes.exo import rules
+
+    return rules.attribute(tenant, address, None, None).connector is not None
 
 
 def live_verdict(events: list[Observed], tenant: Tenant | None = None) -> str:

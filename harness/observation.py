@@ -8,9 +8,9 @@ stored. Checks read it; nothing here judges.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS, tls_at_least
 from fakes.exo.observed import (
@@ -46,10 +46,10 @@ def without_suffix(line: str) -> str:
     return _SUFFIX.sub("", line)
 
 
-@dataclass(frozen=True)
-class Exchange:
+class Exchange(NamedTuple):
     """One reply, as the edge recorded it: the stage it answered (banner, ehlo, starttls, auth,
-    mail, rcpt, data, message, rset, noop, quit, other), its code, enhanced code and catalog name."""
+    mail, rcpt, data, message, rset, noop, quit, other), its code, enhanced code and catalog name
+    (a tuple: one is made for every reply judged)."""
 
     stage: str
     command: str
@@ -92,8 +92,8 @@ class SessionView:
     def port(self) -> int | None:
         return WELL_KNOWN_PORTS.get(self.endpoint)
 
-    def of(self, kind: type[E]) -> list[E]:
-        """The session's events of one type, in order."""
+    def of(self, kind: type[E]) -> Sequence[E]:
+        """The session's events of one type, in order (the session's own list: not to be changed)."""
         if self._indexed != len(self.events):
             self._by_type = {}
             for event in self.events:
@@ -101,7 +101,7 @@ class SessionView:
             self._indexed = len(self.events)
         if kind.__subclasses__():  # a kind of kinds: their events in the order they came
             return [e for e in self.events if isinstance(e, kind)]
-        return list(self._by_type.get(kind, ()))
+        return self._by_type.get(kind, ())
 
     @property
     def tls_version(self) -> str | None:
@@ -124,10 +124,10 @@ class SessionView:
         return hello.sni if hello else None
 
     @property
-    def auths(self) -> list[AuthOutcome]:
+    def auths(self) -> Sequence[AuthOutcome]:
         return self.of(AuthOutcome)
 
-    def commands(self) -> list[Command]:
+    def commands(self) -> Sequence[Command]:
         return self.of(Command)
 
     def index_of(self, kind: type[E], predicate: Callable[[E], bool] | None = None) -> int | None:
