@@ -78,7 +78,13 @@ class SessionView:
         endpoint, peer = (first.endpoint, first.peer[0]) if isinstance(first, Connect) else ("?", "?")
         view = cls(session_id, endpoint, events, peer)
         command = ""
+        by_type = view._by_type
         for event in events:
+            same = by_type.get(type(event))
+            if same is None:
+                by_type[type(event)] = [event]
+            else:
+                same.append(event)
             if isinstance(event, Command):
                 command = event.line
             elif isinstance(event, MessageSeen):
@@ -86,6 +92,7 @@ class SessionView:
             elif isinstance(event, ReplySent) and event.last:  # a multi-line reply counts once
                 view.exchanges.append(Exchange(event.stage, command, event.code, event.line, event.t,
                                                event.enhanced, event.name))
+        view._indexed = len(events)
         return view
 
     @property
