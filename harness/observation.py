@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from fakes.exo.names import TLS_VERSIONS, WELL_KNOWN_PORTS, tls_at_least
 from fakes.exo.observed import (
@@ -29,8 +29,10 @@ from fakes.exo.observed import (
     Tls,
     TlsFailed,
 )
-from fakes.store import StoredMessage
 from fakes.tls import read_hello
+
+if TYPE_CHECKING:  # the store (and the edge's events) only where a run's messages are judged
+    from fakes.store import StoredMessage
 
 E = TypeVar("E", bound=Observed)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.check_base import Outcome
-from harness.scenario import Scenario
 from harness.senders import SenderResult
+
+if TYPE_CHECKING:  # a scenario's model (pydantic) is loaded where scenarios are read
+    from harness.scenario import Scenario
 
 
 class Verdict(enum.StrEnum):

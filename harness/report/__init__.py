@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from fakes.exo.secrets import SecretMask
-from fakes.exo.tenant import Tenant
 from harness.report.causes import COMPARISON, OPTIONS, advise, causes, option_verdicts, seen
 from harness.results import CaseResult, Verdict
+
+if TYPE_CHECKING:  # loaded where a run is written, not where a fleet is judged
+    from fakes.exo.tenant import Tenant
 
 ORDER = [Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT, Verdict.INFO, Verdict.PASS, Verdict.SKIP]
 
@@ -148,6 +148,8 @@ def tenant_digest(tenant: Tenant) -> str:
 
 
 def write_html(path: Path, run: Run) -> Path:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["source_link"] = source_link
