@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import ipaddress
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -47,9 +48,8 @@ from fakes.exo.state import EdgeState
 from fakes.exo.tenant import Tenant, default_tenant
 from fakes.exo.tokens import TokenAuthority
 from fakes.exo.zone import build_zone
-from fakes.gate import AcceptErrors
-from fakes.identity import IdentityServer
-from fakes.live import LiveSession, LiveSessions, LiveView
+from fakes.gate import AcceptErrors, DeferredEndpoint
+from fakes.live import LiveSession, LiveSessions
 from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
 from fakes.smtp import SESSION_LIMIT, ImplicitTlsTrap, SmtpListener
@@ -193,8 +193,8 @@ class Edge:
             name = "identity"
             https = server_context(self.ca, leaf=self.ca.server_leaf("identity"), versions=MODERN_TLS_VERSIONS,
                                    keylog=self.keylog)
-            identity = IdentityServer(self.identity, self.records, https)
-            identity.budget = (self.state, self.records)
+            identity = DeferredEndpoint("identity", lambda: _identity_server(self.identity, self.records, https),
+                                        self.state, self.records, https)
             self.addresses["identity"] = await identity.start(self.bind_address(name), self.ports["identity"])
             bound, port = self.addresses["identity"]
             for address in (bound, self.advertise):  # a client assertion's audience may name them
@@ -227,6 +227,8 @@ class Edge:
         """The lab's live view of the sessions and devices (``fakes.live``), on the edge's address;
         each closed session is also handed to ``on_closed`` (the terminal's line); ``judge`` gives a
         device's rolling verdict from its events (the harness's checks)."""
+        from fakes.live_view import LiveView  # aiohttp and jinja2: loaded for the lab's view only
+
         sessions = LiveSessions(on_closed, judge)
         self.records.watch(sessions)
         view = LiveView(sessions, self.store, lambda: self.tenant.tenant)
@@ -494,3 +496,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _identity_server(platform: IdentityPlatform, records: RecordLog, https: ssl.SSLContext) -> Any:
+    """The identity platform's HTTPS endpoint, made at its first connection (aiohttp and jinja2 are
+    loaded then: an edge no device signs in to idles without them)."""
+    from fakes.identity import IdentityServer
+
+    return IdentityServer(platform, records, https)

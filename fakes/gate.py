@@ -21,7 +21,7 @@ import logging
 import resource
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fakes.exo.observed import Disconnect, Refused
@@ -51,10 +51,12 @@ class Gate(asyncio.Protocol):
     """One accepted connection: counted in the budget, or closed at once."""
 
     def __init__(self, budget: EdgeState, endpoint: str, inner: Callable[[], asyncio.BaseProtocol],
-                 records: RecordLog, tls: ssl.SSLContext | None = None) -> None:
+                 records: RecordLog, tls: ssl.SSLContext | None = None,
+                 prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         self.budget = budget
         self.endpoint = endpoint
         self.make_inner = inner
+        self.prepare = prepare  # awaited before the endpoint takes its first connection (it is made then)
         self.records = records
         self.tls = tls
         self.inner: Any = None  # the endpoint's protocol, once the connection is admitted (and secured)
@@ -75,11 +77,27 @@ class Gate(asyncio.Protocol):
             transport.abort()
             return
         self.admitted = True
-        if self.tls is None:
+        if self.tls is None and self.prepare is None:
             self._hand_over(transport)
             return
-        transport.pause_reading()  # until start_tls takes the stream: no byte of the ClientHello is lost
-        asyncio.get_running_loop().create_task(self._secure(transport, self.tls))
+        transport.pause_reading()  # until the endpoint (or start_tls) takes the stream: no byte is lost
+        asyncio.get_running_loop().create_task(self._begin(transport))
+
+    async def _begin(self, raw: asyncio.Transport) -> None:
+        if self.prepare is not None:
+            try:
+                await self.prepare()
+            except Exception:
+                log.exception("exo-edge: the %s endpoint could not be made", self.endpoint)
+                raw.abort()
+                return
+            if raw.is_closing():
+                return
+        if self.tls is None:
+            self._hand_over(raw)
+            raw.resume_reading()
+            return
+        await self._secure(raw, self.tls)
 
     async def _secure(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
         try:
@@ -124,6 +142,53 @@ class Gate(asyncio.Protocol):
         if self.inner is not None:
             inner, self.inner = self.inner, None
             inner.connection_lost(exc)
+
+
+class DeferredEndpoint:
+    """A listener whose HTTP endpoint (``fakes.web.WebEndpoint``: the identity platform) is made at
+    its first connection, so that an edge no device signs in to never loads aiohttp and jinja2.
+    The port listens, and the budget counts, from ``start``; the first connection waits for the
+    endpoint, later ones find it made."""
+
+    def __init__(self, endpoint: str, make: Callable[[], Any], budget: EdgeState, records: RecordLog,
+                 tls: ssl.SSLContext | None) -> None:
+        self.endpoint = endpoint
+        self.make = make  # -> a WebEndpoint (imports what it needs when called)
+        self.budget, self.records, self.tls = budget, records, tls
+        self.made: Any = None
+        self._handler: Callable[[], asyncio.BaseProtocol] | None = None
+        self._making: asyncio.Future[None] | None = None
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Gate(self.budget, self.endpoint, self._protocol, self.records, self.tls,
+                         None if self._handler is not None else self._prepare),
+            host, port, backlog=descriptor_plan()[1])
+        bound = self._server.sockets[0].getsockname()
+        return bound[0], bound[1]
+
+    async def _prepare(self) -> None:
+        if self._making is None:
+            self._making = asyncio.ensure_future(self._make())
+        await asyncio.shield(self._making)
+
+    async def _make(self) -> None:
+        self.made = self.make()
+        self._handler = await self.made.setup()
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        assert self._handler is not None, "handed over before the endpoint was made"
+        return self._handler()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.close()
+        if self._making is not None and not self._making.done():
+            self._making.cancel()
+        if self.made is not None:
+            await self.made.stop()
 
 
 def stream_protocol(serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]) -> Callable[[], Any]:

@@ -4,14 +4,12 @@
 AUTH, what was stored, the last reply) and its transcript, for the newest ``KEEP`` sessions
 only, each line cut at ``LINE_CHARS`` with its controls escaped: a lab left running for days, or
 a peer sending long lines of escape codes, holds no more and forges nothing on the terminal.
-Each closed session is also one line for the terminal. ``LiveView`` serves them read-only over
-HTTP (aiohttp, as the identity endpoint): a page that reloads itself (no script needed), rendered
-off the loop a page of sessions at a time, ``/sessions.json``, and the newest stored messages.
+Each closed session is also one line for the terminal. ``fakes.live_view.LiveView`` serves them
+over HTTP.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import re
@@ -19,9 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fakes.exo.observed import (
     AuthOutcome,
@@ -35,9 +30,7 @@ from fakes.exo.observed import (
     Tls,
     describe,
 )
-from fakes.store import MailStore
 from fakes.tls import read_hello
-from fakes.web import WebEndpoint
 
 KEEP = 200  # closed sessions shown
 LINES = 300  # transcript lines kept per session
@@ -55,7 +48,6 @@ def printable(text: str, limit: int = LINE_CHARS) -> str:
     cut = text[:limit]
     shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", cut)
     return shown if len(text) <= limit else f"{shown}… (+{len(text) - limit} characters)"
-_PAGES = Environment(loader=PackageLoader("fakes", "templates"), autoescape=select_autoescape(["html"]))
 
 
 @dataclass
@@ -216,46 +208,3 @@ class LiveSessions:
         start = (max(page, 1) - 1) * PAGE
         ordered = itertools.chain(sorted(self.open.values(), key=lambda s: -s.started), self.closed)
         return list(itertools.islice(ordered, start, start + PAGE))
-
-
-class LiveView(WebEndpoint):
-    """The read-only page."""
-
-    endpoint = "live"
-
-    def __init__(self, sessions: LiveSessions, store: MailStore, tenant: Callable[[], str]) -> None:
-        super().__init__()
-        self.sessions = sessions
-        self.store = store
-        self.tenant = tenant
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/", self.page), web.get("/sessions.json", self.json), web.get("/devices.json", self.devices)]
-
-    @staticmethod
-    def _page_number(request: web.Request) -> int:
-        asked = request.query.get("page", "1")
-        return int(asked) if asked.isdigit() and 0 < len(asked) < 7 else 1
-
-    async def page(self, request: web.Request) -> web.Response:
-        number = self._page_number(request)
-        newest = self.sessions.newest(number)
-        devices = self.sessions.newest_devices()
-        values = {"stored": self.store.recent(50), "tenant": self.tenant(),
-                  "now": time.strftime("%H:%M:%S"), "page": number, "more": len(newest) == PAGE}
-
-        def render() -> str:  # in a thread: the loop keeps serving SMTP while hellos are read, devices judged
-            sessions = [s.read().as_dict() for s in newest]
-            judged = [d.as_dict() for d in self.sessions.judged(devices)]
-            return _PAGES.get_template("live.html").render(sessions=sessions, devices=judged, **values)
-
-        return web.Response(text=await asyncio.to_thread(render), content_type="text/html")
-
-    async def devices(self, request: web.Request) -> web.Response:
-        devices = self.sessions.newest_devices(DEVICES)
-        judged = await asyncio.to_thread(self.sessions.judged, devices)
-        return web.json_response([d.as_dict() for d in judged])
-
-    async def json(self, request: web.Request) -> web.Response:
-        newest = self.sessions.newest(self._page_number(request))
-        return web.json_response(await asyncio.to_thread(lambda: [s.read().as_dict() for s in newest]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -39,19 +40,25 @@ class WebEndpoint:
         response: web.StreamResponse = await handler(request)
         return response
 
-    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+    async def setup(self) -> Callable[[], asyncio.BaseProtocol]:
+        """The application, ready: what makes each connection's protocol (for a ``Gate``)."""
         app = web.Application(middlewares=[self._remember_transport])
         app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
+        if self._runner.server is None:
+            raise InternalError("expected the aiohttp runner to be set up")
+        return self._runner.server
+
+    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+        handler = await self.setup()
         if self.budget is None:
+            assert self._runner is not None
             await web.TCPSite(self._runner, host, port, ssl_context=self.tls_context).start()
             bound = self._runner.addresses[0]
             return bound[0], bound[1]
         state, records = self.budget
-        handler, tls = self._runner.server, self.tls_context
-        if handler is None:
-            raise InternalError("expected the aiohttp runner to be set up")
+        tls = self.tls_context
         self._server = await asyncio.get_running_loop().create_server(
             lambda: Gate(state, self.endpoint, handler, records, tls), host, port, backlog=descriptor_plan()[1])
         bound = self._server.sockets[0].getsockname()
