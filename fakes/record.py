@@ -133,28 +133,34 @@ class RecordLog:
     def append(self, event: Observed) -> None:
         mask = self.mask or _unmasked
         data = msgspec.to_builtins(event)
-        texts = [text for key, value in data.items() if key not in _OURS for text in _strings(value)]
+        texts: list[str] = []
+        for key, value in data.items():
+            if isinstance(value, str):
+                if key not in _OURS:
+                    texts.append(value)
+            elif isinstance(value, list | dict) and key not in _OURS:
+                texts.extend(_strings(value))
         joined = "\0".join(texts)
         # most events hold no secret and no over-long value: one pass of the mask over all their
         # text tells, and the event is kept as it came
-        if any(len(text) > VALUE_KEPT for text in texts) or mask(joined) != joined:
+        if max(map(len, texts), default=0) > VALUE_KEPT or mask(joined) != joined:
             # the values, cut and masked, never the JSON around them (a secret may look like a number)
             data = {key: value if key in _OURS else _masked(value, mask) for key, value in data.items()}
-            line = _ENCODE(data).decode()
-            event = decode(line)  # in memory exactly as on disk
+            encoded = _ENCODE(data)
+            event = decode(encoded)  # in memory exactly as on disk
         else:
-            line = _ENCODE(data).decode()
+            encoded = _ENCODE(data)
         with self._changed:
             self._events.append(event)
-            self._sizes.append(len(line))
-            self._octets += len(line)
+            self._sizes.append(len(encoded))
+            self._octets += len(encoded)
             count, octets = self._limits
             while len(self._events) > 1 and (len(self._events) > count or self._octets > octets):
                 self._events.popleft()
                 self._octets -= self._sizes.popleft()
                 self._dropped += 1
             if self._fd is not None:
-                encoded = (line + "\n").encode()
+                encoded += b"\n"
                 self._pending.append(encoded)
                 self._pending_octets += len(encoded)
                 self._unflushed += 1

@@ -14,6 +14,7 @@ at all) is written again from its blob. Nothing the edge answered 250 for is los
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -113,6 +114,9 @@ class MailStore:
         directory.chmod(0o700)  # the mail of the tenant: its owner's only
         self.db_path = directory / "store.sqlite"
         self._lock = threading.Lock()  # the connection: the writer's transactions, the readers' queries
+        # names of copies and files: random for this opening of the store, then counted (one
+        # random draw per message was a system call in the writer's thread)
+        self._unique = map(f"{uuid.uuid4().hex[:20]}{{:012x}}".format, itertools.count())
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: each commit's WAL frames are fsynced before COMMIT returns (the 250 waits for it)
@@ -212,20 +216,20 @@ class MailStore:
     def _prepare(self, job: _Job) -> tuple[list[Row], list[tuple[str, bytes]]]:
         """The rows of one message's copies, and its distinct contents (the message; each NDR)."""
         acceptance = job.acceptance
-        message_file = uuid.uuid4().hex + ".eml"
+        message_file = next(self._unique) + ".eml"
         contents: list[tuple[str, bytes]] = []
         rows: list[Row] = []
         for delivery in acceptance.deliveries:
             if delivery.content is not None:
                 # an NDR is rendered here, in the store's thread, not on the edge's loop
-                name, body = uuid.uuid4().hex + ".eml", delivery.content.render()
+                name, body = next(self._unique) + ".eml", delivery.content.render()
                 contents.append((name, body))
             else:
                 name, body = message_file, acceptance.content
                 if not contents or contents[0][0] != message_file:
                     contents.insert(0, (message_file, body))
             rows.append((
-                uuid.uuid4().hex, job.session, job.endpoint, acceptance.message_id, acceptance.mail_from,
+                next(self._unique), job.session, job.endpoint, acceptance.message_id, acceptance.mail_from,
                 delivery.recipient, delivery.mailbox, delivery.folder,
                 "ndr" if delivery.content is not None else "message", job.now, delivery.deliver_after,
                 acceptance.spf, len(body), str(self.messages_dir / name),

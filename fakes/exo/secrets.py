@@ -97,9 +97,11 @@ class SecretMask:
 
     def mask(self, text: str) -> str:
         pattern, literals = self._compiled
-        if not text or not any(literal in text for literal in literals):
-            return text
-        return pattern.sub(MASK, text)
+        if text:
+            for literal in literals:
+                if literal in text:
+                    return pattern.sub(MASK, text)
+        return text
 
     def mask_data(self, data: Any) -> Any:
         """``data`` (JSON-like) with every string masked."""
