@@ -484,6 +484,10 @@ def events(path: Path, ports: dict[int, str] | None = None, keys: KeyLog | None 
         else:
             continue
         flow = flows.get(key)
+        if not payload and not flags & (SYN | FIN | RST):  # an acknowledgement alone (half of most captures)
+            if flow is not None:
+                flow.last_t = t
+            continue
         if flow is None:
             if key in ended or (not flags & SYN and (not payload or flags & (FIN | RST))):
                 continue  # the last packets of a connection that has ended, or one seen only at its end
