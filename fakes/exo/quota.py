@@ -92,10 +92,15 @@ class QuotaLedger:
         """At most N deliveries in any minute: the N+1st waits until a minute after the first
         of the last N (carried over, never refused)."""
         limit = self.limits.messages_per_minute
-        when = now if len(use.scheduled) < limit else max(now, use.scheduled[-limit] + MINUTE)
-        use.scheduled.append(when)
-        while len(use.scheduled) > limit:
-            use.scheduled.popleft()
+        scheduled = use.scheduled
+        # a delivery a minute old or more holds back none to come: forgotten (a tenant with a
+        # limit of thousands keeps a minute's worth, not every message since it started)
+        while scheduled and scheduled[0] <= now - MINUTE:
+            scheduled.popleft()
+        when = now if len(scheduled) < limit else max(now, scheduled[-limit] + MINUTE)
+        scheduled.append(when)
+        while len(scheduled) > limit:
+            scheduled.popleft()
         return when
 
     # -- seeding ------------------------------------------------------------------------------

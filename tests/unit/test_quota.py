@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fakes.exo.quota import DAY, QuotaLedger
 from fakes.exo.tenant import Limits
@@ -55,3 +57,35 @@ def test_the_daily_count_forgets_what_is_older_than_a_day_and_keeps_no_history_p
     now = start + 10 * 9_999
     assert ledger.recipients_today("scanner@contoso.com", now) == pytest.approx(DAY / 10, abs=7)
     assert len(ledger._use["scanner@contoso.com"].recipients) <= 24 * 60 + 1  # one bucket a minute
+
+
+def _unforgetting(limit: int, gaps: list[float]) -> list[float]:
+    """The sliding minute as first written: the last ``limit`` deliveries kept, however old."""
+    scheduled: list[float] = []
+    out, now = [], T0
+    for gap in gaps:
+        now += gap
+        when = now if len(scheduled) < limit else max(now, scheduled[-limit] + 60.0)
+        scheduled = (scheduled + [when])[-limit:]
+        out.append(when)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(limit=st.integers(1, 40), gaps=st.lists(st.sampled_from([0.0, 0.5, 1.0, 7.0, 30.0, 59.9, 60.0, 61.0, 600.0]),
+                                                 max_size=120))
+def test_forgetting_deliveries_a_minute_old_schedules_every_message_as_before(limit, gaps):
+    ledger = QuotaLedger(Limits(messages_per_minute=limit))
+    now, whens = T0, []
+    for gap in gaps:
+        now += gap
+        whens.append(ledger.record_submission("a@x.com", 1, now))
+    assert whens == _unforgetting(limit, gaps)
+
+
+def test_a_tenant_with_a_high_rate_limit_keeps_a_minutes_worth_of_deliveries():
+    """A limit of thousands a minute (a load test's tenant) holds the last minute, not every message."""
+    ledger = QuotaLedger(Limits(messages_per_minute=1_000_000))
+    for i in range(20_000):  # 100 a second for 200 s
+        ledger.record_submission("a@x.com", 1, T0 + i / 100)
+    assert len(ledger._use["a@x.com"].scheduled) <= 60 * 100 + 1
