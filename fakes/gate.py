@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fakes.exo.errors import InternalError
 from fakes.exo.observed import Disconnect, Refused
 from fakes.exo.state import EdgeState
 from fakes.record import RecordLog
@@ -174,11 +175,12 @@ class DeferredEndpoint:
         await asyncio.shield(self._making)
 
     async def _make(self) -> None:
-        self.made = self.make()
+        self.made = await asyncio.to_thread(self.make)  # its imports in a thread: the loop serves on
         self._handler = await self.made.setup()
 
     def _protocol(self) -> asyncio.BaseProtocol:
-        assert self._handler is not None, "handed over before the endpoint was made"
+        if self._handler is None:
+            raise InternalError(f"a connection handed to the {self.endpoint} endpoint before it was made")
         return self._handler()
 
     async def stop(self) -> None:

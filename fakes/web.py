@@ -53,9 +53,11 @@ class WebEndpoint:
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         handler = await self.setup()
         if self.budget is None:
-            assert self._runner is not None
-            await web.TCPSite(self._runner, host, port, ssl_context=self.tls_context).start()
-            bound = self._runner.addresses[0]
+            runner = self._runner
+            if runner is None:
+                raise InternalError("expected the aiohttp runner to be set up")
+            await web.TCPSite(runner, host, port, ssl_context=self.tls_context).start()
+            bound = runner.addresses[0]
             return bound[0], bound[1]
         state, records = self.budget
         tls = self.tls_context
