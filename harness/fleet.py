@@ -312,8 +312,6 @@ def _visible(outcome: Outcome, obs: Observation) -> Outcome:
     return outcome
 
 
-
-
 # -- reading --------------------------------------------------------------------------------------
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
