@@ -14,6 +14,7 @@ Secrets never reach it: AUTH payloads are replaced before an event is written.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import logging
 import os
@@ -110,6 +111,7 @@ class RecordLog:
         self._ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
         self._unflushed = 0
+        self._waiting = 0  # threads in wait_for or wait_written: told of each change, none else to tell
         self._watchers: list[Callable[[Observed], None]] = []  # told of each event as it is kept
         self.repaired = 0  # octets of a partial last line cut when the file was opened
         if path is not None:
@@ -132,24 +134,24 @@ class RecordLog:
 
     def append(self, event: Observed) -> None:
         mask = self.mask or _unmasked
-        data = msgspec.to_builtins(event)
         texts: list[str] = []
-        for key, value in data.items():
-            if isinstance(value, str):
-                if key not in _OURS:
-                    texts.append(value)
-            elif isinstance(value, list | dict) and key not in _OURS:
+        for name in _text_fields(type(event)):
+            value = getattr(event, name)
+            if value.__class__ is str:
+                texts.append(value)
+            elif isinstance(value, tuple | list | dict):
                 texts.extend(_strings(value))
         joined = "\0".join(texts)
         # most events hold no secret and no over-long value: one pass of the mask over all their
-        # text tells, and the event is kept as it came
-        if max(map(len, texts), default=0) > VALUE_KEPT or mask(joined) != joined:
+        # text tells, and the event is kept as it came (encoded as it is: the same JSON as its builtins')
+        if len(joined) > VALUE_KEPT and max(map(len, texts)) > VALUE_KEPT or mask(joined) != joined:
             # the values, cut and masked, never the JSON around them (a secret may look like a number)
-            data = {key: value if key in _OURS else _masked(value, mask) for key, value in data.items()}
+            data = {key: value if key in _OURS else _masked(value, mask)
+                    for key, value in msgspec.to_builtins(event).items()}
             encoded = _ENCODE(data)
             event = decode(encoded)  # in memory exactly as on disk
         else:
-            encoded = _ENCODE(data)
+            encoded = _ENCODE(event)
         with self._changed:
             self._events.append(event)
             self._sizes.append(len(encoded))
@@ -167,7 +169,8 @@ class RecordLog:
                 # a file that cannot be written is tried again by the running edge's timer alone
                 if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(event, Disconnect)):
                     self._flush()  # a session's end reaches the file with it
-            self._changed.notify_all()
+            if self._waiting:
+                self._changed.notify_all()
         for watcher in self._watchers:
             watcher(event)
 
@@ -216,7 +219,8 @@ class RecordLog:
                       f"; {self.lost} lines were lost meanwhile" if self.lost else "")
             self.unwritable = None
         self._unflushed = 0
-        self._changed.notify_all()
+        if self._waiting:
+            self._changed.notify_all()
 
     def wait_written(self, timeout: float) -> bool:
         """Block until every event kept so far is in the file (by whoever flushes: the running
@@ -227,7 +231,7 @@ class RecordLog:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._changed.wait(left)
+                self._wait(left)
             return True
 
     def flush(self) -> None:
@@ -271,8 +275,16 @@ class RecordLog:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._changed.wait(left)
+                self._wait(left)
             return True
+
+    def _wait(self, timeout: float) -> None:
+        """Wait (the lock held) until an event is kept or the file written, or ``timeout``."""
+        self._waiting += 1
+        try:
+            self._changed.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     def sessions(self, since: int = 0) -> dict[str, list[Observed]]:
         out: dict[str, list[Observed]] = {}
@@ -316,6 +328,12 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {key: _masked(item, mask) for key, item in value.items()}
     return value
+
+
+@functools.cache
+def _text_fields(kind: type[Observed]) -> tuple[str, ...]:
+    """The fields of an event type that may hold text of a peer's (all but the vocabulary's own)."""
+    return tuple(name for name in kind.__struct_fields__ if name not in _OURS)
 
 
 def _strings(value: Any) -> Iterator[str]:

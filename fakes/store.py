@@ -5,8 +5,11 @@ hands one accepted message to the store's writer thread and returns a future; th
 only once it resolves, when the message is on disk for good. The writer takes every message
 waiting (many sessions' worth) into one transaction with one fsync (group commit): the copies'
 rows, and each distinct content as a blob, the one durable copy the 250 waits for. The ``.eml``
-files follow from the blobs in a thread of their own, out of the answers' way; a copy read before
-its file is whole is read from its blob. A store that was killed is repaired when it is opened:
+files follow from the blobs in a thread of their own, when no message has come for ``QUIET``
+seconds (and at most ``LAG`` seconds behind, at close, and whenever ``files_written`` asks): a file
+written while the edge answers costs the answers more than the file (each of its system calls
+takes the interpreter from the loop and gives it back). A copy read before its file is whole is
+read from its blob. A store that was killed is repaired when it is opened:
 an ``.eml`` whose transaction never committed is swept, one that did not reach the disk whole (or
 at all) is written again from its blob. Nothing the edge answered 250 for is lost or stored twice.
 """
@@ -20,6 +23,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -52,6 +56,9 @@ CREATE TABLE IF NOT EXISTS contents (
 );
 """
 _BATCH = 512  # messages in one transaction at most
+QUIET = 0.2  # seconds without a commit before the .eml files are written
+LAG = 60.0  # seconds: the files are never further behind, however busy the edge
+_EXPORT_ROWS = 256  # contents read back from the store at a time
 log = logging.getLogger(__name__)
 
 
@@ -124,8 +131,16 @@ class MailStore:
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # the .eml files, written from the committed blobs by a thread of their own
-        self._files: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue()
+        # the .eml files, written from the committed blobs by a thread of their own: the commits
+        # holding contents, counted, and those whose files are written (or were tried)
+        self._export = threading.Condition()
+        self._committed = self._exported = 0
+        self._last_commit = self._first_unexported = 0.0
+        self._urgent = 0  # callers of files_written waiting
+        self._stopping = False
+        self._export_lock = threading.Lock()  # held while files are written (clear waits for it)
+        with self._lock:  # every file up to this content is on disk (the repair wrote the rest)
+            self._exported_row: int = self._db.execute("SELECT coalesce(max(rowid), 0) FROM contents").fetchone()[0]
         self.exporter = threading.Thread(target=self._file_loop, name="mail-files", daemon=True)
         self.exporter.start()
         # the one thread that writes: every message waiting goes into its next transaction
@@ -187,21 +202,67 @@ class MailStore:
             return
         for job, ids in ready:  # durable: the 250s go out
             job.done.set_result(ids)
-        self._files.put(contents)
+        if contents:
+            with self._export:
+                now = time.monotonic()
+                self._last_commit = now
+                self._committed += 1
+                if self._committed - self._exported == 1:  # the first the exporter has to wait for
+                    self._first_unexported = now
+                    self._export.notify_all()
 
     def _file_loop(self) -> None:
-        while True:
-            contents = self._files.get()
-            try:
-                if contents is None:
-                    return
-                for name, body in contents:
-                    self._write_file(name, body)
-            except Exception as exc:  # the blobs hold them; the next open writes them again
-                log.warning("mail store: .eml files not written (%s); they are read from the store, and "
-                            "written again when it is next opened", getattr(exc, "strerror", None) or exc)
-            finally:
-                self._files.task_done()
+        reader = sqlite3.connect(self.db_path, isolation_level=None)  # reads beside the writer's commits
+        try:
+            while self._export_when_due(reader):
+                pass
+        finally:
+            reader.close()
+
+    def _export_when_due(self, reader: sqlite3.Connection) -> bool:
+        """Wait until files are due, write them; False once the store closes and all are written."""
+        with self._export:
+            while True:
+                now = time.monotonic()
+                quiet_in = self._last_commit + QUIET - now
+                late_in = self._first_unexported + LAG - now
+                if self._committed == self._exported:
+                    if self._stopping:
+                        return False
+                    self._export.wait()
+                elif self._urgent or self._stopping or quiet_in <= 0 or late_in <= 0:
+                    break
+                else:
+                    self._export.wait(min(quiet_in, late_in))
+            target = self._committed
+        why = self._write_files(reader)
+        if why:  # the blobs hold them; the next open writes them again
+            log.warning("mail store: .eml files not written (%s); they are read from the store, and "
+                        "written again when it is next opened", why)
+        with self._export:
+            self._exported = target
+            self._export.notify_all()
+        return True
+
+    def _write_files(self, reader: sqlite3.Connection) -> str:
+        """Every content committed since the last file written, as its .eml file; why the first
+        that could not be written was not ("" when all were)."""
+        why = ""
+        with self._export_lock:
+            while True:
+                try:
+                    rows = reader.execute("SELECT rowid, file, content FROM contents WHERE rowid > ? ORDER BY "
+                                          "rowid LIMIT ?", (self._exported_row, _EXPORT_ROWS)).fetchall()
+                except sqlite3.Error as exc:
+                    return why or str(exc)
+                if not rows:
+                    return why
+                self._exported_row = rows[-1][0]
+                for _, name, body in rows:
+                    try:
+                        self._write_file(name, body)
+                    except OSError as exc:
+                        why = why or str(exc.strerror or exc)
 
     def content(self, name: str, octets: int | None = None) -> bytes:
         """A content's blob (its first ``octets``), by its file's name."""
@@ -309,15 +370,24 @@ class MailStore:
                                                (limit,)).fetchall()
         return [StoredMessage(*row, store=self) for row in rows]
 
-    def files_written(self) -> None:
-        """Wait until the ``.eml`` files of every message answered so far are written (or tried)."""
-        self._files.join()
+    def files_written(self, *, hurry: bool = True) -> None:
+        """Return once the ``.eml`` files of every message answered so far are written (or were
+        tried): written now, or (``hurry=False``) when the exporter's own time comes."""
+        with self._export:
+            target = self._committed
+            self._urgent += hurry
+            self._export.notify_all()
+            try:
+                self._export.wait_for(lambda: self._exported >= target or not self.exporter.is_alive())
+            finally:
+                self._urgent -= hurry
 
     def clear(self) -> None:
-        self.files_written()  # no file of an earlier message is written after this
-        with self._lock:
-            self._db.execute("DELETE FROM messages")
-            self._db.execute("DELETE FROM contents")
+        with self._export_lock:  # no file is being written meanwhile, and none of these after
+            with self._lock:
+                self._db.execute("DELETE FROM messages")
+                self._db.execute("DELETE FROM contents")
+            self._exported_row = 0  # the contents' rows are counted from 1 again
         for path in self.messages_dir.glob("*.eml"):
             path.unlink(missing_ok=True)
 
@@ -325,8 +395,9 @@ class MailStore:
         if self.writer.is_alive():
             self._jobs.put(None)
             self.writer.join()
-        if self.exporter.is_alive():
-            self._files.put(None)
-            self.exporter.join()
+        with self._export:
+            self._stopping = True  # the exporter writes what is left, and ends
+            self._export.notify_all()
+        self.exporter.join()
         with self._lock:
             self._db.close()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.exo.events import Acceptance, Delivery
+from fakes.exo.observed import Disconnect
 from fakes.record import RecordLog
 from fakes.store import MailStore
 
@@ -116,6 +118,7 @@ def test_opening_the_store_sweeps_orphans_and_writes_cut_files_again(edge):
     with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
         client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
         client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    edge.store.files_written()
     copy, unwritten = edge.store.messages()
     whole, also = copy.read(), unwritten.read()
     Path(copy.path).write_bytes(whole[:10])  # killed while the file was being written
@@ -134,7 +137,35 @@ def test_a_partial_last_record_line_is_cut_when_the_log_is_opened(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text('{"session": "s1", "t": 1.0, "kind": "connect"}\n{"session": "s1", "t": 1.1, "ki')
     log = RecordLog(path)
-    log.append({"session": "s2", "t": 2.0, "kind": "disconnect", "error": None})
+    log.append(Disconnect(session="s2", t=2.0))
     log.close()
     assert log.repaired == len('{"session": "s1", "t": 1.1, "ki')
     assert [json.loads(line)["session"] for line in path.read_text().splitlines()] == ["s1", "s2"]
+
+
+def _accepted(n: int) -> Acceptance:
+    message_id = f"<{n}@load.lab>"
+    return Acceptance(message_id=message_id, mail_from="printer@contoso.com", recipients=("alice@contoso.com",),
+                      content=MESSAGE.format(id=message_id).encode(), delayed=False,
+                      deliveries=(Delivery("Inbox", "alice@contoso.com", "alice@contoso.com", 0.0),))
+
+
+def test_the_eml_files_follow_when_the_store_is_quiet_and_none_outlives_a_clear(tmp_path):
+    store = MailStore(tmp_path / "store", durable=False)
+    try:
+        for n in range(3):
+            store.deliver(_accepted(n), session="s1", endpoint="mx", now=1.0)
+        store.files_written(hurry=False)  # written in the exporter's own time, unasked
+        copies = store.messages()
+        assert sorted(p.name for p in store.messages_dir.iterdir()) == sorted(Path(c.path).name for c in copies)
+        assert all(Path(c.path).read_bytes() == c.read() == _accepted(n).content for n, c in enumerate(copies))
+        store.clear()
+        store.deliver(_accepted(9), session="s2", endpoint="mx", now=2.0)
+        store.files_written()
+        (copy,) = store.messages()
+        assert [p.name for p in store.messages_dir.iterdir()] == [Path(copy.path).name]
+        assert Path(copy.path).read_bytes() == _accepted(9).content
+        store.deliver(_accepted(10), session="s2", endpoint="mx", now=3.0)
+    finally:
+        store.close()  # what is left is written before it returns
+    assert len(list(store.messages_dir.iterdir())) == 2
