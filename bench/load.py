@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import resource
 import sqlite3
 import ssl
@@ -85,6 +86,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, every thread's, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -272,7 +279,7 @@ def main() -> None:
                 report |= {"messages": args.messages, "edge_rss_mib_every_tenth": samples}
             else:
                 with server([sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--state-dir",
-                             str(state)]) as (_baseline, base_where):
+                             str(state)]) as (baseline, base_where):
                     endpoint = "mx" if args.workload == "mx" else "submission"
                     targets = {"baseline": _address(base_where[endpoint]), "edge": _address(where[endpoint])}
 
@@ -282,20 +289,32 @@ def main() -> None:
                         return load.kept(target, args.messages, args.clients, tls=args.workload == "app")
 
                     best = {"baseline": float("inf"), "edge": float("inf")}
+                    cpu = {"baseline": float("inf"), "edge": float("inf")}  # server CPU seconds a run, the least
+                    pids = {"baseline": baseline.pid, "edge": edge.pid}
                     asyncio.run(timed(work(targets["baseline"])))  # warm up both
                     asyncio.run(timed(work(targets["edge"])))
                     files_after = 0.0  # the longest the edge took to write its .eml files after a run
                     for _ in range(args.rounds):
                         for name in ("baseline", "edge"):
                             files_after = max(files_after, files_caught_up(state))
+                            before = cpu_seconds(pids[name])
                             best[name] = min(best[name], asyncio.run(timed(work(targets[name]))))
+                            cpu[name] = min(cpu[name], cpu_seconds(pids[name]) - before)
+                    before = cpu_seconds(edge.pid)
                     files_after = max(files_after, files_caught_up(state))
+                    files_cpu = cpu_seconds(edge.pid) - before  # the last round's files, written after it
                     rate = {name: args.messages / seconds for name, seconds in best.items()}
                     report |= {"messages": args.messages, "clients": args.clients,
                                "ratio": round(rate["edge"] / rate["baseline"], 2),
                                "baseline_msg_per_s": round(rate["baseline"]),
                                "edge_msg_per_s": round(rate["edge"]),
                                "edge_files_written_after_s": round(files_after, 2),
+                               # CPU per message, every thread of the server's (the load's own is not
+                               # counted): steadier than rates on a shared machine
+                               "baseline_cpu_ms_per_msg": round(cpu["baseline"] * 1000 / args.messages, 3),
+                               "edge_cpu_ms_per_msg": round(cpu["edge"] * 1000 / args.messages, 3),
+                               "edge_files_cpu_ms_per_msg": round(files_cpu * 1000 / args.messages, 3),
+                               "cpu_ratio": round(cpu["baseline"] / cpu["edge"], 2),
                                "edge_rss_mib": round(rss_mib(edge.pid), 1)}
             print(json.dumps(report), flush=True)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +122,11 @@ class RecordLog:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def open_session(self, endpoint: str, peer: tuple[str, int], local: tuple[str, int],
-                     session_id: str | None = None) -> SessionRecord:
+                     session_id: str | None = None, *, held: bool = False) -> SessionRecord:
+        """A new session's record (its Connect kept); ``held``: one whose events reach the log
+        together, at each ``commit``."""
         sid = session_id or f"s{next(self._ids):05d}"
-        record = SessionRecord(self, sid, endpoint)
+        record = (HeldRecord if held else SessionRecord)(self, sid, endpoint)
         record.add(Connect(endpoint=endpoint, peer=(peer[0], peer[1]), local=(local[0], local[1])))
         return record
 
@@ -133,46 +135,52 @@ class RecordLog:
         self.append(msgspec.structs.replace(event, session=session, t=self.clock()))
 
     def append(self, event: Observed) -> None:
+        self.extend((event,))
+
+    def extend(self, events: Sequence[Observed]) -> None:
+        """Keep ``events``, in their order, as one batch: one pass of the mask over all their text
+        tells whether any needs masking or cutting (most batches: none), one hold of the lock."""
         mask = self.mask or _unmasked
         texts: list[str] = []
-        for name in _text_fields(type(event)):
-            value = getattr(event, name)
-            if value.__class__ is str:
-                texts.append(value)
-            elif isinstance(value, tuple | list | dict):
-                texts.extend(_strings(value))
+        for event in events:
+            for name in _text_fields(type(event)):
+                value = getattr(event, name)
+                if value.__class__ is str:
+                    texts.append(value)
+                elif isinstance(value, tuple | list | dict):
+                    texts.extend(_strings(value))
         joined = "\0".join(texts)
-        # most events hold no secret and no over-long value: one pass of the mask over all their
-        # text tells, and the event is kept as it came (encoded as it is: the same JSON as its builtins')
         if len(joined) > VALUE_KEPT and max(map(len, texts)) > VALUE_KEPT or mask(joined) != joined:
-            # the values, cut and masked, never the JSON around them (a secret may look like a number)
-            data = {key: value if key in _OURS else _masked(value, mask)
-                    for key, value in msgspec.to_builtins(event).items()}
-            encoded = _ENCODE(data)
-            event = decode(encoded)  # in memory exactly as on disk
-        else:
-            encoded = _ENCODE(event)
+            kept = [_kept_masked(event, mask) for event in events]
+        else:  # kept as they came, encoded as they are (the same JSON as their builtins')
+            kept = [(event, _ENCODE(event)) for event in events]
         with self._changed:
-            self._events.append(event)
-            self._sizes.append(len(encoded))
-            self._octets += len(encoded)
-            count, octets = self._limits
-            while len(self._events) > 1 and (len(self._events) > count or self._octets > octets):
-                self._events.popleft()
-                self._octets -= self._sizes.popleft()
-                self._dropped += 1
-            if self._fd is not None:
-                encoded += b"\n"
-                self._pending.append(encoded)
-                self._pending_octets += len(encoded)
-                self._unflushed += 1
-                # a file that cannot be written is tried again by the running edge's timer alone
-                if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(event, Disconnect)):
-                    self._flush()  # a session's end reaches the file with it
+            for event, encoded in kept:
+                self._keep(event, encoded)
             if self._waiting:
                 self._changed.notify_all()
         for watcher in self._watchers:
-            watcher(event)
+            for event, _ in kept:
+                watcher(event)
+
+    def _keep(self, event: Observed, encoded: bytes) -> None:
+        """In memory (the newest, within the limits) and on its way to the file; the lock held."""
+        self._events.append(event)
+        self._sizes.append(len(encoded))
+        self._octets += len(encoded)
+        count, octets = self._limits
+        while len(self._events) > 1 and (len(self._events) > count or self._octets > octets):
+            self._events.popleft()
+            self._octets -= self._sizes.popleft()
+            self._dropped += 1
+        if self._fd is not None:
+            encoded += b"\n"
+            self._pending.append(encoded)
+            self._pending_octets += len(encoded)
+            self._unflushed += 1
+            # a file that cannot be written is tried again by the running edge's timer alone
+            if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(event, Disconnect)):
+                self._flush()  # a session's end reaches the file with it
 
     def watch(self, watcher: Callable[[Observed], None]) -> None:
         """Call ``watcher`` with every event from now on, as kept (masked), in the appending thread."""
@@ -320,6 +328,14 @@ def kept(value: str) -> str:
     return f"{start}… (+{len(value) - len(start)} characters not kept)"
 
 
+def _kept_masked(event: Observed, mask: Callable[[str], str]) -> tuple[Observed, bytes]:
+    """An event whose values are cut and masked (never the JSON around them: a secret may look
+    like a number), and its line; in memory exactly as on disk."""
+    data = {key: value if key in _OURS else _masked(value, mask) for key, value in msgspec.to_builtins(event).items()}
+    encoded = _ENCODE(data)
+    return decode(encoded), encoded
+
+
 def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return mask(kept(value))
@@ -361,3 +377,21 @@ class SessionRecord:
 
     def add(self, event: Observed) -> None:
         self.log.add(event, self.id)
+
+
+class HeldRecord(SessionRecord):
+    """A connection's record that holds its events, each timed as it happens, until ``commit``
+    hands them to the log together: the SMTP connection commits before each write to its client
+    and before each wait, so the log has every event before the client hears the reply it led to."""
+
+    def __init__(self, log: RecordLog, session_id: str, endpoint: str) -> None:
+        super().__init__(log, session_id, endpoint)
+        self._held: list[Observed] = []
+
+    def add(self, event: Observed) -> None:
+        self._held.append(msgspec.structs.replace(event, session=self.id, t=self.log.clock()))
+
+    def commit(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self.log.extend(held)

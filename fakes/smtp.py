@@ -46,7 +46,7 @@ from fakes.exo.secrets import looks_like_a_secret
 from fakes.exo.state import EdgeState
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
 from fakes.gate import Gate, descriptor_plan, stream_protocol
-from fakes.record import REDACTED, RecordLog, SessionRecord, redact_command
+from fakes.record import REDACTED, HeldRecord, RecordLog, redact_command
 from fakes.store import MailStore
 from fakes.tls import MAX_HELLO, certificate_names, hello_message, kept_hello
 
@@ -66,7 +66,7 @@ class SmtpConnection(asyncio.Protocol):
         self.framer = Framer()
         self.transport: asyncio.Transport | None = None
         self.session: S.Session | None = None
-        self.rec: SessionRecord | None = None
+        self.rec: HeldRecord | None = None  # committed to the log before each write and each wait
         self._wake = asyncio.Event()
         self._out: list[bytes] = []
         self._eof = False
@@ -95,7 +95,10 @@ class SmtpConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname") or ("?", 0)
         listener = self.listener
         self.session = S.Session(listener.state, listener.endpoint, peer[0])
-        self.rec = listener.records.open_session(listener.endpoint, peer, local, session_id=self.session.id)
+        rec = listener.records.open_session(listener.endpoint, peer, local, session_id=self.session.id, held=True)
+        if not isinstance(rec, HeldRecord):
+            raise InternalError("expected a held record")
+        self.rec = rec
         listener.connections.add(self)
         self._arm_timer()
         self._task = self.loop.create_task(self._serve())
@@ -218,8 +221,8 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected self.session is not None and self.rec is not None")
         listener = self.listener
         try:
-            ids = await asyncio.wrap_future(listener.store.submit(
-                accepted, session=self.session.id, endpoint=listener.endpoint, now=listener.state.clock()))
+            ids = await listener.store.stored(
+                accepted, session=self.session.id, endpoint=listener.endpoint, now=listener.state.clock())
         except Exception as exc:  # the store failed: the sender must not be told 250
             self.rec.add(HarnessFault(error=repr(exc), traceback=traceback.format_exc()))
             return False
@@ -252,6 +255,10 @@ class SmtpConnection(asyncio.Protocol):
             self._out.append(line.encode("utf-8", "backslashreplace") + b"\r\n")
 
     def _flush(self) -> None:
+        """The events so far to the log, then the replies so far to the client: called before
+        every wait of the connection's, so nothing it did waits unrecorded."""
+        if self.rec is not None:
+            self.rec.commit()
         if not self._out or self.transport is None or self.transport.is_closing():
             self._out.clear()
             return
@@ -280,6 +287,7 @@ class SmtpConnection(asyncio.Protocol):
             self._timer.cancel()
         self.session.handle(Closed())
         self.rec.add(Disconnect(error=None if not self._lost or self._closing else "connection lost"))
+        self.rec.commit()
         self.listener.connections.discard(self)
 
     # -- idle timer ---------------------------------------------------------------------------------

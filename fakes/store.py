@@ -16,6 +16,7 @@ at all) is written again from its blob. Nothing the edge answered 250 for is los
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -107,7 +108,11 @@ class _Job:
     session: str
     endpoint: str
     now: float
-    done: Future[list[str]]
+    done: Future[list[str]] | asyncio.Future[list[str]]
+    loop: asyncio.AbstractEventLoop | None = None  # whose future ``done`` is
+
+
+Outcome = tuple[_Job, "list[str] | BaseException"]  # a job's copies' ids, or why it was not stored
 
 
 Row = tuple[str, str, str, str, str, str, str | None, str, str, float, float, str | None, int, str]
@@ -155,6 +160,14 @@ class MailStore:
         self._jobs.put(_Job(acceptance, session, endpoint, now, done))
         return done
 
+    def stored(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> asyncio.Future[list[str]]:
+        """``submit`` from the running event loop: a future of the loop's, settled there, the
+        senders of one transaction in one hand-off (not a wake-up of the loop per message)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[str]] = loop.create_future()
+        self._jobs.put(_Job(acceptance, session, endpoint, now, done, loop))
+        return done
+
     def deliver(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> list[str]:
         """``submit`` and wait."""
         return self.submit(acceptance, session=session, endpoint=endpoint, now=now).result()
@@ -173,35 +186,32 @@ class MailStore:
                         break
                     batch.append(more)
             try:
-                self._write_batch(batch)
+                outcomes = self._write_batch(batch)
             except BaseException as exc:  # the writer never dies: whatever failed, its senders hear 451
-                for waiting in batch:
-                    if not waiting.done.done():
-                        waiting.done.set_exception(exc)
+                outcomes = [(job, exc) for job in batch]
+            _settle(outcomes)
 
-    def _write_batch(self, batch: list[_Job]) -> None:
+    def _write_batch(self, batch: list[_Job]) -> list[Outcome]:
+        """One transaction for the batch; what each job's sender is to hear."""
         rows: list[Row] = []
         contents: list[tuple[str, bytes]] = []
-        ready: list[tuple[_Job, list[str]]] = []
+        failed: list[Outcome] = []
+        ready: list[Outcome] = []
         for job in batch:
             try:
                 job_rows, job_contents = self._prepare(job)
             except BaseException as exc:  # one message that cannot be stored fails alone
-                job.done.set_exception(exc)
+                failed.append((job, exc))
                 continue
             rows += job_rows
             contents += job_contents
             ready.append((job, [row[0] for row in job_rows]))
         if not ready:
-            return
+            return failed
         try:
             self._commit(rows, contents)
         except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
-            for job, _ in ready:
-                job.done.set_exception(exc)
-            return
-        for job, ids in ready:  # durable: the 250s go out
-            job.done.set_result(ids)
+            return failed + [(job, exc) for job, _ in ready]
         if contents:
             with self._export:
                 now = time.monotonic()
@@ -210,6 +220,9 @@ class MailStore:
                 if self._committed - self._exported == 1:  # the first the exporter has to wait for
                     self._first_unexported = now
                     self._export.notify_all()
+        return failed + ready  # durable: the 250s go out
+
+    # -- the .eml files -----------------------------------------------------------------------------
 
     def _file_loop(self) -> None:
         reader = sqlite3.connect(self.db_path, isolation_level=None)  # reads beside the writer's commits
@@ -401,3 +414,30 @@ class MailStore:
         self.exporter.join()
         with self._lock:
             self._db.close()
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Tell each job's sender (from the writer's thread): a plain future at once, the futures of
+    an event loop in one call made soon in that loop."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for job, outcome in outcomes:
+        if job.loop is not None:
+            on_loops.setdefault(job.loop, []).append((job, outcome))
+        elif isinstance(outcome, BaseException):
+            job.done.set_exception(outcome)
+        else:
+            job.done.set_result(outcome)
+    for loop, settled in on_loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits on it
+            loop.call_soon_threadsafe(_settle_here, settled)
+
+
+def _settle_here(outcomes: list[Outcome]) -> None:
+    """In the futures' own loop."""
+    for job, outcome in outcomes:
+        if job.done.done():  # cancelled: its connection is gone
+            continue
+        if isinstance(outcome, BaseException):
+            job.done.set_exception(outcome)
+        else:
+            job.done.set_result(outcome)
