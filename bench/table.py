@@ -37,7 +37,8 @@ def main() -> None:
     for workload, target in (("printer", ">= 1.0"), ("app", ">= 0.9"), ("mx", ">= 0.9")):
         r = run("load.py", "--workload", workload, "--messages", str(args.messages))
         rows.append((f"{workload}, msg/s", str(r.get("baseline_msg_per_s", r.get("error"))),
-                     str(r.get("edge_msg_per_s", "")), f"{r.get('ratio', '')} (target {target})"))
+                     str(r.get("edge_msg_per_s", "")),
+                     f"{r.get('ratio', '')} (target {target}); CPU a message {r.get('cpu_ratio', '')}"))
     r = run("load.py", "--workload", "burst", "--connections", str(args.devices), "--within", "10")
     edge, base = r.get("edge", {}), r.get("baseline", {})
     rows.append((f"burst of {args.devices} devices in 10 s, p99 to 250 (s)", str(base.get("p99_s", r.get("error"))),

@@ -65,7 +65,12 @@ class LiveSession:
     stored: int = 0
     last_reply: str | None = None
     closed: bool = False
-    lines: list[str] = field(default_factory=list)
+    said: list[Observed] = field(default_factory=list)  # its first events, for the transcript (read when shown)
+
+    @property
+    def lines(self) -> list[str]:
+        """The transcript: each event as ``describe`` words it, made printable."""
+        return [printable(text) for text in map(describe, self.said) if text is not None][:LINES]
 
     def line(self) -> str:
         """The session in one line, as the terminal shows it when it closes."""
@@ -98,7 +103,7 @@ class LiveSession:
         return {"id": self.id, "endpoint": self.endpoint, "peer": self.peer, "started": self.started,
                 "tls": self.tls, "tls_shown": self.tls_shown, "offered": self.offered, "sni": self.sni,
                 "ehlo": self.ehlo, "auth": self.auth, "stored": self.stored, "last_reply": self.last_reply,
-                "closed": self.closed, "lines": list(self.lines)}
+                "closed": self.closed, "lines": self.lines}
 
 
 @dataclass
@@ -165,9 +170,8 @@ class LiveSessions:
                 session.auth = printable(f"{' '.join(x for x in (mechanism, user) if x)}: {outcome}")
             case Stored(copies=copies):
                 session.stored += len(copies)
-        text = describe(event)
-        if text is not None and len(session.lines) < LINES:
-            session.lines.append(printable(text))
+        if len(session.said) < LINES and not isinstance(event, Disconnect):
+            session.said.append(event)
         if isinstance(event, Disconnect):
             if session.tls is None:  # a failed handshake: what it offered is the news (the terminal's line)
                 session.read()
