@@ -56,6 +56,8 @@ from fakes.smtp import SESSION_LIMIT, ImplicitTlsTrap, SmtpListener
 from fakes.store import MailStore
 from fakes.tls import LabCA, mx_versions, private_directory, server_context
 
+SPF_REMEMBERED = 4096  # SPF results kept (address, domain): forgotten together when full
+
 
 @dataclass(frozen=True)
 class QuotaUse:
@@ -162,6 +164,7 @@ class Edge:
         self.state.spf = self.spf
         self.identity = IdentityPlatform(lambda: self.tenant, self.tokens, clock, draw=self.rng.randint)
         self.zone = build_zone(self.tenant, [self.advertise])
+        self._spf_results: dict[tuple[str, str], str] = {}  # (address, domain): SPF's result in this zone
         self.dns: DnsServer | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self._servers: list[Any] = []
@@ -329,9 +332,18 @@ class Edge:
         if "submission" in self.hosts and "legacy" not in self.hosts:  # smtp-legacy is the same service
             by_name[SUBMISSION_NAMES[1]] = self.hosts["submission"]
         self.zone = build_zone(self.tenant, [self.advertise], by_name)
+        self._spf_results = {}  # of the zone that was
 
     def spf(self, ip: str, domain: str) -> str:
-        return check_host(self.zone, ip, domain)
+        """SPF for a sender at ``ip`` using ``domain``, against the lab zone: evaluated once per
+        pair while the zone stands (a device sends from one address, as one domain)."""
+        key, results = (ip, domain.lower()), self._spf_results
+        result = results.get(key)
+        if result is None:
+            if len(results) >= SPF_REMEMBERED:
+                results.clear()
+            result = results[key] = check_host(self.zone, ip, domain)
+        return result
 
     def _contexts(self, versions: tuple[str, ...] | None = None,
                   certificate: str = "valid") -> dict[bool, Any]:

@@ -3,6 +3,7 @@ names, injected faults and the count of open connections (with the caps on it)."
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -79,8 +80,7 @@ class EdgeState:
         """The front end the MX's replies name in their suffix: ``AM5EUR02FT017.eop-EUR02.prod.
         protection.outlook.com`` (public bounces and transcripts 2023-2026 [O]; EUR regions are
         written in capitals there, NAM ones in small letters)."""
-        region = re.search(r"(?<=\d)[A-Z]{3}\d\d", self.mx_machine)
-        return f"{self.mx_machine}.eop-{region[0] if region else 'EUR01'}{MX_FRONTEND_SUFFIX}"
+        return _mx_front_end(self.mx_machine)
 
     def take_fault(self, stage: str) -> Fault | None:
         for fault in self.faults:
@@ -89,3 +89,9 @@ class EdgeState:
                     fault.remaining -= 1
                 return fault
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def _mx_front_end(mx_machine: str) -> str:
+    region = re.search(r"(?<=\d)[A-Z]{3}\d\d", mx_machine)
+    return f"{mx_machine}.eop-{region[0] if region else 'EUR01'}{MX_FRONTEND_SUFFIX}"
