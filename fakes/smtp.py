@@ -77,6 +77,11 @@ class SmtpConnection(asyncio.Protocol):
         self._activity = self._started = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        # while the task waits for input, input is answered in data_received itself (one wake-up
+        # of the task less per command); what needs waiting for is left to the task
+        self._parked = False
+        self._pending: Decision | None = None
+        self._fault: Exception | None = None
         self._secrets: set[str] = set()
         # TLS, once STARTTLS is under way
         self._tls: ssl.SSLObject | None = None
@@ -112,6 +117,10 @@ class SmtpConnection(asyncio.Protocol):
             if self.framer.buffered > HIGH_WATER and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
+            if self._parked:
+                if self._answered_here():
+                    return  # the task waits on for more input
+                self._parked = False  # the task takes over: nothing more is answered here before it has
         self._wake.set()
 
     def eof_received(self) -> bool:
@@ -139,6 +148,13 @@ class SmtpConnection(asyncio.Protocol):
         try:
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
+                if self._fault is not None:  # raised while input was answered in data_received
+                    fault, self._fault = self._fault, None
+                    raise fault
+                if self._pending is not None:  # a decision data_received left: it needs waiting for
+                    decision, self._pending = self._pending, None
+                    await self._apply(decision)
+                    continue
                 if self._timed_out:  # idle too long, or the session's overall time is up
                     await self._apply(self.session.handle(TimedOut()))
                     break
@@ -146,12 +162,13 @@ class SmtpConnection(asyncio.Protocol):
                 if isinstance(event, NeedData):
                     if self._eof:
                         break
-                    self._flush()
-                    if self._paused and self.transport is not None:
-                        self._paused = False
-                        self.transport.resume_reading()
+                    self._await_input()
                     self._wake.clear()
-                    await self._wake.wait()
+                    self._parked = True
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        self._parked = False
                     continue
                 decision = self.session.receive(event)
                 self._record_input(event)  # as the session read it (a command, or an answer to its 334)
@@ -162,6 +179,37 @@ class SmtpConnection(asyncio.Protocol):
             self._write((R.HARNESS_FAULT.render(self.session.context()),), R.HARNESS_FAULT)
         finally:
             self._finish()
+
+    def _answered_here(self) -> bool:
+        """Answer what has come in, in the transport's callback, while the serving task waits for
+        input and no answer needs waiting for (a store, a handshake, a pause); True when all was
+        answered and the task may wait on, False when it is to take over."""
+        if self.session is None:
+            raise InternalError("expected self.session is not None")
+        try:
+            while not (self._closing or self._lost or self._timed_out):
+                event = self.framer.next_event()
+                if isinstance(event, NeedData):
+                    if self._eof:
+                        return False
+                    self._await_input()
+                    return True
+                decision = self.session.receive(event)
+                self._record_input(event)
+                if decision.delay or decision.accepted is not None or decision.start_tls:
+                    self._pending = decision
+                    return False
+                self._apply_now(decision, decision.lines)
+        except Exception as exc:  # the task reports it, as it does its own
+            self._fault = exc
+        return False
+
+    def _await_input(self) -> None:
+        """All input is answered: out go the replies, and reading resumes if it was paused."""
+        self._flush()
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     def _record_input(self, event: WireEvent) -> None:
         if self.session is None or self.rec is None:
@@ -189,6 +237,9 @@ class SmtpConnection(asyncio.Protocol):
     async def _apply(self, decision: Decision) -> None:
         if self.session is None or self.rec is None:
             raise InternalError("expected self.session is not None and self.rec is not None")
+        if not (decision.delay or decision.accepted is not None or decision.start_tls):
+            self._apply_now(decision, decision.lines)
+            return
         for note in decision.notes:
             self.rec.add(note)
         lines = decision.lines
@@ -206,12 +257,22 @@ class SmtpConnection(asyncio.Protocol):
             self._flush()  # the replies before it are not held back while the store works
             if not await self._store(decision.accepted):
                 lines = (R.HARNESS_FAULT.render(self.session.context()),)
+        self._apply_now(decision, lines, notes=False)
+        if decision.start_tls:
+            await self._start_tls()
+
+    def _apply_now(self, decision: Decision, lines: tuple[str, ...], *, notes: bool = True) -> None:
+        """What a decision does that needs no waiting: its notes, its reply (``lines``: the one
+        decided, or the 451 that replaced it), the message's octets to come, the end."""
+        if self.rec is None:
+            raise InternalError("expected self.rec is not None")
+        if notes:
+            for note in decision.notes:
+                self.rec.add(note)
         if lines:
             self._write(lines, decision.reply if lines is decision.lines else R.HARNESS_FAULT)
         if decision.read_data:
             self.framer.start_data()
-        if decision.start_tls:
-            await self._start_tls()
         if decision.close:
             self._closing = True
 
