@@ -34,7 +34,7 @@ from fakes.exo.events import Acceptance
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
-    id            TEXT PRIMARY KEY,
+    id            TEXT NOT NULL,  -- unique by how it is made (a random prefix and a count); never looked up
     session       TEXT NOT NULL,
     endpoint      TEXT NOT NULL,
     message_id    TEXT NOT NULL,
