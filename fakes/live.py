@@ -38,6 +38,7 @@ LINE_CHARS = 240  # of each line: a peer's 64 KiB NOOP is kept (and shown) as it
 PAGE = 25  # sessions a page shows, newest first (?page=2 for the next)
 DEVICES = 500  # devices remembered (the least recently seen forgotten first)
 DEVICE_EVENTS = 2000  # a device's newest events, what its rolling verdict is judged from
+JUDGING_BUDGET = 0.05  # seconds of judging a read of the live view spends at most
 # C0 and C1 controls and DEL: a peer's ESC or BEL would clear the terminal or forge a line
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -195,10 +196,17 @@ class LiveSessions:
             out.append(copy)
         return out
 
-    def judged(self, devices: list[LiveDevice]) -> list[LiveDevice]:
-        """Each device's rolling verdict, judged anew where it has had a session since (any thread)."""
+    def judged(self, devices: list[LiveDevice], budget: float = JUDGING_BUDGET) -> list[LiveDevice]:
+        """Each device's rolling verdict, judged anew where it has had a session since (any thread),
+        the newest first, for ``budget`` seconds at most: the rest keep the verdict they had (or
+        "judging…") until the next read. A page judges a burst's devices a few at a time, and the
+        loop, which shares the interpreter with the judging, is never held up long."""
+        until = time.perf_counter() + budget
         for copy in devices:
             if self.judge is not None and copy.events:
+                if time.perf_counter() > until:
+                    copy.verdict = copy.verdict or "judging…"
+                    continue
                 time.sleep(0)  # the GIL to the loop between devices: a burst's sessions wait for no page
                 copy.verdict = self.judge(list(copy.events))
                 copy.judged_at = copy.sessions
