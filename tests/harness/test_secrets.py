@@ -125,3 +125,36 @@ def test_the_masks_quick_look_never_lets_a_match_through(pieces):
     text = "".join(pieces)
     pattern, _ = mask._compiled
     assert mask.mask(text) == pattern.sub(MASK, text)
+
+
+_LINES = st.lists(st.one_of(_TOKENISH, st.sampled_from([
+    "Scan-2026!", 'say "Scan-2026!"\n', base64.b64encode(b"\0scanner\0Scan-2026!").decode(), "MAIL FROM:<a@b.c>",
+    "x" * 5000, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eHh4eHh4eCJ9.c2lnbmF0dXJlc2lnbmF0dXJl"])), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(_LINES, st.booleans()), min_size=1, max_size=5), max_size=6))
+def test_a_batch_of_events_is_kept_as_each_would_be_alone(tmp_path_factory, batches):
+    """A connection's events reach the records a reply batch at a time: a secret or an over-long
+    value in one event changes how that event is kept, never how its neighbours are."""
+    from fakes.exo.observed import Command, ReplySent
+    from fakes.record import RecordLog
+
+    mask = SecretMask()
+    mask.add("Scan-2026!")
+    where = tmp_path_factory.mktemp("records")
+    alone, together = (RecordLog(where / name, mask=mask.mask) for name in ("alone.jsonl", "together.jsonl"))
+    for n, batch in enumerate(batches):
+        events = [Command(session=f"s{n}", t=float(i), line="".join(pieces), verb="NOOP") if command else
+                  ReplySent(session=f"s{n}", t=float(i), line="250 " + "".join(pieces), code=250)
+                  for i, (pieces, command) in enumerate(batch)]
+        for event in events:
+            alone.append(event)
+        together.extend(events)
+    kept = together.events()
+    alone.close()
+    together.close()
+    assert (where / "together.jsonl").read_bytes() == (where / "alone.jsonl").read_bytes()
+    assert kept == alone.events()
+    written = (where / "together.jsonl").read_text()
+    assert "Scan-2026!" not in written and base64.b64encode(b"\0scanner\0Scan-2026!").decode() not in written
