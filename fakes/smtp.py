@@ -429,6 +429,8 @@ class SmtpConnection(asyncio.Protocol):
                 self._eof = True
                 break
             pieces.append(piece)
+            if not self._tls_in.pending and not self._tls.pending():
+                break  # all read: another read would only say so (SSLWantReadError)
         self._tls_send()
         return b"".join(pieces)
 

@@ -8,6 +8,8 @@ C = Microsoft documentation, O = observed in real transcripts, S = third-party a
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,12 +24,21 @@ class ReplyContext:
 
     @property
     def timestamp(self) -> str:
-        moment = datetime.fromtimestamp(self.now, UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        fraction, whole = math.modf(self.now)  # rounded to the microsecond as datetime rounds it
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            whole, micros = whole + 1, micros - 1_000_000
+        return _timestamp(int(whole), micros // 1000)
 
     @property
     def suffix(self) -> str:
         return f"[{self.host} {self.timestamp} {self.session_id}]"
+
+
+@functools.lru_cache(maxsize=4)  # the replies of one millisecond share it
+def _timestamp(seconds: int, millis: int) -> str:
+    """``2026-11-30T06:36:39.123Z``, as the suffix gives the time."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -230,8 +230,9 @@ def test_unknown_recipients_share_one_ndr_with_the_headers_capped(edge):
 def test_connections_over_the_per_source_cap_hear_421_4_3_2(edge):
     overrides(edge, limits={"max_connections_per_source": 2})
     mark = edge.records.mark()
-    first, second = RawClient(edge), RawClient(edge)
-    with RawClient(edge) as third:
+    source = "127.0.0.77"  # an address of its own: a connection another test left to the collector counts for 127.0.0.1
+    first, second = RawClient(edge, source=source), RawClient(edge, source=source)
+    with RawClient(edge, source=source) as third:
         assert third.banner == ("421 4.3.2 The maximum number of concurrent connections has exceeded a limit, "
                                 "closing transmission channel")
         assert third.rest() == []
@@ -240,7 +241,7 @@ def test_connections_over_the_per_source_cap_hear_421_4_3_2(edge):
     first.sock.close()
     assert edge.records.wait_for(
         lambda evs: any(e.kind == "disconnect" and e.session == first_id for e in evs), 10, since=mark)
-    with RawClient(edge) as fourth:
+    with RawClient(edge, source=source) as fourth:
         assert fourth.banner.startswith("220 ")
     second.sock.close()
     overrides(edge, limits={"max_connections_per_source": 20})
