@@ -15,6 +15,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class DeviceOAuth:
     ropc: bool = False  # signs in with the user's password at the token endpoint (a fault)
     authority: str | None = None  # the tenant segment it uses; None: the order's (the tenant's own)
     log: list[str] = field(default_factory=list)
+    # set to stop the device: a wait between polls ends at once, and the sign-in with it
+    stopped: threading.Event = field(default_factory=threading.Event)
     _access: str | None = None
     _expires: float = 0.0  # monotonic
     _lifetime: float = 0.0
@@ -171,8 +174,9 @@ class DeviceOAuth:
             if polls == 1:  # the person reads the code off the screen and signs in
                 self._person_signs_in(code["user_code"])
             # the device's own pace, which a check judges (RFC 8628: at least `interval` between
-            # polls); not a harness waiting for something
-            time.sleep(pause)
+            # polls), or until the device is stopped
+            if self.stopped.wait(pause):
+                raise SignInFailed("stopped while it waited to poll again")
 
     def _person_signs_in(self, user_code: str) -> None:
         status, page = post(self.order, "www.microsoft.com", "/link", {

@@ -12,9 +12,10 @@ import base64
 import contextlib
 import smtplib
 import ssl
+import threading
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
@@ -361,8 +362,11 @@ def one_session(order: Order, profile: Profile, message: bytes, *, tls: bool = T
         return "; ".join(replies)
 
 
-def deliver(order: Order, profile: Profile, message: bytes, log: list[str], oauth: DeviceOAuth | None = None) -> bool:
-    """Deliver one message as the profile does: retries, backoff, storms, opportunistic TLS."""
+def deliver(order: Order, profile: Profile, message: bytes, log: list[str], oauth: DeviceOAuth | None = None,
+            stopped: threading.Event | None = None) -> bool:
+    """Deliver one message as the profile does: retries, backoff, storms, opportunistic TLS;
+    ``stopped``, once set, ends a backoff at once and the message's tries with it."""
+    stopped = stopped or threading.Event()
     b = profile.behaviour
     attempts = 1 + max(b.retries, b.storm)
     tls = True
@@ -395,13 +399,22 @@ def deliver(order: Order, profile: Profile, message: bytes, log: list[str], oaut
             if not b.storm:
                 return False
             continue
-        time.sleep(b.backoff * 2**attempt)  # the device's backoff, judged by retried_after_transient
+        # the device's backoff, judged by retried_after_transient, or until the device is stopped
+        if stopped.wait(b.backoff * 2**attempt):
+            log.append("stopped in its backoff")
+            return False
     return False
 
 
 @dataclass
 class ReferenceSender:
     profile: Profile
+    # set by ``stop``: the pauses the profile's device takes (between messages, between polls) end at once
+    stopped: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    def stop(self) -> None:
+        """Stop the device where it waits: it sends nothing more and gives up its sign-in."""
+        self.stopped.set()
 
     @property
     def name(self) -> str:
@@ -439,12 +452,14 @@ class ReferenceSender:
         b = self.profile.behaviour
         oauth = DeviceOAuth(order, b.oauth_scope, b.refresh, b.poll_pace, app_only=b.auth == "client-credentials",
                             poll_through_errors=b.poll_through_errors, ropc=b.auth == "ropc", authority=b.authority,
-                            log=log) if self.sign_in != "password" else None
+                            log=log, stopped=self.stopped) if self.sign_in != "password" else None
         for index in range(order.count):
-            if index and order.interval:
-                time.sleep(order.interval)  # the pace the order asks of the device, not a wait for an event
+            # the pace the order asks of the device between messages, or until the device is stopped
+            if index and order.interval and self.stopped.wait(order.interval):
+                log.append("stopped before its next message")
+                break
             try:
-                delivered += deliver(order, self.profile, build_message(order, b, index), log, oauth)
+                delivered += deliver(order, self.profile, build_message(order, b, index), log, oauth, self.stopped)
             except _Outcome as outcome:
                 log.append(f"{outcome.kind}: {outcome}")
             except OSError as exc:

@@ -111,3 +111,25 @@ def test_without_a_terminal_the_run_is_unattended_and_says_so(exo_edge_clean):
     pacing = Pacing(None, say=said.append)
     pacing.ready("DNS server: 127.0.0.1", 180)
     assert said[-1] == "Unattended (no terminal): each case waits up to 180 s for the device, nothing is asked."
+
+
+def test_a_stopped_reference_device_stops_where_it_waits(exo_edge_clean):
+    """The reference device paces itself (between messages, between polls, in its backoff) by
+    waiting on its stop: stopped while it waits for its next message, it sends nothing more."""
+    import dataclasses
+
+    edge = exo_edge_clean
+    sender = ReferenceSender(PROFILES["submission"])
+    runner = Runner(edge, sender)
+    order = dataclasses.replace(runner.order(CATALOG["submission/starttls-before-auth"], edge.tenant),
+                                count=2, interval=600.0)
+    mark = edge.records.mark()
+    results = []
+    device = threading.Thread(target=lambda: results.append(sender.send(order)), daemon=True)
+    device.start()
+    assert edge.records.wait_for(lambda events: any(e.kind == "stored" for e in events), 30, since=mark)
+    sender.stop()
+    device.join(30)
+    assert not device.is_alive() and results, "the device went on waiting after it was stopped"
+    assert results[0].exit_code == 1 and "stopped before its next message" in results[0].stdout
+    assert len([e for e in edge.records.events(mark) if e.kind == "stored"]) == 1
