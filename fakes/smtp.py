@@ -81,6 +81,7 @@ class SmtpConnection(asyncio.Protocol):
         # of the task less per command); what needs waiting for is left to the task
         self._parked = False
         self._pending: Decision | None = None
+        self._storing: Decision | None = None  # a message the store has, its 250 owed (nothing is answered meanwhile)
         self._fault: Exception | None = None
         self._secrets: set[str] = set()
         # TLS, once STARTTLS is under way
@@ -117,6 +118,8 @@ class SmtpConnection(asyncio.Protocol):
             if self.framer.buffered > HIGH_WATER and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
+            if self._storing is not None:
+                return  # answered once the message is on disk (``_stored``)
             if self._parked:
                 if self._answered_here():
                     return  # the task waits on for more input
@@ -148,6 +151,10 @@ class SmtpConnection(asyncio.Protocol):
         try:
             await self._apply(self.session.greeting())
             while not self._closing and not self._lost:
+                if self._storing is not None:  # woken (a hang-up, a timeout) while the store works
+                    self._wake.clear()
+                    await self._wake.wait()  # ``_stored`` wakes it
+                    continue
                 if self._fault is not None:  # raised while input was answered in data_received
                     fault, self._fault = self._fault, None
                     raise fault
@@ -196,6 +203,9 @@ class SmtpConnection(asyncio.Protocol):
                     return True
                 decision = self.session.receive(event)
                 self._record_input(event)
+                if decision.accepted is not None and not (decision.delay or decision.start_tls):
+                    self._store_then_answer(decision)
+                    return True  # the task waits on; ``_stored`` answers the rest
                 if decision.delay or decision.accepted is not None or decision.start_tls:
                     self._pending = decision
                     return False
@@ -278,22 +288,63 @@ class SmtpConnection(asyncio.Protocol):
 
     async def _store(self, accepted: Acceptance) -> bool:
         """Put every copy on disk; True once they are there (and their record written)."""
+        if self.session is None:
+            raise InternalError("expected self.session is not None")
+        listener, done = self.listener, self.loop.create_future()
+
+        def settle(outcome: list[str] | BaseException) -> None:
+            if not done.done():  # not cancelled (the edge stopping)
+                done.set_result(outcome)
+
+        listener.store.stored(accepted, session=self.session.id, endpoint=listener.endpoint,
+                              now=listener.state.clock(), then=settle)
+        return self._kept(accepted, await done)
+
+    def _store_then_answer(self, decision: Decision) -> None:
+        """Hand the message to the store and answer it (and what came after it) once it is on
+        disk, in ``_stored``: no wake-up of the task on the way."""
+        if self.session is None or self.rec is None or decision.accepted is None:
+            raise InternalError("expected a session, a record and a message")
+        for note in decision.notes:
+            self.rec.add(note)
+        self._flush()  # the replies before it are not held back while the store works
+        self._storing = decision
+        listener = self.listener
+        listener.store.stored(decision.accepted, session=self.session.id, endpoint=listener.endpoint,
+                              now=listener.state.clock(), then=self._stored)
+
+    def _stored(self, outcome: list[str] | BaseException) -> None:
+        """The store's word on the message ``_store_then_answer`` handed it: its 250 (or 451), then
+        the input that came meanwhile, here while the task waits for input, else by the task."""
+        decision, self._storing = self._storing, None
+        if decision is None or decision.accepted is None or self.session is None:
+            raise InternalError("expected a message being stored")
+        try:
+            lines = decision.lines if self._kept(decision.accepted, outcome) else (
+                R.HARNESS_FAULT.render(self.session.context()),)
+            self._apply_now(decision, lines, notes=False)
+            if self._parked and self._answered_here():
+                return
+        except Exception as exc:  # the task reports it, as it does its own
+            self._fault = exc
+        self._parked = False
+        self._wake.set()
+
+    def _kept(self, accepted: Acceptance, outcome: list[str] | BaseException) -> bool:
+        """Record what the store did with a message: True when it is on disk."""
         if self.session is None or self.rec is None:
             raise InternalError("expected self.session is not None and self.rec is not None")
-        listener = self.listener
-        try:
-            ids = await listener.store.stored(
-                accepted, session=self.session.id, endpoint=listener.endpoint, now=listener.state.clock())
-        except Exception as exc:  # the store failed: the sender must not be told 250
-            self.rec.add(HarnessFault(error=repr(exc), traceback=traceback.format_exc()))
+        if isinstance(outcome, BaseException):  # the store failed: the sender must not be told 250
+            self.rec.add(HarnessFault(error=repr(outcome), traceback="".join(
+                traceback.format_exception(type(outcome), outcome, outcome.__traceback__))))
             return False
         self.rec.add(Stored(
             message_id=accepted.message_id, mail_from=accepted.mail_from, recipients=accepted.recipients,
-            delayed=accepted.delayed, copies=tuple(ids),
+            delayed=accepted.delayed, copies=tuple(outcome),
             folders=tuple(Copy(d.folder, d.mailbox, d.recipient, d.deliver_after) for d in accepted.deliveries),
         ))
-        if listener.state.on_stored is not None:
-            listener.state.on_stored()
+        if self.listener.state.on_stored is not None:
+            self.listener.state.on_stored()
         return True
 
     # -- output -------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Where accepted mail lands: mailboxes and folders on SQLite (WAL), an .eml file per content.
 
 Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). ``submit``
-hands one accepted message to the store's writer thread and returns a future; the edge says 250
-only once it resolves, when the message is on disk for good. The writer takes every message
-waiting (many sessions' worth) into one transaction with one fsync (group commit): the copies'
-rows, and each distinct content as a blob, the one durable copy the 250 waits for. The ``.eml``
+hands one accepted message to the store's thread and returns a future; the edge says 250 only
+once it resolves, when the message is on disk for good. The thread takes every message waiting
+(many sessions' worth) into one batch, and the writer process (``fakes.store_writer``) puts the
+batch into one transaction with one fsync (group commit): the copies' rows, and each distinct
+content as a blob, the one durable copy the 250 waits for. The ``.eml``
 files follow from the blobs in a thread of their own, when no message has come for ``QUIET``
 seconds (and at most ``LAG`` seconds behind, at close, and whenever ``files_written`` asks): a file
 written while the edge answers costs the answers more than the file (each of its system calls
@@ -23,14 +24,21 @@ import logging
 import os
 import queue
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
+from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
+from fakes.store_writer import read_frame, wait_for_writer, write_frame
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -61,6 +69,15 @@ QUIET = 0.2  # seconds without a commit before the .eml files are written
 LAG = 60.0  # seconds: the files are never further behind, however busy the edge
 _EXPORT_ROWS = 256  # contents read back from the store at a time
 log = logging.getLogger(__name__)
+_ENCODE_BATCH = msgspec.msgpack.Encoder().encode
+
+
+class StoreWriteFailed(RuntimeError):
+    """The writer process rolled a batch back (its error, as it said it)."""
+
+
+class StoreWriterGone(OSError):
+    """The writer process ended before it answered."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +125,9 @@ class _Job:
     session: str
     endpoint: str
     now: float
-    done: Future[list[str]] | asyncio.Future[list[str]]
-    loop: asyncio.AbstractEventLoop | None = None  # whose future ``done`` is
+    done: Future[list[str]] | None  # settled from the store's thread
+    loop: asyncio.AbstractEventLoop | None = None  # where ``then`` is called
+    then: Callable[[list[str] | BaseException], None] | None = None
 
 
 Outcome = tuple[_Job, "list[str] | BaseException"]  # a job's copies' ids, or why it was not stored
@@ -125,14 +143,18 @@ class MailStore:
         self.messages_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.chmod(0o700)  # the mail of the tenant: its owner's only
         self.db_path = directory / "store.sqlite"
-        self._lock = threading.Lock()  # the connection: the writer's transactions, the readers' queries
+        with wait_for_writer(directory):  # a killed edge's writer finishes its last batch first
+            pass
+        self._lock = threading.Lock()  # this process's connection: the readers' queries, clear(), the repair
         # names of copies and files: random for this opening of the store, then counted (one
-        # random draw per message was a system call in the writer's thread)
+        # random draw per message was a system call in the store's thread)
         self._unique = map(f"{uuid.uuid4().hex[:20]}{{:012x}}".format, itertools.count())
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: each commit's WAL frames are fsynced before COMMIT returns (the 250 waits for it)
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self.durable = durable
+        self._writer: subprocess.Popen[bytes] | None = None  # the process that commits the batches
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -148,9 +170,9 @@ class MailStore:
             self._exported_row: int = self._db.execute("SELECT coalesce(max(rowid), 0) FROM contents").fetchone()[0]
         self.exporter = threading.Thread(target=self._file_loop, name="mail-files", daemon=True)
         self.exporter.start()
-        # the one thread that writes: every message waiting goes into its next transaction
-        self.writer = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
-        self.writer.start()
+        # the one thread that feeds the writer: every message waiting goes into its next batch
+        self.feeder = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
+        self.feeder.start()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -160,36 +182,43 @@ class MailStore:
         self._jobs.put(_Job(acceptance, session, endpoint, now, done))
         return done
 
-    def stored(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> asyncio.Future[list[str]]:
-        """``submit`` from the running event loop: a future of the loop's, settled there, the
-        senders of one transaction in one hand-off (not a wake-up of the loop per message)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[str]] = loop.create_future()
-        self._jobs.put(_Job(acceptance, session, endpoint, now, done, loop))
-        return done
+    def stored(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float,
+               then: Callable[[list[str] | BaseException], None]) -> None:
+        """``submit`` from the running event loop: ``then`` is called in the loop with the copies'
+        ids once they are on disk (or with why they are not), the senders of one transaction in
+        one hand-off (not a wake-up of the loop per message), and nothing between the hand-off
+        and the call (a future's callbacks would wait for the loop's next turn)."""
+        self._jobs.put(_Job(acceptance, session, endpoint, now, None, asyncio.get_running_loop(), then))
 
     def deliver(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> list[str]:
         """``submit`` and wait."""
         return self.submit(acceptance, session=session, endpoint=endpoint, now=now).result()
 
     def _write_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < _BATCH:
-                    more = self._jobs.get_nowait()
-                    if more is None:
-                        self._jobs.put(None)  # stop after this batch
-                        break
-                    batch.append(more)
-            try:
-                outcomes = self._write_batch(batch)
-            except BaseException as exc:  # the writer never dies: whatever failed, its senders hear 451
-                outcomes = [(job, exc) for job in batch]
-            _settle(outcomes)
+        while self._write_next():
+            pass
+
+    def _write_next(self) -> bool:
+        """Wait for a message, write every one waiting, tell their senders; False once told to
+        stop. (A function of its own: nothing of a batch, a connection's callback among it, is
+        held while the next is awaited.)"""
+        job = self._jobs.get()
+        if job is None:
+            return False
+        batch = [job]
+        with contextlib.suppress(queue.Empty):
+            while len(batch) < _BATCH:
+                more = self._jobs.get_nowait()
+                if more is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+        try:
+            outcomes = self._write_batch(batch)
+        except BaseException as exc:  # the feeder never dies: whatever failed, its senders hear 451
+            outcomes = [(job, exc) for job in batch]
+        _settle(outcomes)
+        return True
 
     def _write_batch(self, batch: list[_Job]) -> list[Outcome]:
         """One transaction for the batch; what each job's sender is to hear."""
@@ -311,16 +340,53 @@ class MailStore:
         return rows, contents
 
     def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
-        """One transaction for a batch; durable when it returns."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO contents VALUES (?,?)", contents)
-                self._db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        """One transaction for a batch, in the writer process; durable when it returns."""
+        writer = self._writer_process()
+        if writer.stdin is None or writer.stdout is None:
+            raise InternalError("expected the writer's pipes")
+        why: OSError | None = None
+        try:
+            write_frame(writer.stdin.fileno(), _ENCODE_BATCH((contents, rows)))
+            answer = read_frame(writer.stdout.fileno())
+        except OSError as exc:
+            answer, why = None, exc
+        if answer is None:  # it died (killed, out of memory): the next batch starts another
+            code = self._end_writer(kill=True)
+            raise StoreWriterGone(f"the store's writer process ended (exit status {code})") from why
+        if answer:
+            raise StoreWriteFailed(answer.decode())
+
+    def _end_writer(self, *, kill: bool = False) -> int | None:
+        """Close the writer's pipes (it ends when its input does) and reap it; its exit status."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        if kill:
+            writer.kill()
+        for pipe in (writer.stdin, writer.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            return writer.wait(30)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            return writer.wait()
+
+    def _writer_process(self) -> subprocess.Popen[bytes]:
+        """The writer process, started with the first batch (an edge that stores nothing has none),
+        and again after one that ended between two batches (killed while it waited)."""
+        if self._writer is not None and self._writer.poll() is not None:
+            log.warning("mail store: the writer process ended (exit status %s); a new one takes over",
+                        self._writer.returncode)
+            self._end_writer()
+        if self._writer is None:
+            package_root = str(Path(__file__).resolve().parents[1])
+            path = os.environ.get("PYTHONPATH")
+            env = os.environ | {"PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+            self._writer = subprocess.Popen(
+                [sys.executable, "-m", "fakes.store_writer", str(self.db_path), "FULL" if self.durable else "NORMAL"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
+        return self._writer
 
     def _write_file(self, name: str, body: bytes) -> None:
         path = self.messages_dir / name
@@ -405,9 +471,10 @@ class MailStore:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self.writer.is_alive():
+        if self.feeder.is_alive():
             self._jobs.put(None)
-            self.writer.join()
+            self.feeder.join()
+        self._end_writer()  # its input ends: it ends, the last batch long committed
         with self._export:
             self._stopping = True  # the exporter writes what is left, and ends
             self._export.notify_all()
@@ -417,12 +484,14 @@ class MailStore:
 
 
 def _settle(outcomes: list[Outcome]) -> None:
-    """Tell each job's sender (from the writer's thread): a plain future at once, the futures of
-    an event loop in one call made soon in that loop."""
+    """Tell each job's sender (from the store's thread): a plain future at once, the jobs of an
+    event loop in one call made soon in that loop."""
     on_loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for job, outcome in outcomes:
         if job.loop is not None:
             on_loops.setdefault(job.loop, []).append((job, outcome))
+        elif job.done is None:
+            raise InternalError("expected a future or a loop to tell")
         elif isinstance(outcome, BaseException):
             job.done.set_exception(outcome)
         else:
@@ -433,11 +502,11 @@ def _settle(outcomes: list[Outcome]) -> None:
 
 
 def _settle_here(outcomes: list[Outcome]) -> None:
-    """In the futures' own loop."""
+    """In the jobs' own loop: each one's ``then``, whatever the others' do."""
     for job, outcome in outcomes:
-        if job.done.done():  # cancelled: its connection is gone
-            continue
-        if isinstance(outcome, BaseException):
-            job.done.set_exception(outcome)
-        else:
-            job.done.set_result(outcome)
+        if job.then is None:
+            raise InternalError("expected a callback for a job of a loop's")
+        try:
+            job.then(outcome)
+        except Exception:
+            log.exception("mail store: a sender's callback failed")

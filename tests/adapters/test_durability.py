@@ -19,7 +19,7 @@ import pytest
 from fakes.exo.events import Acceptance, Delivery
 from fakes.exo.observed import Disconnect
 from fakes.record import RecordLog
-from fakes.store import MailStore
+from fakes.store import MailStore, StoreWriteFailed
 
 MESSAGE = ("From: printer@contoso.com\r\nTo: alice@contoso.com\r\nSubject: load\r\n"
            "Date: Fri, 27 Nov 2026 02:00:00 +0000\r\nMessage-ID: {id}\r\n\r\n" + "x" * 900 + "\r\n")
@@ -169,3 +169,27 @@ def test_the_eml_files_follow_when_the_store_is_quiet_and_none_outlives_a_clear(
     finally:
         store.close()  # what is left is written before it returns
     assert len(list(store.messages_dir.iterdir())) == 2
+
+
+def test_the_writer_process_is_replaced_when_it_dies_and_a_batch_it_cannot_write_is_rolled_back(tmp_path):
+    store = MailStore(tmp_path / "store", durable=False)
+    try:
+        store.deliver(_accepted(1), session="s1", endpoint="mx", now=1.0)
+        first = store._writer
+        assert first is not None
+        first.kill()  # between two batches: the next is written by a new writer, not refused
+        first.wait()
+        store.deliver(_accepted(2), session="s1", endpoint="mx", now=2.0)
+        second = store._writer
+        assert second is not None and second.pid != first.pid
+        # a batch the database refuses (two contents under one name) is not half kept
+        with pytest.raises(StoreWriteFailed, match="UNIQUE"):
+            store._commit([], [("twice.eml", b"a"), ("twice.eml", b"b")])
+        with pytest.raises(FileNotFoundError):
+            store.content("twice.eml")
+        store.deliver(_accepted(3), session="s1", endpoint="mx", now=3.0)
+        assert store._writer is second
+        assert [m.message_id for m in store.messages()] == [_accepted(n).message_id for n in (1, 2, 3)]
+    finally:
+        store.close()
+    assert second.returncode == 0  # its input ended: it closed the database and left
