@@ -158,3 +158,30 @@ def test_a_batch_of_events_is_kept_as_each_would_be_alone(tmp_path_factory, batc
     assert kept == alone.events()
     written = (where / "together.jsonl").read_text()
     assert "Scan-2026!" not in written and base64.b64encode(b"\0scanner\0Scan-2026!").decode() not in written
+
+
+_AWKWARD = 'Pa"ss\\wörd\x01!'  # a password with what JSON escapes, and more than ASCII
+_JWT_LIKE = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eHh4eHh4eCJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(st.text(max_size=6), _TOKENISH, st.sampled_from([
+    _AWKWARD, json.dumps(_AWKWARD)[1:-1], json.dumps(_AWKWARD), base64.b64encode(b"\0u\0" + _AWKWARD.encode()).decode(),
+    "Scan-2026!", "\n" + _JWT_LIKE, '"' + _JWT_LIKE + '"', "\\" + _JWT_LIKE, "0.A" + "Q" * 70, "\t0.A" + "Q" * 70])),
+    max_size=6))
+def test_a_record_the_quick_look_passes_is_one_the_mask_leaves_alone(pieces):
+    """The records look once over a batch's values for anything the mask could replace and keep
+    the events as encoded when there is nothing: what they keep is always what masking each value
+    would have kept (passwords with quotes, backslashes and control characters, their JSON forms,
+    tokens right after an escaped character)."""
+    from fakes.exo.observed import Command, ReplySent
+    from fakes.record import RecordLog, _kept_masked
+
+    mask = SecretMask()
+    mask.add("Scan-2026!", _AWKWARD)
+    log = RecordLog(None, mask=mask.mask)
+    text = "".join(pieces)
+    events = [Command(session="s1", t=1.0, line=text, verb="NOOP"), ReplySent(session="s1", t=2.0, line=text, code=250)]
+    log.extend(events)
+    assert log.events() == [_kept_masked(event, mask.mask)[0] for event in events]
+    assert _AWKWARD not in repr(log.events())
