@@ -106,6 +106,7 @@ class SmtpConnection(asyncio.Protocol):
             raise InternalError("expected a held record")
         self.rec = rec
         listener.connections.add(self)
+        listener.store.expect_mail()  # its writer is started now, not when the first message waits for it
         self._arm_timer()
         self._task = self.loop.create_task(self._serve())
 

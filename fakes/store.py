@@ -130,6 +130,7 @@ class _Job:
     then: Callable[[list[str] | BaseException], None] | None = None
 
 
+_WARM_UP = _Job(Acceptance("", "", (), b"", (), False), "", "", 0.0, None)  # start the writer, store nothing
 Outcome = tuple[_Job, "list[str] | BaseException"]  # a job's copies' ids, or why it was not stored
 
 
@@ -155,9 +156,10 @@ class MailStore:
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.durable = durable
         self._writer: subprocess.Popen[bytes] | None = None  # the process that commits the batches
+        self._warming = False  # a start of the writer is asked for (``expect_mail``)
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # messages, _WARM_UP, None: stop
         # the .eml files, written from the committed blobs by a thread of their own: the commits
         # holding contents, counted, and those whose files are written (or were tried)
         self._export = threading.Condition()
@@ -190,6 +192,13 @@ class MailStore:
         and the call (a future's callbacks would wait for the loop's next turn)."""
         self._jobs.put(_Job(acceptance, session, endpoint, now, None, asyncio.get_running_loop(), then))
 
+    def expect_mail(self) -> None:
+        """A message may come soon: the writer process is started (by the store's thread) if it
+        is not running, so that the first message does not wait for it. Cheap when it runs."""
+        if self._writer is None and not self._warming:
+            self._warming = True
+            self._jobs.put(_WARM_UP)
+
     def deliver(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> list[str]:
         """``submit`` and wait."""
         return self.submit(acceptance, session=session, endpoint=endpoint, now=now).result()
@@ -205,6 +214,11 @@ class MailStore:
         job = self._jobs.get()
         if job is None:
             return False
+        if job is _WARM_UP:
+            with contextlib.suppress(OSError):  # the first batch tries again, and says why
+                self._writer_process()
+            self._warming = False
+            return True
         batch = [job]
         with contextlib.suppress(queue.Empty):
             while len(batch) < _BATCH:
@@ -212,7 +226,10 @@ class MailStore:
                 if more is None:
                     self._jobs.put(None)  # stop after this batch
                     break
-                batch.append(more)
+                if more is _WARM_UP:  # the batch starts it
+                    self._warming = False
+                else:
+                    batch.append(more)
         try:
             outcomes = self._write_batch(batch)
         except BaseException as exc:  # the feeder never dies: whatever failed, its senders hear 451
