@@ -17,7 +17,8 @@ messages and in time. Workloads:
 - ``idle``: the edge's resident size once it serves, and after one message of each shape.
 
 The edge serves the bundled tenant with its quotas raised (a load test is not a throttling test);
-every other rule is applied, every event recorded, every message fsynced before its 250.
+every other rule is applied, every event recorded, every message fsynced before its 250. The
+edge's CPU time and resident size are its process's and its children's (the store's writer).
 Prints one JSON object per workload.
 
     python bench/load.py --workload app --messages 4000 --clients 20 [--rounds 2]
