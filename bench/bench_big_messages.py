@@ -36,6 +36,15 @@ def memory(pid: int) -> dict[str, int]:
     return fields
 
 
+def writer_pid(pid: int) -> int:
+    """The edge's store writer (its one child process)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        if children:
+            return int(children[0])
+    raise RuntimeError("the edge has no store writer process")
+
+
 def big_message(size: int, tag: str) -> bytes:
     head = f"From: scanner@contoso.com\r\nTo: alice@contoso.com\r\nSubject: big {tag}\r\n\r\n".encode()
     return head + b"0123456\r\n" * ((size - len(head)) // 9)
@@ -74,9 +83,11 @@ def main() -> None:
             address = (host, int(port))
             send(address, SMALL)  # warm up
             idle = statistics.median(round_trips(address, 50))
-            before = memory(server.pid)
+            before, writer = memory(server.pid), writer_pid(server.pid)
+            writer_before = memory(writer)
             send(address, big_message(size, "one"))
             one = memory(server.pid)["VmHWM"] - before["VmRSS"]
+            writer_one = memory(writer)["VmHWM"] - writer_before["VmRSS"]
             # the large senders in processes of their own, so the probe's times are the edge's
             senders = [multiprocessing.Process(target=send, args=(address, big_message(size, str(i))))
                        for i in range(args.parallel)]
@@ -88,6 +99,7 @@ def main() -> None:
             for sender in senders:
                 sender.join()
             peak = memory(server.pid)["VmHWM"] - before["VmRSS"]
+            writer_peak = memory(writer)["VmHWM"] - writer_before["VmRSS"]
         finally:
             server.terminate()
             server.wait(10)
@@ -96,6 +108,9 @@ def main() -> None:
         "one_message_peak_over_size": round(one / size, 2),
         "parallel": args.parallel,
         "parallel_peak_over_total_size": round(peak / (size * args.parallel), 2),
+        # the store's writer process (a batch's frame and its decoded contents)
+        "writer_one_message_peak_over_size": round(writer_one / size, 2),
+        "writer_parallel_peak_over_total_size": round(writer_peak / (size * args.parallel), 2),
         "small_client_round_trip_loaded_over_idle": round(statistics.median(loaded) / idle, 2),
         "small_client_round_trips_under_load": len(loaded),
     }))

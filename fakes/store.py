@@ -34,11 +34,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
-from fakes.store_writer import read_frame, wait_for_writer, write_frame
+from fakes.store_writer import read_frame, send_batch, wait_for_writer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -69,7 +67,6 @@ QUIET = 0.2  # seconds without a commit before the .eml files are written
 LAG = 60.0  # seconds: the files are never further behind, however busy the edge
 _EXPORT_ROWS = 256  # contents read back from the store at a time
 log = logging.getLogger(__name__)
-_ENCODE_BATCH = msgspec.msgpack.Encoder().encode
 
 
 class StoreWriteFailed(RuntimeError):
@@ -363,7 +360,7 @@ class MailStore:
             raise InternalError("expected the writer's pipes")
         why: OSError | None = None
         try:
-            write_frame(writer.stdin.fileno(), _ENCODE_BATCH((contents, rows)))
+            send_batch(writer.stdin.fileno(), rows, contents)
             answer = read_frame(writer.stdout.fileno())
         except OSError as exc:
             answer, why = None, exc

@@ -10,9 +10,11 @@ writing cost the answers more than it took: each step of an SQLite statement han
 interpreter's lock away and must win it back from the busy event loop, and a batch of a few
 messages took milliseconds where it needs a fraction of one, while every sender waited for its 250.
 
-A frame is four octets of length (big-endian) and a MessagePack body: a batch is
-``[rows, contents]`` (the ``messages`` and ``contents`` tables' rows), an answer is ``""`` once the
-batch is durable or the error that rolled it back. The writer holds ``writer.lock`` beside the
+A frame is four octets of length (big-endian) and a MessagePack body. A batch is a frame of
+``[rows, [[name, size], ...]]`` (the ``messages`` table's rows, and the ``contents`` table's names
+with the size of each content) followed by the contents' octets as they are (a 35 MB message is
+not copied into a frame, nor out of one); an answer is a frame of ``""`` once the batch is
+durable, or of the error that rolled it back. The writer holds ``writer.lock`` beside the
 database while it writes a batch: a store opened while the writer of a killed edge still
 finishes its last batch waits for it (``wait_for_writer``) before it repairs the files.
 """
@@ -25,6 +27,7 @@ import signal
 import sqlite3
 import struct
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -34,13 +37,46 @@ _LENGTH = struct.Struct(">I")
 LOCK_NAME = "writer.lock"
 
 
-def write_frame(fd: int, body: bytes) -> None:
-    view = memoryview(_LENGTH.pack(len(body)) + body)
-    while view:
-        view = view[os.write(fd, view):]
+_IOV_MAX = 1024  # buffers one writev takes at most (Linux)
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE_BATCH = msgspec.msgpack.Decoder(tuple[list[list[str | float | int | None]], list[tuple[str, int]]]).decode
+Row = list[str | float | int | None]
 
 
-def read_frame(fd: int) -> bytes | None:
+def write_frame(fd: int, body: bytes, *after: bytes) -> None:
+    """A frame (its length, then ``body``), then the octets ``after`` it, in as few system calls
+    as the pipe allows and without joining them."""
+    views = [memoryview(_LENGTH.pack(len(body))), memoryview(body), *(memoryview(part) for part in after if part)]
+    while views:
+        sent = os.writev(fd, views[:_IOV_MAX])
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
+
+
+def send_batch(fd: int, rows: Sequence[Sequence[object]], contents: Sequence[tuple[str, bytes]]) -> None:
+    """A batch to the writer: its rows, then each content's octets."""
+    write_frame(fd, _ENCODE((rows, [(name, len(body)) for name, body in contents])), *(body for _, body in contents))
+
+
+def receive_batch(fd: int) -> tuple[list[Row], list[tuple[str, memoryview]]] | None:
+    """A batch, its contents as views of one buffer; None at the end of input."""
+    head = read_frame(fd)
+    if head is None:
+        return None
+    rows, sizes = _DECODE_BATCH(head)
+    octets = _read_exactly(fd, sum(size for _, size in sizes))
+    if octets is None:
+        return None
+    view, at, contents = memoryview(octets), 0, []
+    for name, size in sizes:
+        contents.append((name, view[at:at + size]))
+        at += size
+    return rows, contents
+
+
+def read_frame(fd: int) -> bytearray | None:
     """One frame's body; None at the end of input (a frame cut short is no frame)."""
     head = _read_exactly(fd, _LENGTH.size)
     if head is None:
@@ -48,7 +84,7 @@ def read_frame(fd: int) -> bytes | None:
     return _read_exactly(fd, _LENGTH.unpack(head)[0])
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
+def _read_exactly(fd: int, size: int) -> bytearray | None:
     buffer = bytearray(size)
     view, got = memoryview(buffer), 0
     while got < size:
@@ -56,7 +92,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
         if count == 0:
             return None
         got += count
-    return bytes(buffer)
+    return buffer
 
 
 def wait_for_writer(directory: Path) -> IO[str]:
@@ -77,11 +113,10 @@ def main() -> int:
     db = sqlite3.connect(database, isolation_level=None, timeout=60)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-    decode = msgspec.msgpack.Decoder(tuple[list[tuple[str, bytes]], list[list[str | float | int | None]]]).decode
     try:
-        while (frame := read_frame(0)) is not None:
+        while (batch := receive_batch(0)) is not None:
+            rows, contents = batch
             try:
-                contents, rows = decode(frame)
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     db.execute("BEGIN IMMEDIATE")
