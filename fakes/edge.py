@@ -52,9 +52,10 @@ from fakes.gate import AcceptErrors, DeferredEndpoint
 from fakes.live import LiveSession, LiveSessions
 from fakes.pki import SERVER_LEAVES
 from fakes.record import FLUSH_INTERVAL, RecordLog
-from fakes.smtp import SESSION_LIMIT, ImplicitTlsTrap, SmtpListener
+from fakes.smtp import SESSION_LIMIT, SmtpListener
 from fakes.store import MailStore
 from fakes.tls import LabCA, mx_versions, private_directory, server_context
+from fakes.trap import ImplicitTlsTrap
 
 SPF_REMEMBERED = 4096  # SPF results kept (address, domain): forgotten together when full
 

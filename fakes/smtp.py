@@ -10,7 +10,7 @@ half-closes still gets every reply it is owed. Bytes pipelined after STARTTLS ar
 and the run that owns the edge reports it as a harness ERROR.
 
 ``SmtpListener`` owns one listening socket (port 0 by default), stops idempotently and closes
-its connections. ``ImplicitTlsTrap`` is port 465: it records the ClientHello sent there and closes.
+its connections. Port 465's trap is ``fakes.trap``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from fakes.exo.observed import (
     Discarded,
     Disconnect,
     HarnessFault,
-    Plaintext,
     ReplySent,
-    Silent,
     Stored,
     Tls,
     TlsFailed,
@@ -45,7 +43,7 @@ from fakes.exo.observed import (
 from fakes.exo.secrets import looks_like_a_secret
 from fakes.exo.state import EdgeState
 from fakes.exo.wire import ChunkStart, Framer, Line, LineTooLong, NeedData, WireEvent
-from fakes.gate import Gate, descriptor_plan, stream_protocol
+from fakes.gate import descriptor_plan
 from fakes.record import REDACTED, HeldRecord, RecordLog, redact_command
 from fakes.store import MailStore
 from fakes.tls import MAX_HELLO, certificate_names, hello_message, kept_hello
@@ -504,14 +502,12 @@ class SmtpConnection(asyncio.Protocol):
             self.rec.add(kept_hello(raw))  # taken apart by whoever reads it, never here
 
 
-
-
 def _tls_reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     return getattr(cause, "reason", None) or str(cause) or type(cause).__name__
 
 
-class _Listening:
+class Listening:
     """Owns one listening socket; ``stop`` closes it and may be called any number of times."""
 
     server: asyncio.Server | None = None
@@ -529,7 +525,7 @@ class _Listening:
 SESSION_LIMIT = 1800.0
 
 
-class SmtpListener(_Listening):
+class SmtpListener(Listening):
     """One endpoint of the edge on one socket."""
 
     def __init__(self, *, endpoint: Endpoint, state: EdgeState, records: RecordLog,
@@ -559,50 +555,3 @@ class SmtpListener(_Listening):
         await super().stop()
         ending = [connection.abort() for connection in list(self.connections)]
         await asyncio.gather(*(task for task in ending if task is not None), return_exceptions=True)
-
-
-
-class ImplicitTlsTrap(_Listening):
-    """Port 465: smtp.office365.com serves nothing there. Record what the client tried, close."""
-
-    endpoint = "implicit-tls"
-
-    def __init__(self, records: RecordLog, wait: float = 5.0, budget: EdgeState | None = None) -> None:
-        self.records = records
-        self.wait = wait
-        self.budget = budget
-        self.server: asyncio.Server | None = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        rec = self.records.open_session(self.endpoint, writer.get_extra_info("peername"),
-                                        writer.get_extra_info("sockname"))
-        try:
-            data = await asyncio.wait_for(_read_record(reader), self.wait)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            data = b""
-        if data[:1] == b"\x16":
-            rec.add(kept_hello(hello_message(data) or data, implicit_tls=True))
-        elif data:
-            rec.add(Plaintext(first_bytes=data[:64].decode("latin-1")))
-        else:
-            rec.add(Silent(waited=self.wait))
-        writer.close()
-        rec.add(Disconnect())
-
-    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
-        if self.budget is None:
-            self.server = await asyncio.start_server(self._serve, host, port)
-        else:
-            budget, serve = self.budget, stream_protocol(self._serve)
-            self.server = await asyncio.get_running_loop().create_server(
-                lambda: Gate(budget, self.endpoint, serve, self.records), host, port, backlog=descriptor_plan()[1])
-        return self.server.sockets[0].getsockname()[:2]
-
-
-async def _read_record(reader: asyncio.StreamReader) -> bytes:
-    """One TLS record (header and body), or whatever plaintext the client sent first."""
-    head = await reader.read(5)
-    if head[:1] != b"\x16" or len(head) < 5:
-        return head
-    length = int.from_bytes(head[3:5], "big")
-    return head + await reader.readexactly(length)

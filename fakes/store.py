@@ -152,7 +152,7 @@ class MailStore:
         # FULL: each commit's WAL frames are fsynced before COMMIT returns (the 250 waits for it)
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.durable = durable
-        self._writer: subprocess.Popen[bytes] | None = None  # the process that commits the batches
+        self._committer: subprocess.Popen[bytes] | None = None  # the process that commits the batches
         self._warming = False  # a start of the writer is asked for (``expect_mail``)
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
@@ -192,7 +192,7 @@ class MailStore:
     def expect_mail(self) -> None:
         """A message may come soon: the writer process is started (by the store's thread) if it
         is not running, so that the first message does not wait for it. Cheap when it runs."""
-        if self._writer is None and not self._warming:
+        if self._committer is None and not self._warming:
             self._warming = True
             self._jobs.put(_WARM_UP)
 
@@ -213,7 +213,7 @@ class MailStore:
             return False
         if job is _WARM_UP:
             with contextlib.suppress(OSError):  # the first batch tries again, and says why
-                self._writer_process()
+                self._started_writer()
             self._warming = False
             return True
         batch = [job]
@@ -355,7 +355,7 @@ class MailStore:
 
     def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
         """One transaction for a batch, in the writer process; durable when it returns."""
-        writer = self._writer_process()
+        writer = self._started_writer()
         if writer.stdin is None or writer.stdout is None:
             raise InternalError("expected the writer's pipes")
         why: OSError | None = None
@@ -370,9 +370,14 @@ class MailStore:
         if answer:
             raise StoreWriteFailed(answer.decode())
 
+    @property
+    def writer_process(self) -> subprocess.Popen[bytes] | None:
+        """The process that commits the batches (None before the first connection, and once closed)."""
+        return self._committer
+
     def _end_writer(self, *, kill: bool = False) -> int | None:
         """Close the writer's pipes (it ends when its input does) and reap it; its exit status."""
-        writer, self._writer = self._writer, None
+        writer, self._committer = self._committer, None
         if writer is None:
             return None
         if kill:
@@ -386,21 +391,21 @@ class MailStore:
             writer.kill()
             return writer.wait()
 
-    def _writer_process(self) -> subprocess.Popen[bytes]:
+    def _started_writer(self) -> subprocess.Popen[bytes]:
         """The writer process, started with the first batch (an edge that stores nothing has none),
         and again after one that ended between two batches (killed while it waited)."""
-        if self._writer is not None and self._writer.poll() is not None:
+        if self._committer is not None and self._committer.poll() is not None:
             log.warning("mail store: the writer process ended (exit status %s); a new one takes over",
-                        self._writer.returncode)
+                        self._committer.returncode)
             self._end_writer()
-        if self._writer is None:
+        if self._committer is None:
             package_root = str(Path(__file__).resolve().parents[1])
             path = os.environ.get("PYTHONPATH")
             env = os.environ | {"PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-            self._writer = subprocess.Popen(
+            self._committer = subprocess.Popen(
                 [sys.executable, "-m", "fakes.store_writer", str(self.db_path), "FULL" if self.durable else "NORMAL"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
-        return self._writer
+        return self._committer
 
     def _write_file(self, name: str, body: bytes) -> None:
         path = self.messages_dir / name

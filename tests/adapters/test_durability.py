@@ -175,12 +175,12 @@ def test_the_writer_process_is_replaced_when_it_dies_and_a_batch_it_cannot_write
     store = MailStore(tmp_path / "store", durable=False)
     try:
         store.deliver(_accepted(1), session="s1", endpoint="mx", now=1.0)
-        first = store._writer
+        first = store.writer_process
         assert first is not None
         first.kill()  # between two batches: the next is written by a new writer, not refused
         first.wait()
         store.deliver(_accepted(2), session="s1", endpoint="mx", now=2.0)
-        second = store._writer
+        second = store.writer_process
         assert second is not None and second.pid != first.pid
         # a batch the database refuses (two contents under one name) is not half kept
         with pytest.raises(StoreWriteFailed, match="UNIQUE"):
@@ -188,7 +188,7 @@ def test_the_writer_process_is_replaced_when_it_dies_and_a_batch_it_cannot_write
         with pytest.raises(FileNotFoundError):
             store.content("twice.eml")
         store.deliver(_accepted(3), session="s1", endpoint="mx", now=3.0)
-        assert store._writer is second
+        assert store.writer_process is second
         assert [m.message_id for m in store.messages()] == [_accepted(n).message_id for n in (1, 2, 3)]
     finally:
         store.close()
