@@ -3,7 +3,7 @@
 ``Edge(tenant, state_dir=...)`` starts with ``await edge.start()`` and stops with
 ``await edge.stop()`` (idempotent). ``EdgeThread(edge)`` runs it on a loop of its own for
 synchronous callers: tests, the pytest plugin, the CLI. Nothing here blocks the loop: the
-store is written by a process of its own, fed from a worker thread.
+store is written by a process of its own, its pipes driven by the loop without blocking it.
 
 Endpoints by name, each on an ephemeral port unless a port is given:
 ``submission`` (smtp.office365.com:587), ``submission-25`` (the same on 25),

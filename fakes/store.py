@@ -1,11 +1,12 @@
 """Where accepted mail lands: mailboxes and folders on SQLite (WAL), an .eml file per content.
 
-Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). ``submit``
-hands one accepted message to the store's thread and returns a future; the edge says 250 only
-once it resolves, when the message is on disk for good. The thread takes every message waiting
-(many sessions' worth) into one batch, and the writer process (``fakes.store_writer``) puts the
-batch into one transaction with one fsync (group commit): the copies' rows, and each distinct
-content as a blob, the one durable copy the 250 waits for. The ``.eml``
+Folders: Inbox, Sent Items, Junk, and Outbound (mail leaving for the internet). ``stored``
+hands one accepted message to the store from the edge's event loop, with what to call once it
+is on disk for good; the edge says 250 only then. Every message that comes while a batch is
+being written (many sessions' worth) goes into the next, and the writer process
+(``fakes.store_writer``, its pipes driven by the same loop) puts each batch into one transaction
+with one fsync (group commit): the copies' rows, and each distinct content as a blob, the one
+durable copy the 250 waits for. The ``.eml``
 files follow from the blobs in a thread of their own, when no message has come for ``QUIET``
 seconds (and at most ``LAG`` seconds behind, at close, and whenever ``files_written`` asks): a file
 written while the edge answers costs the answers more than the file (each of its system calls
@@ -22,21 +23,19 @@ import contextlib
 import itertools
 import logging
 import os
-import queue
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
-from fakes.store_writer import read_frame, send_batch, wait_for_writer
+from fakes.store_writer import StoreWriteFailed, StoreWriterGone, WriterProcess, wait_for_writer
+
+__all__ = ["MailStore", "StoredMessage", "StoreWriteFailed", "StoreWriterGone"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -67,14 +66,6 @@ QUIET = 0.2  # seconds without a commit before the .eml files are written
 LAG = 60.0  # seconds: the files are never further behind, however busy the edge
 _EXPORT_ROWS = 256  # contents read back from the store at a time
 log = logging.getLogger(__name__)
-
-
-class StoreWriteFailed(RuntimeError):
-    """The writer process rolled a batch back (its error, as it said it)."""
-
-
-class StoreWriterGone(OSError):
-    """The writer process ended before it answered."""
 
 
 @dataclass(frozen=True)
@@ -116,18 +107,15 @@ class StoredMessage:
         return self.store.content(Path(self.path).name, octets)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     acceptance: Acceptance
     session: str
     endpoint: str
     now: float
-    done: Future[list[str]] | None  # settled from the store's thread
-    loop: asyncio.AbstractEventLoop | None = None  # where ``then`` is called
-    then: Callable[[list[str] | BaseException], None] | None = None
+    then: Callable[[list[str] | BaseException], None] | None  # called in the loop (None: ``deliver``)
 
 
-_WARM_UP = _Job(Acceptance("", "", (), b"", (), False), "", "", 0.0, None)  # start the writer, store nothing
 Outcome = tuple[_Job, "list[str] | BaseException"]  # a job's copies' ids, or why it was not stored
 
 
@@ -144,19 +132,20 @@ class MailStore:
         with wait_for_writer(directory):  # a killed edge's writer finishes its last batch first
             pass
         self._lock = threading.Lock()  # this process's connection: the readers' queries, clear(), the repair
-        # names of copies and files: random for this opening of the store, then counted (one
-        # random draw per message was a system call in the store's thread)
+        # names of copies and files: random for this opening of the store, then counted (a
+        # random draw per message would be a system call)
         self._unique = map(f"{uuid.uuid4().hex[:20]}{{:012x}}".format, itertools.count())
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: each commit's WAL frames are fsynced before COMMIT returns (the 250 waits for it)
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.durable = durable
-        self._committer: subprocess.Popen[bytes] | None = None  # the process that commits the batches
-        self._warming = False  # a start of the writer is asked for (``expect_mail``)
+        self.writer = WriterProcess(self.db_path, durable=durable)  # commits the batches
+        self._waiting: list[_Job] = []  # messages for the next batch (the loop's)
+        self._sending = False  # a batch is in flight, or about to be sent
+        self._closing = False
         self._db.executescript(SCHEMA)
         self.repaired = self._repair()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # messages, _WARM_UP, None: stop
         # the .eml files, written from the committed blobs by a thread of their own: the commits
         # holding contents, counted, and those whose files are written (or were tried)
         self._export = threading.Condition()
@@ -169,92 +158,86 @@ class MailStore:
             self._exported_row: int = self._db.execute("SELECT coalesce(max(rowid), 0) FROM contents").fetchone()[0]
         self.exporter = threading.Thread(target=self._file_loop, name="mail-files", daemon=True)
         self.exporter.start()
-        # the one thread that feeds the writer: every message waiting goes into its next batch
-        self.feeder = threading.Thread(target=self._write_loop, name="mail-store", daemon=True)
-        self.feeder.start()
 
     # -- writing ------------------------------------------------------------------------------
 
-    def submit(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> Future[list[str]]:
-        """Queue an accepted message; the future gives its copies' ids once they are on disk."""
-        done: Future[list[str]] = Future()
-        self._jobs.put(_Job(acceptance, session, endpoint, now, done))
-        return done
-
     def stored(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float,
                then: Callable[[list[str] | BaseException], None]) -> None:
-        """``submit`` from the running event loop: ``then`` is called in the loop with the copies'
-        ids once they are on disk (or with why they are not), the senders of one transaction in
-        one hand-off (not a wake-up of the loop per message), and nothing between the hand-off
-        and the call (a future's callbacks would wait for the loop's next turn)."""
-        self._jobs.put(_Job(acceptance, session, endpoint, now, None, asyncio.get_running_loop(), then))
+        """From the running event loop: ``then`` is called in the loop with the copies' ids once
+        they are on disk (or with why they are not). Every message that comes while a batch is
+        being written goes into the next one (group commit); a batch's senders are told in the
+        one call of the loop's that reads the writer's answer."""
+        self._waiting.append(_Job(acceptance, session, endpoint, now, then))
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().call_soon(self._send_next)  # the loop's other input joins it
 
     def expect_mail(self) -> None:
-        """A message may come soon: the writer process is started (by the store's thread) if it
-        is not running, so that the first message does not wait for it. Cheap when it runs."""
-        if self._committer is None and not self._warming:
-            self._warming = True
-            self._jobs.put(_WARM_UP)
+        """A message may come soon: the writer process is started now if it is not running, so
+        that the first message does not wait for it (an idle edge has none). Cheap when it runs."""
+        if self.writer.process is None:
+            with contextlib.suppress(OSError):  # the first batch tries again, and says why
+                self.writer.start()
 
     def deliver(self, acceptance: Acceptance, *, session: str, endpoint: str, now: float) -> list[str]:
-        """``submit`` and wait."""
-        return self.submit(acceptance, session=session, endpoint=endpoint, now=now).result()
+        """Store one message, blocking until it is on disk; its copies' ids. For callers without
+        an event loop (tools, tests), never while a loop feeds the store."""
+        rows, contents = self._prepare(_Job(acceptance, session, endpoint, now, None))
+        self.writer.commit(rows, contents)
+        self._note_commit(contents)
+        return [row[0] for row in rows]
 
-    def _write_loop(self) -> None:
-        while self._write_next():
-            pass
-
-    def _write_next(self) -> bool:
-        """Wait for a message, write every one waiting, tell their senders; False once told to
-        stop. (A function of its own: nothing of a batch, a connection's callback among it, is
-        held while the next is awaited.)"""
-        job = self._jobs.get()
-        if job is None:
-            return False
-        if job is _WARM_UP:
-            with contextlib.suppress(OSError):  # the first batch tries again, and says why
-                self._started_writer()
-            self._warming = False
-            return True
-        batch = [job]
-        with contextlib.suppress(queue.Empty):
-            while len(batch) < _BATCH:
-                more = self._jobs.get_nowait()
-                if more is None:
-                    self._jobs.put(None)  # stop after this batch
-                    break
-                if more is _WARM_UP:  # the batch starts it
-                    self._warming = False
-                else:
-                    batch.append(more)
-        try:
-            outcomes = self._write_batch(batch)
-        except BaseException as exc:  # the feeder never dies: whatever failed, its senders hear 451
-            outcomes = [(job, exc) for job in batch]
-        _settle(outcomes)
-        return True
-
-    def _write_batch(self, batch: list[_Job]) -> list[Outcome]:
-        """One transaction for the batch; what each job's sender is to hear."""
+    def _send_next(self) -> None:
+        """The messages waiting (up to ``_BATCH``), to the writer as one batch; in the loop, while
+        no batch is in flight."""
+        batch, self._waiting = self._waiting[:_BATCH], self._waiting[_BATCH:]
+        if not batch or self._closing:
+            self._sending = False
+            return
         rows: list[Row] = []
         contents: list[tuple[str, bytes]] = []
-        failed: list[Outcome] = []
         ready: list[Outcome] = []
         for job in batch:
             try:
                 job_rows, job_contents = self._prepare(job)
-            except BaseException as exc:  # one message that cannot be stored fails alone
-                failed.append((job, exc))
+            except Exception as exc:  # one message that cannot be stored fails alone
+                self._tell([(job, exc)])
                 continue
             rows += job_rows
             contents += job_contents
             ready.append((job, [row[0] for row in job_rows]))
+        loop = asyncio.get_running_loop()
+
+        def answered(outcome: BaseException | None) -> None:
+            if outcome is None:
+                self._note_commit(contents)
+            self._tell(ready if outcome is None else [(job, outcome) for job, _ in ready])
+            if not self._closing:
+                loop.call_soon(self._send_next)
+
         if not ready:
-            return failed
+            loop.call_soon(self._send_next)
+            return
         try:
-            self._commit(rows, contents)
-        except BaseException as exc:  # nothing of the batch is stored: every sender hears 451
-            return failed + [(job, exc) for job, _ in ready]
+            self.writer.send(rows, contents, answered)
+        except Exception as exc:  # no writer could be started: every sender hears 451
+            answered(exc)
+
+    def _tell(self, outcomes: list[Outcome]) -> None:
+        """Each job's ``then``, whatever the others' do; none once the store closes (their loop
+        has stopped)."""
+        if self._closing:
+            return
+        for job, outcome in outcomes:
+            if job.then is None:
+                raise InternalError("expected a callback for a job of a loop's")
+            try:
+                job.then(outcome)
+            except Exception:
+                log.exception("mail store: a sender's callback failed")
+
+    def _note_commit(self, contents: list[tuple[str, bytes]]) -> None:
+        """A batch is durable: its contents' .eml files are due."""
         if contents:
             with self._export:
                 now = time.monotonic()
@@ -263,7 +246,6 @@ class MailStore:
                 if self._committed - self._exported == 1:  # the first the exporter has to wait for
                     self._first_unexported = now
                     self._export.notify_all()
-        return failed + ready  # durable: the 250s go out
 
     # -- the .eml files -----------------------------------------------------------------------------
 
@@ -338,7 +320,7 @@ class MailStore:
         rows: list[Row] = []
         for delivery in acceptance.deliveries:
             if delivery.content is not None:
-                # an NDR is rendered here, in the store's thread, not on the edge's loop
+                # an NDR is rendered here, as its batch is made (the session only said what it is)
                 name, body = next(self._unique) + ".eml", delivery.content.render()
                 contents.append((name, body))
             else:
@@ -352,60 +334,6 @@ class MailStore:
                 acceptance.spf, len(body), str(self.messages_dir / name),
             ))
         return rows, contents
-
-    def _commit(self, rows: list[Row], contents: list[tuple[str, bytes]]) -> None:
-        """One transaction for a batch, in the writer process; durable when it returns."""
-        writer = self._started_writer()
-        if writer.stdin is None or writer.stdout is None:
-            raise InternalError("expected the writer's pipes")
-        why: OSError | None = None
-        try:
-            send_batch(writer.stdin.fileno(), rows, contents)
-            answer = read_frame(writer.stdout.fileno())
-        except OSError as exc:
-            answer, why = None, exc
-        if answer is None:  # it died (killed, out of memory): the next batch starts another
-            code = self._end_writer(kill=True)
-            raise StoreWriterGone(f"the store's writer process ended (exit status {code})") from why
-        if answer:
-            raise StoreWriteFailed(answer.decode())
-
-    @property
-    def writer_process(self) -> subprocess.Popen[bytes] | None:
-        """The process that commits the batches (None before the first connection, and once closed)."""
-        return self._committer
-
-    def _end_writer(self, *, kill: bool = False) -> int | None:
-        """Close the writer's pipes (it ends when its input does) and reap it; its exit status."""
-        writer, self._committer = self._committer, None
-        if writer is None:
-            return None
-        if kill:
-            writer.kill()
-        for pipe in (writer.stdin, writer.stdout):
-            if pipe is not None:
-                pipe.close()
-        try:
-            return writer.wait(30)
-        except subprocess.TimeoutExpired:
-            writer.kill()
-            return writer.wait()
-
-    def _started_writer(self) -> subprocess.Popen[bytes]:
-        """The writer process, started with the first batch (an edge that stores nothing has none),
-        and again after one that ended between two batches (killed while it waited)."""
-        if self._committer is not None and self._committer.poll() is not None:
-            log.warning("mail store: the writer process ended (exit status %s); a new one takes over",
-                        self._committer.returncode)
-            self._end_writer()
-        if self._committer is None:
-            package_root = str(Path(__file__).resolve().parents[1])
-            path = os.environ.get("PYTHONPATH")
-            env = os.environ | {"PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-            self._committer = subprocess.Popen(
-                [sys.executable, "-m", "fakes.store_writer", str(self.db_path), "FULL" if self.durable else "NORMAL"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
-        return self._committer
 
     def _write_file(self, name: str, body: bytes) -> None:
         path = self.messages_dir / name
@@ -490,42 +418,23 @@ class MailStore:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self.feeder.is_alive():
-            self._jobs.put(None)
-            self.feeder.join()
-        self._end_writer()  # its input ends: it ends, the last batch long committed
+        # the batch in flight, then every message still waiting, is committed before the writer
+        # is let go (their senders are not told: their loop no longer runs)
+        self._closing = True
+        self.writer.finish()
+        while self._waiting:
+            batch, self._waiting = self._waiting[:_BATCH], self._waiting[_BATCH:]
+            try:
+                prepared = [self._prepare(job) for job in batch]
+                contents = [content for _, job_contents in prepared for content in job_contents]
+                self.writer.commit([row for job_rows, _ in prepared for row in job_rows], contents)
+                self._note_commit(contents)
+            except Exception:
+                log.exception("mail store: messages waiting at close could not be stored")
+        self.writer.end()  # its input ends: it ends, the last batch committed
         with self._export:
             self._stopping = True  # the exporter writes what is left, and ends
             self._export.notify_all()
         self.exporter.join()
         with self._lock:
             self._db.close()
-
-
-def _settle(outcomes: list[Outcome]) -> None:
-    """Tell each job's sender (from the store's thread): a plain future at once, the jobs of an
-    event loop in one call made soon in that loop."""
-    on_loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-    for job, outcome in outcomes:
-        if job.loop is not None:
-            on_loops.setdefault(job.loop, []).append((job, outcome))
-        elif job.done is None:
-            raise InternalError("expected a future or a loop to tell")
-        elif isinstance(outcome, BaseException):
-            job.done.set_exception(outcome)
-        else:
-            job.done.set_result(outcome)
-    for loop, settled in on_loops.items():
-        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits on it
-            loop.call_soon_threadsafe(_settle_here, settled)
-
-
-def _settle_here(outcomes: list[Outcome]) -> None:
-    """In the jobs' own loop: each one's ``then``, whatever the others' do."""
-    for job, outcome in outcomes:
-        if job.then is None:
-            raise InternalError("expected a callback for a job of a loop's")
-        try:
-            job.then(outcome)
-        except Exception:
-            log.exception("mail store: a sender's callback failed")

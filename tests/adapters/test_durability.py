@@ -4,10 +4,12 @@ stores none twice, and leaves a store and a records file that the next start rep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import smtplib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,19 +28,28 @@ MESSAGE = ("From: printer@contoso.com\r\nTo: alice@contoso.com\r\nSubject: load\
 KILLS = int(os.environ.get("EXO_KILL_ROUNDS", "20"))
 
 
-def test_a_commit_that_fails_is_a_451_and_nothing_is_half_stored(edge, monkeypatch):
-    def lost_fsync(rows, contents):  # noqa: ANN001, ANN202 - the store's own signature
-        raise OSError(5, "Input/output error (the fsync was lost)")
-
-    monkeypatch.setattr(edge.store, "_commit", lost_fsync)
+def test_a_commit_that_fails_is_a_451_and_nothing_is_half_stored(edge):
+    # the database refuses the batch's rows after it took the content: the writer's transaction
+    # must give both back
+    with contextlib.closing(sqlite3.connect(edge.store.db_path)) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN "
+                   "SELECT RAISE(ABORT, 'disk I/O error (the fsync was lost)'); END")
+        db.commit()
     host, port = edge.addresses["mx"]
-    with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
-        client.ehlo()
-        with pytest.raises(smtplib.SMTPDataError) as refused:
-            client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    try:
+        with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
+            client.ehlo()
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("printer@contoso.com", ["alice@contoso.com"], MESSAGE.format(id=make_msgid()))
+    finally:  # the edge is shared by the module's tests
+        with contextlib.closing(sqlite3.connect(edge.store.db_path)) as db:
+            db.execute("DROP TRIGGER refuse")
+            db.commit()
     assert refused.value.smtp_code == 451 and b"4.3.0" in refused.value.smtp_error
-    monkeypatch.undo()
+    assert any("fsync was lost" in getattr(e, "error", "") for e in edge.records.events())
     assert edge.store.messages() == []
+    with contextlib.closing(sqlite3.connect(edge.store.db_path)) as db:
+        assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
     assert list(edge.store.messages_dir.iterdir()) == []
 
 
@@ -175,20 +186,20 @@ def test_the_writer_process_is_replaced_when_it_dies_and_a_batch_it_cannot_write
     store = MailStore(tmp_path / "store", durable=False)
     try:
         store.deliver(_accepted(1), session="s1", endpoint="mx", now=1.0)
-        first = store.writer_process
+        first = store.writer.process
         assert first is not None
         first.kill()  # between two batches: the next is written by a new writer, not refused
         first.wait()
         store.deliver(_accepted(2), session="s1", endpoint="mx", now=2.0)
-        second = store.writer_process
+        second = store.writer.process
         assert second is not None and second.pid != first.pid
         # a batch the database refuses (two contents under one name) is not half kept
         with pytest.raises(StoreWriteFailed, match="UNIQUE"):
-            store._commit([], [("twice.eml", b"a"), ("twice.eml", b"b")])
+            store.writer.commit([], [("twice.eml", b"a"), ("twice.eml", b"b")])
         with pytest.raises(FileNotFoundError):
             store.content("twice.eml")
         store.deliver(_accepted(3), session="s1", endpoint="mx", now=3.0)
-        assert store.writer_process is second
+        assert store.writer.process is second
         assert [m.message_id for m in store.messages()] == [_accepted(n).message_id for n in (1, 2, 3)]
     finally:
         store.close()
