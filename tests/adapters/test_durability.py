@@ -46,7 +46,7 @@ def test_a_commit_that_fails_is_a_451_and_nothing_is_half_stored(edge):
             db.execute("DROP TRIGGER refuse")
             db.commit()
     assert refused.value.smtp_code == 451 and b"4.3.0" in refused.value.smtp_error
-    assert any("fsync was lost" in getattr(e, "error", "") for e in edge.records.events())
+    assert any("fsync was lost" in (getattr(e, "error", None) or "") for e in edge.records.events())
     assert edge.store.messages() == []
     with contextlib.closing(sqlite3.connect(edge.store.db_path)) as db:
         assert db.execute("SELECT count(*) FROM contents").fetchone() == (0,)
