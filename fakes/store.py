@@ -212,8 +212,10 @@ class MailStore:
             if outcome is None:
                 self._note_commit(contents)
             self._tell(ready if outcome is None else [(job, outcome) for job, _ in ready])
-            if not self._closing:
-                loop.call_soon(self._send_next)
+            if self._waiting and not self._closing:
+                loop.call_soon(self._send_next)  # what came meanwhile, and what comes in this turn
+            else:
+                self._sending = False
 
         if not ready:
             loop.call_soon(self._send_next)
