@@ -33,7 +33,8 @@ from pathlib import Path
 
 from fakes.exo.errors import InternalError
 from fakes.exo.events import Acceptance
-from fakes.store_writer import StoreWriteFailed, StoreWriterGone, WriterProcess, wait_for_writer
+from fakes.store_pipe import StoreWriteFailed, StoreWriterGone, WriterProcess
+from fakes.store_writer import wait_for_writer
 
 __all__ = ["MailStore", "StoredMessage", "StoreWriteFailed", "StoreWriterGone"]
 
