@@ -9,6 +9,7 @@ the writer cost the loop a hand-over of the interpreter at each message and at e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -71,6 +72,12 @@ class WriterProcess:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
             for pipe in self._pipes(self.process):
                 os.set_blocking(pipe, False)
+            # a batch wakes it while the edge is busiest: as a batch job it does not take the CPU
+            # from the edge's loop at once (the loop's writev of a batch took up to 0.7 ms when it
+            # did, p90 0.2 to 0.4 ms under the app load); it runs as soon as a CPU is free
+            if hasattr(os, "sched_setscheduler"):  # Linux
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(self.process.pid, os.SCHED_BATCH, os.sched_param(0))
         return self.process
 
     def send(self, rows: Sequence[Sequence[object]], contents: Sequence[tuple[str, bytes]],

@@ -22,7 +22,6 @@ finishes its last batch waits for it (``wait_for_writer``) before it repairs the
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import signal
@@ -133,12 +132,6 @@ def main() -> int:
     # edge (its process group's) must not cut that batch off
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # a batch wakes it while the edge is busiest: as a batch job it does not take the CPU from the
-    # edge's loop at once (the loop's writev of the batch took up to 0.7 ms when it did, p90 0.2 to
-    # 0.4 ms under the app load); it runs as soon as a CPU is free, and larger batches wait for it
-    if hasattr(os, "sched_setscheduler"):  # Linux
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     lock = open(Path(database).with_name(LOCK_NAME), "a")  # noqa: SIM115 - the writer's for its life
     db = sqlite3.connect(database, isolation_level=None, timeout=60)
     db.execute("PRAGMA journal_mode=WAL")

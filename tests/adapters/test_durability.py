@@ -204,3 +204,36 @@ def test_the_writer_process_is_replaced_when_it_dies_and_a_batch_it_cannot_write
     finally:
         store.close()
     assert second.returncode == 0  # its input ended: it closed the database and left
+
+
+def test_a_message_the_writer_cannot_take_yet_never_stops_the_edge_answering_others(edge):
+    """The store's pipe to its writer is the loop's to drive: with the writer stopped, a message
+    larger than the pipe holds waits for it, and meanwhile every other device is answered; once
+    the writer goes on, the message is stored whole and only then answered 250."""
+    host, port = edge.addresses["mx"]
+    big = MESSAGE.format(id=make_msgid()).encode() + (b"y" * 998 + b"\r\n") * 2048  # 2 MB; a pipe holds 64 KiB
+    with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0),
+                      timeout=30) as other:  # a loop stuck in a write fails the NOOP, not the run
+        other.ehlo()  # a connection starts the writer
+        writer = edge.store.writer.process
+        assert writer is not None and os.sched_getscheduler(writer.pid) == os.SCHED_BATCH
+        mark = edge.records.mark()
+        answered: list[object] = []
+
+        def send_big() -> None:
+            with smtplib.SMTP(host, port, local_hostname="device.lab", source_address=("127.0.0.10", 0)) as client:
+                answered.append(client.sendmail("printer@contoso.com", ["alice@contoso.com"], big))
+
+        sender = threading.Thread(target=send_big)
+        os.kill(writer.pid, signal.SIGSTOP)
+        try:
+            sender.start()
+            # the whole message was read and handed to the store (its record comes first)
+            assert edge.records.wait_for(lambda events: any(e.kind == "message" for e in events), 30, since=mark)
+            assert other.noop()[0] == 250  # the loop is not stuck in a write to the writer
+            assert not answered and sender.is_alive()  # no 250 before the message is on disk
+        finally:
+            os.kill(writer.pid, signal.SIGCONT)
+        sender.join(30)
+    assert answered == [{}]
+    assert len([m for m in edge.store.messages() if m.read().endswith(big)]) == 1  # whole, once
