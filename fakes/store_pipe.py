@@ -52,11 +52,6 @@ class WriterProcess:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that drives it
         self._writing = False  # the loop waits for the pipe to take more
 
-    @property
-    def busy(self) -> bool:
-        """A batch is in flight."""
-        return self._answered is not None
-
     def start(self) -> subprocess.Popen[bytes]:
         """The running writer; a new one if none runs (its pipes non-blocking)."""
         if self.process is not None and self.process.poll() is not None:
@@ -142,13 +137,13 @@ class WriterProcess:
     def _detach(self) -> None:
         """The loop no longer watches the pipes (from the loop's thread, or once it has stopped)."""
         loop, self._loop = self._loop, None
+        writing, self._writing = self._writing, False
         if loop is None or loop.is_closed() or self.process is None:
             return
         stdin, stdout = self._pipes(self.process)
         loop.remove_reader(stdout)
-        if self._writing:
+        if writing:
             loop.remove_writer(stdin)
-        self._writing = False
 
     def finish(self) -> None:
         """Block until the batch in flight is answered (its ``answered`` called here): for the
