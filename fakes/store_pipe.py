@@ -83,10 +83,11 @@ class WriterProcess:
         if self._answered is not None:
             raise InternalError("expected no batch in flight")
         stdin, stdout = self._pipes(self.start())
-        self._unsent, self._answered = batch_frame(rows, contents), answered
+        unsent = batch_frame(rows, contents)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(stdout, self._on_readable)  # nothing is in flight until it is watched
+        self._unsent, self._answered, self._loop = unsent, answered, loop
         self._heard.clear()
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(stdout, self._on_readable)
         self._on_writable()
 
     def _on_writable(self) -> None:
