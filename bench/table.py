@@ -1,8 +1,10 @@
-"""Every ratio in one table: the load workloads against stock aiosmtpd (printer, app, MX), the
-fleet burst, the edge's resident size idle and after ``--memory-messages`` messages, and judging a
-capture against tshark. Each row is its benchmark run in a process of its own, in this one run.
+"""Every ratio in one table: the load workloads against stock aiosmtpd (printer, app, MX) as rates
+and as instructions a message (``instructions.py``, valgrind), the fleet burst, the edge's
+resident size idle and after ``--memory-messages`` messages, and judging a capture against tshark.
+Each row is its benchmark run in a process of its own, in this one run.
 
-    python bench/table.py [--messages 3000] [--memory-messages 100000] [--devices 1000]
+    python bench/table.py [--messages 3000] [--instruction-messages 600] [--memory-messages 100000]
+                          [--devices 1000]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def run(script: str, *args: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--instruction-messages", type=int, default=600, help="messages each server is counted over")
     parser.add_argument("--memory-messages", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--packets", type=int, default=250_000)
@@ -39,6 +42,10 @@ def main() -> None:
         rows.append((f"{workload}, msg/s", str(r.get("baseline_msg_per_s", r.get("error"))),
                      str(r.get("edge_msg_per_s", "")),
                      f"{r.get('ratio', '')} (target {target}); CPU a message {r.get('cpu_ratio', '')}"))
+    for workload in ("printer", "app", "mx"):  # the same loads, counted: what the machine's noise does not move
+        r = run("instructions.py", "--workload", workload, "--messages", str(args.instruction_messages))
+        rows.append((f"{workload}, instructions a message", str(r.get("baseline_ir_per_msg", r.get("error"))),
+                     str(r.get("edge_ir_per_msg", "")), f"{r.get('ratio', '')} (aiosmtpd's / the edge's)"))
     r = run("load.py", "--workload", "burst", "--connections", str(args.devices), "--within", "10")
     edge, base = r.get("edge", {}), r.get("baseline", {})
     rows.append((f"burst of {args.devices} devices in 10 s, p99 to 250 (s)", str(base.get("p99_s", r.get("error"))),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import need
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,3 +59,12 @@ def test_the_burst_serves_every_device_and_stores_every_message():
 def test_the_idle_workload_reports_the_edges_resident_size():
     report = bench("bench/load.py", "--workload", "idle")
     assert 0 < report["edge_rss_mib_idle"] <= report["edge_rss_mib_after_one_each"] + 5
+
+
+def test_the_instruction_benchmark_counts_each_servers_messages():
+    need("valgrind", "valgrind")
+    report = bench("bench/instructions.py", "--workload", "mx", "--messages", "20", "--clients", "4", "--warm-up", "8")
+    # a message is about 1.5 million instructions for either server: a count that stayed off (or
+    # counted only the switching on) would be far below, one that took the start-up far above
+    assert 300_000 < report["baseline_ir_per_msg"] < 20_000_000
+    assert 300_000 < report["edge_ir_per_msg"] < 20_000_000
