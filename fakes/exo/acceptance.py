@@ -7,8 +7,10 @@ turns the answer into its decision; nothing here knows the session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import Any
+
+import msgspec
+from msgspec.structs import replace
 
 from . import replies as R
 from . import rules
@@ -21,8 +23,7 @@ from .state import EdgeState
 from .tenant import Mailbox
 
 
-@dataclass(frozen=True)
-class Transaction:
+class Transaction(msgspec.Struct, frozen=True):
     """One message's envelope and who sends it, as the session has judged them so far."""
 
     state: EdgeState
@@ -37,12 +38,11 @@ class Transaction:
     attribution: rules.Attribution  # how the MX placed the session (connector or direct send)
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """The reply to give (rendered by the session, with ``fields``), the message taken or not."""
 
     reply: Reply
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = msgspec.field(default_factory=dict)
     accepted: Acceptance | None = None
     notes: tuple[Observed, ...] = ()
 

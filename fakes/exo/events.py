@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
 from .message import NonDeliveryReport
 from .observed import Observed
 from .replies import Reply
@@ -24,95 +26,79 @@ Folder = Literal["Inbox", "Sent Items", "Junk", "Outbound"]
 # --- events ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Hello:
+class Hello(msgspec.Struct, frozen=True):
     verb: Literal["EHLO", "HELO"]
     name: str
 
 
-@dataclass(frozen=True)
-class StartTls:
+class StartTls(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class TlsEstablished:
+class TlsEstablished(msgspec.Struct, frozen=True):
     version: str  # as ssl reports it: "TLSv1.2"
     cipher: str = ""
     certificate_names: tuple[str, ...] = ()  # client certificate CN and SANs, when one was sent
 
 
-@dataclass(frozen=True)
-class Auth:
+class Auth(msgspec.Struct, frozen=True):
     mechanism: str
     initial: str | None = None  # the initial response, base64 as sent
 
 
-@dataclass(frozen=True)
-class AuthLine:
+class AuthLine(msgspec.Struct, frozen=True):
     line: str  # a client's answer to a 334, base64 as sent
 
 
-@dataclass(frozen=True)
-class MailFrom:
+class MailFrom(msgspec.Struct, frozen=True):
     address: str
     params: tuple[tuple[str, str | None], ...] = ()
 
 
-@dataclass(frozen=True)
-class RcptTo:
+class RcptTo(msgspec.Struct, frozen=True):
     address: str
     params: tuple[tuple[str, str | None], ...] = ()
 
 
-@dataclass(frozen=True)
-class Data:
+class Data(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class MessageBody:
+class MessageBody(msgspec.Struct, frozen=True):
     """A whole message after DATA at once: ``BodyData`` then ``DataEnd``, for callers that
     already hold it."""
 
     content: bytes  # dot-unstuffed, line endings as sent
 
 
-@dataclass(frozen=True)
-class Malformed:
+class Malformed(msgspec.Struct, frozen=True):
     """A command line that is not text the edge can read (not UTF-8), or a BDAT without a size."""
 
     shown: str  # the line with unreadable bytes escaped, as the records show it
     unreadable: bool = False  # not text at all (Exchange: 'unknown'), rather than a bad argument
 
 
-@dataclass(frozen=True)
-class Reset:
+class Reset(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class Noop:
+class Noop(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class Quit:
+class Quit(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class Unknown:
+class Unknown(msgspec.Struct, frozen=True):
     verb: str
 
 
-@dataclass(frozen=True)
-class TimedOut:
+class TimedOut(msgspec.Struct, frozen=True):
     """The client said nothing for the idle timeout."""
 
 
-@dataclass(frozen=True)
-class Closed:
+class Closed(msgspec.Struct, frozen=True):
     pass
 
 
@@ -123,8 +109,7 @@ Event = (Hello | StartTls | TlsEstablished | Auth | AuthLine | MailFrom | RcptTo
 # --- decisions ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """One copy of an accepted message: into a mailbox's folder, or out to the internet."""
 
     folder: Folder
@@ -134,8 +119,7 @@ class Delivery:
     content: NonDeliveryReport | None = None  # an NDR in place of the message itself
 
 
-@dataclass(frozen=True)
-class Acceptance:
+class Acceptance(msgspec.Struct, frozen=True):
     message_id: str
     mail_from: str
     recipients: tuple[str, ...]
@@ -145,8 +129,7 @@ class Acceptance:
     spf: str | None = None
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     lines: tuple[str, ...]
     reply: Reply | None = None
     close: bool = False

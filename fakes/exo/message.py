@@ -19,6 +19,8 @@ from email.mime.text import MIMEText
 from email.parser import HeaderParser
 from email.utils import format_datetime, getaddresses, make_msgid
 
+import msgspec
+
 from .observed import MessageSeen
 
 _FOLDING = re.compile(r"\r?\n[ \t]+")
@@ -77,8 +79,7 @@ def header_block(content: Content) -> Content:
     return content if end < 0 else content[: end + 2]
 
 
-@dataclass(frozen=True)
-class Headers:
+class Headers(msgspec.Struct, frozen=True):
     from_addresses: tuple[str, ...]
     message_id: str | None
     date: str | None

@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import msgspec
 
-@dataclass(frozen=True)
-class ReplyContext:
+
+class ReplyContext(msgspec.Struct, frozen=True):
     """What a rendered reply needs from the session: who speaks, when, under which id."""
 
     host: str  # the server's name in the suffix, e.g. MN2PR05CA0004.namprd05.prod.outlook.com

@@ -14,8 +14,9 @@ the chunk whatever the answer will be (RFC 3030 2): they are never read as comma
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import Enum
+
+import msgspec
 
 from .errors import InternalError
 
@@ -26,22 +27,19 @@ _BDAT = re.compile(rb"^BDAT[ \t]+(\d{1,15})(?:[ \t]+(LAST))?[ \t]*$", re.IGNOREC
 _CRLF = b"\r\n"
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(msgspec.Struct, frozen=True):
     """A command line (or an AUTH continuation), without its CRLF."""
 
     raw: bytes
 
 
-@dataclass(frozen=True)
-class LineTooLong:
+class LineTooLong(msgspec.Struct, frozen=True):
     """A command line over the limit: discarded whole, up to and including its CRLF."""
 
     size: int
 
 
-@dataclass(frozen=True)
-class ChunkStart:
+class ChunkStart(msgspec.Struct, frozen=True):
     """``BDAT <size> [LAST]``: ``size`` octets of message follow, then ``ChunkEnd``."""
 
     size: int
@@ -49,20 +47,17 @@ class ChunkStart:
     raw: bytes
 
 
-@dataclass(frozen=True)
-class BodyData:
+class BodyData(msgspec.Struct, frozen=True):
     """Message octets: dot-unstuffed after DATA, as sent after BDAT."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
-class DataEnd:
+class DataEnd(msgspec.Struct, frozen=True):
     """The lone dot that ends DATA."""
 
 
-@dataclass(frozen=True)
-class ChunkEnd:
+class ChunkEnd(msgspec.Struct, frozen=True):
     size: int
     last: bool
 
