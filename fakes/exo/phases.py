@@ -41,6 +41,10 @@ class Phase(enum.Enum):
     CHUNKING = "chunking"  # BDAT chunks taken, the LAST one still to come
     CLOSED = "closed"
 
+    # a phase is one object for the life of the process: hashed by identity, in C (Enum's own hash
+    # is Python code, and the session looks phases up in sets several times a command)
+    __hash__ = object.__hash__
+
 
 # Which phases accept which event; anything else is a sequence error with this reply.
 SEQUENCE: dict[type, tuple[frozenset[Phase], Reply]] = {
