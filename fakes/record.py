@@ -14,7 +14,6 @@ Secrets never reach it: AUTH payloads are replaced before an event is written.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 
 from fakes.exo.errors import ExoEdgeError
 from fakes.exo.observed import BEGINS, Connect, Disconnect, Observed, decode
@@ -34,6 +34,7 @@ REDACTED = "<redacted>"
 # msgspec's JSON: the same text as json.dumps(ensure_ascii=False), several times faster
 _ENCODE = msgspec.json.Encoder(enc_hook=str).encode
 
+_CONTAINERS = frozenset({tuple, list, dict})
 _OURS = frozenset({"kind", "session", "t"})  # the vocabulary's own words and ids: never a secret, never masked
 # Events kept in memory for the harness (a scenario's window is a few hundred, a hundred messages'
 # worth is a few thousand); all are on disk. Bounded by count and by the size of their lines: a
@@ -143,44 +144,47 @@ class RecordLog:
         mask = self.mask or _unmasked
         texts: list[str] = []
         for event in events:
-            for name in _text_fields(type(event)):
-                value = getattr(event, name)
+            for value in astuple(event):  # the session id too (a form of a secret there: the slow path)
                 if value.__class__ is str:
                     texts.append(value)
-                elif isinstance(value, tuple | list | dict):
+                elif value.__class__ in _CONTAINERS:
                     texts.extend(_strings(value))
         joined = "\0".join(texts)
+        kept: Sequence[Observed]
+        lines: Sequence[bytes]
         if len(joined) > VALUE_KEPT and max(map(len, texts)) > VALUE_KEPT or mask(joined) != joined:
-            kept = [_kept_masked(event, mask) for event in events]
+            kept, lines = zip(*(_kept_masked(event, mask) for event in events), strict=True)
         else:  # kept as they came, encoded as they are (the same JSON as their builtins')
-            kept = [(event, _ENCODE(event)) for event in events]
+            kept, lines = events, [_ENCODE(event) for event in events]
         with self._changed:
-            for event, encoded in kept:
-                self._keep(event, encoded)
+            self._keep(kept, lines)
             if self._waiting:
                 self._changed.notify_all()
         for watcher in self._watchers:
-            for event, _ in kept:
+            for event in kept:
                 watcher(event)
 
-    def _keep(self, event: Observed, encoded: bytes) -> None:
-        """In memory (the newest, within the limits) and on its way to the file; the lock held."""
-        self._events.append(event)
-        self._sizes.append(len(encoded))
-        self._octets += len(encoded)
+    def _keep(self, events: Sequence[Observed], lines: Sequence[bytes]) -> None:
+        """In memory (the newest, within the limits) and on their way to the file, as one chunk;
+        the lock held."""
+        sizes = [len(line) for line in lines]
+        self._events.extend(events)
+        self._sizes.extend(sizes)
+        self._octets += sum(sizes)
         count, octets = self._limits
         while len(self._events) > 1 and (len(self._events) > count or self._octets > octets):
             self._events.popleft()
             self._octets -= self._sizes.popleft()
             self._dropped += 1
         if self._fd is not None:
-            encoded += b"\n"
-            self._pending.append(encoded)
-            self._pending_octets += len(encoded)
-            self._unflushed += 1
-            # a file that cannot be written is tried again by the running edge's timer alone
-            if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(event, Disconnect)):
-                self._flush()  # a session's end reaches the file with it
+            chunk = b"\n".join(lines) + b"\n"
+            self._pending.append(chunk)
+            self._pending_octets += len(chunk)
+            self._unflushed += len(lines)
+            # a file that cannot be written is tried again by the running edge's timer alone; a
+            # session's end (the last event of its batch) reaches the file with it
+            if self.unwritable is None and (self._unflushed >= FLUSH_EVERY or isinstance(events[-1], Disconnect)):
+                self._flush()
 
     def watch(self, watcher: Callable[[Observed], None]) -> None:
         """Call ``watcher`` with every event from now on, as kept (masked), in the appending thread."""
@@ -344,12 +348,6 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {key: _masked(item, mask) for key, item in value.items()}
     return value
-
-
-@functools.cache
-def _text_fields(kind: type[Observed]) -> tuple[str, ...]:
-    """The fields of an event type that may hold text of a peer's (all but the vocabulary's own)."""
-    return tuple(name for name in kind.__struct_fields__ if name not in _OURS)
 
 
 def _strings(value: Any) -> Iterator[str]:
