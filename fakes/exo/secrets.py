@@ -20,6 +20,8 @@ import re
 import urllib.parse
 from typing import Any
 
+from ahocorasick_rs import AhoCorasick
+
 MASK = "********"
 # base64 runs shorter than this are not masked inside longer base64 (too likely to be chance)
 _MIN_FRAGMENT = 8
@@ -81,8 +83,11 @@ TOKEN_MARKERS = ("eyJ", REFRESH_TOKEN_PREFIX, *_CORES)
 class SecretMask:
     def __init__(self) -> None:
         self._forms: set[str] = set()
-        # the pattern and the literals one of which any match holds, replaced together
-        self._compiled: tuple[re.Pattern[str], tuple[str, ...]] = (re.compile("|".join(TOKEN_SHAPES)), TOKEN_MARKERS)
+        # the pattern, and an automaton of the literals one of which any match holds (one pass over
+        # a text finds whether it holds any: 33 searches for each of them took four times as long,
+        # 70 us for a ClientHello's base64); replaced together
+        self._compiled: tuple[re.Pattern[str], AhoCorasick] = (re.compile("|".join(TOKEN_SHAPES)),
+                                                               AhoCorasick(list(TOKEN_MARKERS)))
 
     def add(self, *secrets: str | None) -> None:
         """Passwords and client secrets: masked for the life of the mask. The harness adds (one
@@ -92,15 +97,13 @@ class SecretMask:
             forms = self._forms | fresh
             ordered = sorted(forms, key=len, reverse=True)  # longest first
             self._compiled = (re.compile("|".join([*TOKEN_SHAPES, *(re.escape(f) for f in ordered)])),
-                              (*TOKEN_MARKERS, *ordered))
+                              AhoCorasick([*TOKEN_MARKERS, *ordered]))
             self._forms = forms
 
     def mask(self, text: str) -> str:
         pattern, literals = self._compiled
-        if text:
-            for literal in literals:
-                if literal in text:
-                    return pattern.sub(MASK, text)
+        if text and literals.find_matches_as_indexes(text):  # any literal at all (most text: none)
+            return pattern.sub(MASK, text)
         return text
 
     def mask_data(self, data: Any) -> Any:
