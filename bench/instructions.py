@@ -64,7 +64,10 @@ def measure(command: list[str], work: Any, warm_up: Any, messages: int, state: P
         asyncio.run(timed(work(where)))
         if edge:
             files_caught_up(state)  # the .eml files of the messages are work of theirs, done after them
-        return round(counted(pids, out, "load") / messages)
+        total = counted(pids, out, "load")
+        if not total:
+            raise RuntimeError(f"callgrind counted no instructions for {' '.join(command)}")
+        return round(total / messages)
 
 
 def main() -> None:
