@@ -141,6 +141,8 @@ class RecordLog:
     def extend(self, events: Sequence[Observed]) -> None:
         """Keep ``events``, in their order, as one batch: one pass of the mask over all their text
         tells whether any needs masking or cutting (most batches: none), one hold of the lock."""
+        if not events:
+            return
         mask = self.mask or _unmasked
         texts: list[str] = []
         for event in events:

@@ -10,7 +10,7 @@ import smtplib
 import msgspec
 
 from fakes.edge import Edge, EdgeThread
-from fakes.exo.observed import Command, decode
+from fakes.exo.observed import Command, Disconnect, decode
 from fakes.exo.secrets import SecretMask
 from fakes.record import RecordLog
 
@@ -85,3 +85,24 @@ def test_a_long_value_is_kept_as_its_start_and_never_as_half_a_secret(tmp_path):
     (line,) = [json.loads(x)["line"] for x in (tmp_path / "records.jsonl").read_text().splitlines()[1:]]
     assert len(line) < 4200 and line.endswith("characters not kept)")
     assert secret[:4] not in line.rsplit("x", 1)[-1]  # no start of the secret before the note
+
+
+def test_a_batch_reaches_memory_and_the_file_whole_and_in_order_and_an_empty_one_changes_nothing(tmp_path):
+    """Events committed together are kept as one chunk: each its own line, in order, the one that
+    holds a secret masked with the others untouched; a batch of none keeps nothing."""
+    mask = SecretMask()
+    mask.add("Scan-2026!")
+    log = RecordLog(tmp_path / "records.jsonl", mask=mask.mask)
+    log.extend([])
+    assert log.events() == []
+    batch = [Command(line="MAIL FROM:<a@contoso.com>", verb="MAIL", session="s1"),
+             Command(line="NOOP Scan-2026!", verb="NOOP", session="s1"),
+             Disconnect(session="s1")]
+    log.extend(batch)
+    kept = log.events()
+    assert [type(e).__name__ for e in kept] == ["Command", "Command", "Disconnect"]
+    assert kept[0].line == "MAIL FROM:<a@contoso.com>" and "Scan-2026!" not in kept[1].line
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()  # a session's end is flushed with it
+    assert len(lines) == 3 and '"MAIL FROM:<a@contoso.com>"' in lines[0] and "Scan-2026!" not in lines[1]
+    assert '"disconnect"' in lines[2]
+    log.close()
